@@ -1,0 +1,255 @@
+"""Span to PeekAPI event: pure functions, no I/O. The wire schema lives here only."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import SpanKind, StatusCode
+
+from peekapi_otel._stats import STATS
+
+Event = dict[str, Any]
+
+MAX_METHOD: Final = 16
+MAX_PATH: Final = 2048
+MAX_CONSUMER: Final = 256
+
+# Attributes our own hooks put on a span (peekapi.* only).
+ATTR_CONSUMER: Final = "peekapi.consumer_id"
+ATTR_REQUEST_SIZE: Final = "peekapi.request_size"
+ATTR_RESPONSE_SIZE: Final = "peekapi.response_size"
+ATTR_METHOD: Final = "peekapi.method"
+ATTR_PATH: Final = "peekapi.path"
+ATTR_QUERY: Final = "peekapi.query"
+
+_UTC: Final = datetime.timezone.utc
+_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def hash_consumer(value: str) -> str:
+    """The default consumer ID: ``hash_`` + 12 hex chars of SHA-256 of the full value."""
+    return "hash_" + hashlib.sha256(value.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+
+
+def is_request_span(span: ReadableSpan) -> bool:
+    """One event per request: a local-root SERVER span that carries an HTTP method."""
+    if span.kind is not SpanKind.SERVER:
+        return False
+    parent = span.parent
+    if parent is not None and not parent.is_remote:
+        return False
+    attrs = span.attributes
+    return attrs is not None and ("http.request.method" in attrs or "http.method" in attrs)
+
+
+def _str(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Sequence) and value and isinstance(value[0], str):
+        return value[0]
+    return None
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            return None
+    if isinstance(value, Sequence) and value:
+        return _int(value[0])
+    return None
+
+
+def _method(attrs: Mapping[str, Any]) -> str:
+    method = _str(attrs.get("http.request.method")) or _str(attrs.get("http.method")) or ""
+    if method == "_OTHER":
+        method = (
+            _str(attrs.get("http.request.method_original"))
+            or _str(attrs.get(ATTR_METHOD))
+            or method
+        )
+    return method.upper()[:MAX_METHOD]
+
+
+def _raw_path_and_query(attrs: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    path = _str(attrs.get("url.path"))
+    if path is not None:
+        return path, _str(attrs.get("url.query"))
+    target = _str(attrs.get("http.target"))
+    if target is not None:
+        path, sep, query = target.partition("?")
+        if sep:
+            return path, query
+        # ASGI's old-mode target has no query; the full URL still has it.
+        url = _str(attrs.get("http.url"))
+        return path, (urlsplit(url).query or None) if url and "?" in url else None
+    path = _str(attrs.get(ATTR_PATH))
+    if path is not None:
+        return path, _str(attrs.get(ATTR_QUERY))
+    url = _str(attrs.get("http.url")) or _str(attrs.get("url.full"))
+    if url:
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            return None, None
+        return parts.path or "/", parts.query or None
+    return None, None
+
+
+def _path(span: ReadableSpan, attrs: Mapping[str, Any], route_first: bool) -> tuple[str, str]:
+    raw, query = _raw_path_and_query(attrs)
+    path: str | None = None
+    if route_first:
+        route = _str(attrs.get("http.route"))
+        if route:
+            path = route if route.startswith("/") else "/" + route
+    if path is None:
+        path = raw
+    if path is None:
+        # Last resort: "GET /items/{id}" style span names.
+        _, _, rest = span.name.partition(" ")
+        path = rest if rest.startswith("/") else "/"
+    return path, query or ""
+
+
+def _sorted_query(query: str) -> str:
+    params = [p for p in query.split("&") if p]
+    params.sort(key=lambda p: p.partition("=")[0])
+    return "&".join(params)
+
+
+def _status(span: ReadableSpan, attrs: Mapping[str, Any]) -> int:
+    status = _int(attrs.get("http.response.status_code"))
+    if status is None:
+        status = _int(attrs.get("http.status_code"))
+    if status is not None:
+        return status
+    # Starlette and raw ASGI: the 500 is produced outside the OTel middleware.
+    if span.status.status_code is StatusCode.ERROR:
+        return 500
+    if any(e.name == "exception" for e in span.events):
+        return 500
+    return 0
+
+
+def _size(attrs: Mapping[str, Any], own: str, header: str) -> int:
+    size = _int(attrs.get(own))
+    if size is None:
+        size = _int(attrs.get(header))
+    return size if size is not None and size >= 0 else 0
+
+
+def _captured_headers(attrs: Mapping[str, Any]) -> dict[str, str]:
+    prefix = "http.request.header."
+    return {
+        k[len(prefix) :].replace("_", "-"): v
+        for k, raw in attrs.items()
+        if k.startswith(prefix) and (v := _str(raw)) is not None
+    }
+
+
+def _consumer(
+    attrs: Mapping[str, Any],
+    consumer_headers: Sequence[str],
+    identify_consumer: Callable[[Mapping[str, str]], str | None] | None,
+) -> str | None:
+    consumer = attrs.get(ATTR_CONSUMER)
+    if isinstance(consumer, str):
+        return consumer[:MAX_CONSUMER] or None
+    if identify_consumer is not None:
+        # No hook saw the raw request: offer what header capture recorded (credential
+        # headers already hashed or redacted).
+        try:
+            result = identify_consumer(_captured_headers(attrs))
+        except Exception as exc:  # noqa: BLE001 - user callback; counted, event kept
+            STATS.drop("consumer_error", detail=f"identify_consumer raised {exc!r}")
+            return None
+        return str(result)[:MAX_CONSUMER] if result else None
+    # No hook ran: the credential guard already replaced captured consumer headers
+    # by their hash, so the value can be used as it is.
+    for name in consumer_headers:
+        value = _str(attrs.get("http.request.header." + name.replace("-", "_")))
+        if value:
+            return value[:MAX_CONSUMER] if value.startswith("hash_") else hash_consumer(value)
+    return None
+
+
+def timestamp(ns: int) -> str:
+    seconds, rem = divmod(ns, 1_000_000_000)
+    moment = datetime.datetime.fromtimestamp(seconds, _UTC).replace(microsecond=rem // 1000)
+    return moment.isoformat()
+
+
+def span_to_event(
+    span: ReadableSpan,
+    *,
+    path_source: str = "route",
+    collect_query_string: bool = False,
+    consumer_headers: Sequence[str] = ("x-api-key", "authorization"),
+    metadata: Mapping[str, Any] | None = None,
+    identify_consumer: Callable[[Mapping[str, str]], str | None] | None = None,
+) -> Event:
+    """Build the PeekAPI event for a request span (see :func:`is_request_span`)."""
+    attrs: Mapping[str, Any] = span.attributes or {}
+    path, query = _path(span, attrs, path_source == "route")
+    if collect_query_string and query:
+        path = f"{path}?{_sorted_query(query)}"
+    start = span.start_time or 0
+    end = span.end_time or start
+    ctx = span.context
+    meta: dict[str, Any] = dict(metadata) if metadata else {}
+    if ctx is not None:
+        meta["trace_id"] = format(ctx.trace_id, "032x")
+        meta["span_id"] = format(ctx.span_id, "016x")
+    return {
+        "method": _method(attrs),
+        "path": path[:MAX_PATH],
+        "status_code": _status(span, attrs),
+        "response_time_ms": round(max(end - start, 0) / 1e6, 2),
+        "request_size": _size(attrs, ATTR_REQUEST_SIZE, "http.request.header.content_length"),
+        "response_size": _size(attrs, ATTR_RESPONSE_SIZE, "http.response.header.content_length"),
+        "consumer_id": _consumer(attrs, consumer_headers, identify_consumer),
+        "metadata": meta or None,
+        "timestamp": timestamp(start),
+    }
+
+
+def encode_event(event: Event, max_bytes: int) -> bytes | None:
+    """Compact JSON for one event; drops ``metadata`` if too large; ``None`` if still too large."""
+    data = _ENCODER.encode(event).encode("utf-8", "surrogateescape")
+    if len(data) <= max_bytes:
+        return data
+    if event.get("metadata") is not None:
+        event = {**event, "metadata": None}
+        data = _ENCODER.encode(event).encode("utf-8", "surrogateescape")
+        if len(data) <= max_bytes:
+            return data
+    return None
+
+
+def encode_batch(lines: Sequence[bytes]) -> bytes:
+    """A JSON array body from already-encoded events."""
+    return b"[" + b",".join(lines) + b"]"
+
+
+def event_key(line: bytes) -> tuple[str, str] | None:
+    """``(trace_id, span_id)`` of an encoded event, or ``None``; used by tests and tools."""
+    try:
+        meta = json.loads(line).get("metadata") or {}
+    except (ValueError, AttributeError):
+        return None
+    trace_id, span_id = meta.get("trace_id"), meta.get("span_id")
+    if isinstance(trace_id, str) and isinstance(span_id, str):
+        return trace_id, span_id
+    return None

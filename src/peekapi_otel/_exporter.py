@@ -1,0 +1,102 @@
+"""``PeekApiSpanExporter``: the OpenTelemetry exporter face of the delivery pipeline."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from peekapi_otel._events import is_request_span
+from peekapi_otel._guard import guard
+from peekapi_otel._options import Options
+from peekapi_otel._pipeline import Pipeline
+from peekapi_otel._stats import STATS
+from peekapi_otel._transport import Transport
+
+_logger = logging.getLogger(__name__)
+
+
+class _Registry:
+    """How many PeekAPI processors are attached in this process.
+
+    A processor sees every request, sampled or not; when one is attached, an exporter
+    behind a ``BatchSpanProcessor`` (``OTEL_TRACES_EXPORTER=peekapi``) stays quiet so no
+    request is counted twice.
+    """
+
+    lock = threading.Lock()
+    processors = 0
+
+
+class PeekApiSpanExporter(SpanExporter):
+    """Batches request spans as PeekAPI events to the ingest, with retry and a disk spool.
+
+    With no arguments it reads ``PEEKAPI_*`` from the environment, so
+    ``OTEL_TRACES_EXPORTER=peekapi`` works. Behind a ``BatchSpanProcessor`` it only sees
+    *sampled* spans; :class:`PeekApiSpanProcessor` counts every request.
+
+    Args:
+        options: resolved options; otherwise built from ``kwargs`` and the environment.
+        kwargs: any :class:`Options` field (``api_key=``, ``endpoint=``...).
+
+    Raises:
+        ValueError: an explicit argument is invalid.
+    """
+
+    def __init__(
+        self,
+        *,
+        options: Options | None = None,
+        _transport: Transport | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.options = options if options is not None else Options.from_env(**kwargs)
+        self._pipeline: Pipeline | None = None
+        self._via_processor = False
+        problem = self.options.problem
+        if problem is not None:
+            STATS.once("disabled:" + problem, logging.ERROR, "peekapi-otel: %s", problem)
+            return
+        self._pipeline = Pipeline(self.options, transport=_transport)
+
+    @property
+    def enabled(self) -> bool:
+        return self._pipeline is not None
+
+    def submit(self, span: ReadableSpan) -> None:
+        """Queue one request span (O(1), no I/O)."""
+        pipeline = self._pipeline
+        if pipeline is None:
+            STATS.drop("disabled", 1, self.options.problem or "")
+            return
+        pipeline.submit(span)
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        with guard:
+            if self._via_processor:
+                return SpanExportResult.SUCCESS
+            if _Registry.processors:
+                return SpanExportResult.SUCCESS
+            for span in spans:
+                if is_request_span(span):
+                    self.submit(span)
+        return SpanExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        with guard:
+            if self._pipeline is not None:
+                return self._pipeline.force_flush(timeout_millis / 1000)
+        return True
+
+    def shutdown(self) -> None:
+        with guard:
+            if self._pipeline is not None:
+                self._pipeline.shutdown()
+
+    def spool_info(self) -> Any:
+        """What waits on disk for this exporter's endpoint and key."""
+        return None if self._pipeline is None else self._pipeline.spool.info()

@@ -1,0 +1,210 @@
+"""A local PeekAPI-compatible ingest: ``POST /v1/events`` into SQLite, plus the dashboard."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import signal
+import socket
+import sqlite3
+import sys
+import threading
+import zlib
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import FrameType
+from typing import Any, Final
+
+from peekapi_otel._dashboard import PAGE
+from peekapi_otel._store import EventStore, InvalidBatch, validate_batch
+
+DEFAULT_HOST: Final = "127.0.0.1"
+DEFAULT_PORT: Final = 8787
+DEFAULT_DB: Final = "peekapi-events.db"
+DEFAULT_MAX_BODY: Final = 5 * 1024 * 1024
+EVENTS_PATH: Final = "/v1/events"
+
+_logger = logging.getLogger(__name__)
+
+
+class _Refused(Exception):
+    def __init__(self, status: HTTPStatus, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class IngestServer(ThreadingHTTPServer):
+    """HTTP server holding the store and the ingest settings for its handlers."""
+
+    daemon_threads = True
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        store: EventStore,
+        *,
+        api_key: str | None = None,
+        max_body: int = DEFAULT_MAX_BODY,
+    ) -> None:
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, _Handler)
+        self.store = store
+        self.api_key = api_key
+        self.max_body = max_body
+
+
+def _gunzip(body: bytes, limit: int) -> bytes:
+    # Bounded decompression: a small gzip bomb must not expand past the body limit.
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise _Refused(HTTPStatus.BAD_REQUEST, f"invalid gzip body: {exc}") from None
+    if len(out) > limit:
+        raise _Refused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"decompressed body over {limit} bytes")
+    if not inflater.eof:
+        raise _Refused(HTTPStatus.BAD_REQUEST, "truncated gzip body")
+    return out
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: IngestServer
+    protocol_version = "HTTP/1.1"
+    server_version = "peekapi-otel-ingest"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib signature)
+        _logger.debug("%s " + format, self.address_string(), *args)
+
+    def _send(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, status: HTTPStatus, payload: Any) -> None:
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        self._send(status, body, "application/json")
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        if path == "/":
+            self._send(HTTPStatus.OK, PAGE.encode(), "text/html; charset=utf-8")
+        elif path == "/api/summary":
+            self._json(HTTPStatus.OK, self.server.store.summary())
+        elif path == "/healthz":
+            self._json(HTTPStatus.OK, {"status": "ok"})
+        else:
+            self._json(HTTPStatus.NOT_FOUND, {"error": "not found"})
+
+    do_HEAD = do_GET
+
+    def do_POST(self) -> None:
+        if self.path.split("?", 1)[0] != EVENTS_PATH:
+            self.close_connection = True
+            self._json(HTTPStatus.NOT_FOUND, {"error": "not found"})
+            return
+        try:
+            rows = validate_batch(self._read_batch())
+        except _Refused as exc:
+            self._json(exc.status, {"error": exc.reason})
+            return
+        except InvalidBatch as exc:
+            self._json(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
+            return
+        try:
+            accepted, duplicates = self.server.store.insert_rows(rows)
+        except sqlite3.Error as exc:
+            # Typically the store closing under a late request at shutdown: the sender
+            # should retry, not drop.
+            self.close_connection = True
+            self._json(HTTPStatus.SERVICE_UNAVAILABLE, {"error": f"store unavailable: {exc}"})
+            return
+        self._json(HTTPStatus.OK, {"accepted": accepted, "duplicates": duplicates})
+
+    def _read_batch(self) -> Any:
+        key = self.server.api_key
+        if key is not None:
+            given = self.headers.get("x-api-key", "")
+            if not hmac.compare_digest(given.encode(), key.encode()):
+                # The body is left unread, so this connection cannot carry another request.
+                self.close_connection = True
+                raise _Refused(HTTPStatus.UNAUTHORIZED, "missing or invalid x-api-key")
+        length_header = self.headers.get("Content-Length")
+        if self.headers.get("Transfer-Encoding") or length_header is None:
+            self.close_connection = True
+            raise _Refused(HTTPStatus.LENGTH_REQUIRED, "Content-Length is required")
+        try:
+            length = int(length_header)
+        except ValueError:
+            length = -1
+        if length < 0:
+            self.close_connection = True
+            raise _Refused(HTTPStatus.BAD_REQUEST, "invalid Content-Length")
+        limit = self.server.max_body
+        if length > limit:
+            self.close_connection = True
+            raise _Refused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body over {limit} bytes")
+        body = self.rfile.read(length)
+        if len(body) != length:
+            self.close_connection = True
+            raise _Refused(HTTPStatus.BAD_REQUEST, "body shorter than Content-Length")
+        encoding = self.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding == "gzip":
+            body = _gunzip(body, limit)
+        elif encoding not in ("", "identity"):
+            raise _Refused(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, f"unsupported encoding {encoding}")
+        try:
+            return json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise _Refused(HTTPStatus.BAD_REQUEST, f"malformed JSON: {exc}") from None
+
+
+def serve(
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    db: str = DEFAULT_DB,
+    *,
+    api_key: str | None = None,
+    max_body: int = DEFAULT_MAX_BODY,
+) -> int:
+    """Run the ingest until SIGTERM or SIGINT; returns the process exit code.
+
+    Prints ``peekapi-otel ingest listening on http://HOST:PORT (db FILE)`` once bound, so
+    a parent process can read the port chosen for ``port=0``.
+    """
+    store = EventStore(db)
+    try:
+        server = IngestServer((host, port), store, api_key=api_key, max_body=max_body)
+    except BaseException:
+        store.close()
+        raise
+    stopping = threading.Event()
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        # shutdown() blocks until serve_forever returns, which runs on this same thread,
+        # so it has to be called from another one.
+        if not stopping.is_set():
+            stopping.set()
+            threading.Thread(target=server.shutdown, name="peekapi-ingest-stop").start()
+
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    bound_host, bound_port = server.server_address[:2]
+    url_host = f"[{bound_host}]" if ":" in str(bound_host) else bound_host
+    print(f"peekapi-otel ingest listening on http://{url_host}:{bound_port} (db {db})", flush=True)
+    try:
+        server.serve_forever(poll_interval=0.2)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        server.server_close()
+        store.close()
+    print("peekapi-otel ingest stopped", file=sys.stderr, flush=True)
+    return 0

@@ -1,0 +1,78 @@
+"""``PeekApiSpanProcessor``: one PeekAPI event per HTTP request span."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.trace import SpanKind
+
+from peekapi_otel import _credentials
+from peekapi_otel._events import is_request_span
+from peekapi_otel._exporter import PeekApiSpanExporter, _Registry
+from peekapi_otel._guard import guard
+from peekapi_otel._options import Options
+from peekapi_otel.hooks import configure_hooks
+
+_GUARDED_KINDS = (SpanKind.SERVER, SpanKind.CLIENT)
+
+
+class PeekApiSpanProcessor(SpanProcessor):
+    """Turns each local-root HTTP SERVER span into one PeekAPI event.
+
+    Privacy: from ``on_start`` on, captured ``authorization``, ``x-api-key``, ``cookie``,
+    ``set-cookie`` and ``proxy-authorization`` headers (and any ``consumer_headers``) are
+    hashed or replaced by ``[REDACTED]`` *before* they are stored on the span, so no
+    exporter of the provider ever sees a raw credential. Add this processor before
+    anything else reads spans.
+
+    ``on_start``/``on_end`` are O(1), do no I/O and never raise. Every request is counted
+    even when the trace sampler drops it, provided the sampler records it (``configure()``
+    and the distro wrap the sampler so that it does).
+
+    Args:
+        exporter: where events go; by default a :class:`PeekApiSpanExporter` built from
+            ``kwargs`` and the ``PEEKAPI_*`` environment.
+        kwargs: any :class:`Options` field, e.g. ``api_key=``, ``identify_consumer=``.
+
+    Raises:
+        ValueError: an explicit argument is invalid.
+    """
+
+    def __init__(self, exporter: PeekApiSpanExporter | None = None, **kwargs: Any) -> None:
+        if exporter is None:
+            exporter = PeekApiSpanExporter(**kwargs)
+        elif kwargs:
+            raise ValueError("pass options either to the exporter or to the processor")
+        self.exporter = exporter
+        self.options: Options = exporter.options
+        exporter._via_processor = True
+        _credentials.set_consumer_headers(self.options.consumer_headers)
+        configure_hooks(self.options.consumer_headers, self.options.identify_consumer)
+        with _Registry.lock:
+            _Registry.processors += 1
+        self._registered = True
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        with guard:
+            if span.kind in _GUARDED_KINDS:
+                _credentials.protect(span)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        with guard:
+            if self._registered and is_request_span(span):
+                self.exporter.submit(span)
+
+    def shutdown(self) -> None:
+        with guard:
+            if self._registered:
+                self._registered = False
+                with _Registry.lock:
+                    _Registry.processors -= 1
+            self.exporter.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        with guard:
+            return self.exporter.force_flush(timeout_millis)
+        return True

@@ -1,0 +1,123 @@
+"""``peekapi-otel report``: the dashboard's tables, printed from the SQLite file."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from peekapi_otel._store import EventStore
+
+ANONYMOUS = "(anonymous)"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], numeric: set[int]) -> str:
+    """Aligned plain-text columns; the columns in ``numeric`` are right-aligned."""
+    cells = [[str(h) for h in headers], *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+
+    def line(row: Sequence[str]) -> str:
+        parts = [
+            cell.rjust(widths[i]) if i in numeric else cell.ljust(widths[i])
+            for i, cell in enumerate(row)
+        ]
+        return "  ".join(parts).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(cells[0]), rule, *(line(row) for row in cells[1:])])
+
+
+def _ms(value: float) -> str:
+    return f"{value:.2f}"
+
+
+def _pct(value: float) -> str:
+    return f"{value:.1f}%"
+
+
+def render(summary: dict[str, Any], *, latest: int) -> str:
+    """The report text for a :meth:`EventStore.summary` result."""
+    t = summary["totals"]
+    out = [
+        "Totals",
+        table(
+            ["Requests", "Errors", "5xx", "Error rate", "Avg ms", "p95 ms", "Consumers"],
+            [
+                [
+                    t["requests"],
+                    t["errors"],
+                    t["server_errors"],
+                    _pct(t["error_rate"]),
+                    _ms(t["avg_ms"]),
+                    _ms(t["p95_ms"]),
+                    t["consumers"],
+                ]
+            ],
+            numeric={0, 1, 2, 3, 4, 5, 6},
+        ),
+        "",
+        "Endpoints",
+        table(
+            ["Method", "Path", "Requests", "Errors", "5xx", "Error rate", "Avg ms", "p95 ms"],
+            [
+                [
+                    e["method"],
+                    e["path"],
+                    e["requests"],
+                    e["errors"],
+                    e["server_errors"],
+                    _pct(e["error_rate"]),
+                    _ms(e["avg_ms"]),
+                    _ms(e["p95_ms"]),
+                ]
+                for e in summary["endpoints"]
+            ],
+            numeric={2, 3, 4, 5, 6, 7},
+        ),
+        "",
+        "Consumers",
+        table(
+            ["Consumer", "Method", "Path", "Requests", "Errors"],
+            [
+                [
+                    ANONYMOUS if c["consumer_id"] is None else c["consumer_id"],
+                    e["method"],
+                    e["path"],
+                    e["requests"],
+                    e["errors"],
+                ]
+                for c in summary["consumers"]
+                for e in c["endpoints"]
+            ],
+            numeric={3, 4},
+        ),
+    ]
+    if latest > 0:
+        out += [
+            "",
+            f"Latest {min(latest, len(summary['latest']))} requests",
+            table(
+                ["Time", "Method", "Path", "Status", "ms", "Consumer"],
+                [
+                    [
+                        e["timestamp"],
+                        e["method"],
+                        e["path"],
+                        e["status_code"],
+                        _ms(e["response_time_ms"]),
+                        ANONYMOUS if e["consumer_id"] is None else e["consumer_id"],
+                    ]
+                    for e in summary["latest"][:latest]
+                ],
+                numeric={3, 4},
+            ),
+        ]
+    return "\n".join(out) + "\n"
+
+
+def report(db: str, out: TextIO, *, latest: int = 20) -> None:
+    """Print the report for ``db``; raises :class:`peekapi_otel._store.StoreMissing`."""
+    store = EventStore(db, create=False)
+    try:
+        out.write(render(store.summary(latest=latest), latest=latest))
+    finally:
+        store.close()

@@ -1,0 +1,470 @@
+"""JSONL disk spool: events that could not be sent yet survive outages, restarts and crashes.
+
+Layout of one spool directory (one per endpoint and API key, mode 0700)::
+
+    seg-<time_ns>-<pid>-<token>.tmp            being written; the writer holds flock
+    seg-<time_ns>-<pid>-<token>.jsonl          closed (fsynced, renamed), ready to send
+    seg-<time_ns>-<pid>-<token>.<off>.sending  claimed; the claimer holds flock and
+                                               renames it after every acknowledged batch,
+                                               so <off> is the first unsent byte
+
+Each process writes its own segments. A claimer locks a file *then* checks the path still
+names it (lock-then-verify), so two processes never send one segment. A lock held by a
+dead process is released by the kernel, which is how a crashed writer's or claimer's
+segment is taken back; a restarted claimer resumes at <off>, so a crash can resend at most
+the batch that was in flight.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import fcntl
+import json
+import logging
+import os
+import secrets
+import stat
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Final
+
+from peekapi_otel._stats import STATS
+
+_logger = logging.getLogger(__name__)
+
+SEGMENT_BYTES: Final = 1 << 20
+# A .tmp whose lock is free is only taken over when untouched this long: the writer
+# creates the file and locks it a moment later.
+_STALE_TMP_SECONDS: Final = 2.0
+_OPEN_FLAGS: Final = os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+
+class SpoolUnavailable(Exception):
+    """The spool directory cannot be used (symlink, foreign owner, not writable...)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SpoolInfo:
+    segments: int
+    events: int
+    bytes: int
+    oldest: float | None  # epoch seconds of the oldest segment
+
+
+def _parse(name: str) -> tuple[str, str, int] | None:
+    """``(base, kind, offset)`` for a segment file name, else ``None``."""
+    if not name.startswith("seg-"):
+        return None
+    if name.endswith(".tmp"):
+        return name[:-4], "tmp", 0
+    if name.endswith(".jsonl"):
+        return name[:-6], "ready", 0
+    if name.endswith(".sending"):
+        base, _, off = name[:-8].rpartition(".")
+        if base and off.isdigit():
+            return base, "sending", int(off)
+    return None
+
+
+def _created(base: str) -> float:
+    try:
+        return int(base.split("-")[1]) / 1e9
+    except (IndexError, ValueError):
+        return 0.0
+
+
+def _secure_dir(path: Path) -> None:
+    """Create ``path`` (0700) or check an existing one: no symlink, owned by us."""
+    for part in (path.parent, path):
+        try:
+            os.mkdir(part, 0o700)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise SpoolUnavailable(f"cannot create spool directory {part}: {exc}") from None
+        st = os.lstat(part)
+        if stat.S_ISLNK(st.st_mode):
+            raise SpoolUnavailable(f"spool directory {part} is a symlink; refusing to use it")
+        if not stat.S_ISDIR(st.st_mode):
+            raise SpoolUnavailable(f"spool path {part} is not a directory")
+        if st.st_uid != os.geteuid():
+            raise SpoolUnavailable(
+                f"spool directory {part} is owned by uid {st.st_uid}, not by this user "
+                f"(uid {os.geteuid()}); refusing to use it"
+            )
+        if stat.S_IMODE(st.st_mode) & 0o077:
+            os.chmod(part, 0o700)
+
+
+def parse_lines(data: bytes) -> tuple[list[bytes], list[int], int]:
+    """Split segment bytes into valid event lines.
+
+    Returns the lines, the byte offset just past each line, and how many lines were
+    corrupt (not a JSON object, or a last line cut short by a crash).
+    """
+    lines: list[bytes] = []
+    ends: list[int] = []
+    corrupt = 0
+    pos = 0
+    size = len(data)
+    while pos < size:
+        nl = data.find(b"\n", pos)
+        if nl < 0:
+            corrupt += 1  # truncated last line
+            break
+        line = data[pos:nl]
+        pos = nl + 1
+        if not line.strip():
+            continue
+        try:
+            ok = isinstance(json.loads(line), dict)
+        except ValueError:
+            ok = False
+        if ok:
+            lines.append(line)
+            ends.append(pos)
+        else:
+            corrupt += 1
+    return lines, ends, corrupt
+
+
+class Claim:
+    """A segment this process locked for sending."""
+
+    def __init__(self, directory: Path, base: str, fd: int, name: str, offset: int) -> None:
+        self._dir = directory
+        self._base = base
+        self._fd = fd
+        self._name = name
+        self.offset = offset
+        size = os.fstat(fd).st_size
+        data = os.pread(fd, max(size - offset, 0), offset) if size > offset else b""
+        self.lines, ends, self.corrupt = parse_lines(data)
+        self._ends = [offset + e for e in ends]
+        self._next = 0
+
+    @property
+    def remaining(self) -> int:
+        return len(self.lines) - self._next
+
+    def batch(self, size: int) -> list[bytes]:
+        return self.lines[self._next : self._next + size]
+
+    def ack(self, count: int) -> None:
+        """Record that the next ``count`` lines were acknowledged by the ingest."""
+        self._next += count
+        if self._next >= len(self.lines):
+            self.finish()
+            return
+        offset = self._ends[self._next - 1]
+        new = f"{self._base}.{offset}.sending"
+        try:
+            os.rename(self._dir / self._name, self._dir / new)
+            self._name = new
+            self.offset = offset
+        except OSError:
+            pass  # progress not recorded: a takeover resends from the last recorded point
+
+    def finish(self) -> None:
+        try:
+            os.unlink(self._dir / self._name)
+        except OSError:
+            pass
+        self.release()
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def forget(self) -> None:
+        """In a forked child: drop our copy of the fd without touching the parent's lock."""
+        self.release()
+
+
+class Spool:
+    """Writer and claimer for one spool directory. Thread-safe; never raises on I/O."""
+
+    def __init__(self, directory: Path, max_bytes: int) -> None:
+        self.directory = directory
+        self.max_bytes = max_bytes
+        self._segment_cap = max(4096, min(SEGMENT_BYTES, max_bytes // 8))
+        self._lock = threading.Lock()
+        self._ready = False
+        self.error: str | None = None
+        self._fd = -1
+        self._tmp: Path | None = None
+        self._written = 0
+        self._last_write = 0.0
+        self._approx_total: int | None = None
+
+    # --- setup ---------------------------------------------------------------------
+
+    def _ensure(self) -> bool:
+        if self._ready:
+            return True
+        if self.error is not None:
+            return False
+        try:
+            _secure_dir(self.directory)
+        except (SpoolUnavailable, OSError) as exc:
+            self.error = str(exc)
+            _logger.error(
+                "peekapi-otel: the disk spool is disabled: %s. Events that cannot be sent "
+                "at once will be dropped and counted",
+                exc,
+            )
+            return False
+        self._ready = True
+        return True
+
+    @property
+    def usable(self) -> bool:
+        with self._lock:
+            return self._ensure()
+
+    # --- writing -------------------------------------------------------------------
+
+    def write(self, lines: Sequence[bytes]) -> int:
+        """Append events; returns how many were written. Drops are counted here."""
+        if not lines:
+            return 0
+        with self._lock:
+            if not self._ensure():
+                STATS.drop("spool_error", len(lines), self.error or "")
+                return 0
+            data = b"".join(line + b"\n" for line in lines)
+            try:
+                self._make_room(len(data))
+                if self._fd < 0 or self._written >= self._segment_cap:
+                    self._close_locked()
+                    self._open_locked()
+                _write_all(self._fd, data)
+            except OSError as exc:
+                reason = "spool_full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "spool_error"
+                STATS.drop(reason, len(lines), f"{self.directory}: {exc.strerror or exc}")
+                self._abandon_locked()
+                return 0
+            except _SpoolFull:
+                STATS.drop("spool_full", len(lines), f"spool over {self.max_bytes} bytes")
+                return 0
+            self._written += len(data)
+            self._last_write = time.monotonic()
+            if self._approx_total is not None:
+                self._approx_total += len(data)
+            return len(lines)
+
+    def _open_locked(self) -> None:
+        name = f"seg-{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(4)}.tmp"
+        path = self.directory / name
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _OPEN_FLAGS, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise
+        self._fd, self._tmp, self._written = fd, path, 0
+
+    def _close_locked(self) -> None:
+        fd, tmp = self._fd, self._tmp
+        if fd < 0 or tmp is None:
+            return
+        self._fd, self._tmp = -1, None
+        try:
+            if self._written:
+                os.fsync(fd)
+                os.rename(tmp, tmp.with_suffix(".jsonl"))
+            else:
+                os.unlink(tmp)
+        except OSError as exc:
+            _logger.warning("peekapi-otel: could not close spool segment %s: %s", tmp, exc)
+        finally:
+            os.close(fd)
+
+    def _abandon_locked(self) -> None:
+        """After a write error keep what was written: the segment becomes ready as is."""
+        try:
+            self._close_locked()
+        except OSError:
+            pass
+
+    def close_segment(self, idle_for: float = 0.0) -> None:
+        """Make the segment being written claimable (if idle for ``idle_for`` seconds)."""
+        with self._lock:
+            if self._fd >= 0 and time.monotonic() - self._last_write >= idle_for:
+                self._close_locked()
+
+    def _make_room(self, incoming: int) -> None:
+        total = self._approx_total
+        if total is None or total + incoming > self.max_bytes:
+            total = self._scan_total()
+        if total + incoming <= self.max_bytes:
+            self._approx_total = total
+            return
+        if self._fd >= 0:
+            self._close_locked()
+        for name in self._sorted_names():
+            parsed = _parse(name)
+            if parsed is None or parsed[1] != "ready":
+                continue
+            path = self.directory / name
+            evicted = _evict(path)
+            if evicted is None:
+                continue
+            size, events = evicted
+            STATS.drop("evicted", events, f"spool over {self.max_bytes} bytes, oldest removed")
+            total -= size
+            if total + incoming <= self.max_bytes:
+                break
+        self._approx_total = total
+        if total + incoming > self.max_bytes:
+            raise _SpoolFull
+
+    def _scan_total(self) -> int:
+        total = 0
+        for name in self._sorted_names():
+            try:
+                total += os.lstat(self.directory / name).st_size
+            except OSError:
+                pass
+        return total
+
+    def _sorted_names(self) -> list[str]:
+        try:
+            names = [n for n in os.listdir(self.directory) if n.startswith("seg-")]
+        except OSError:
+            return []
+        names.sort()
+        return names
+
+    # --- claiming ------------------------------------------------------------------
+
+    def claim(self) -> Claim | None:
+        """Lock the oldest segment nobody is working on, or return ``None``."""
+        with self._lock:
+            if not self._ensure():
+                return None
+            own = self._tmp.name if self._tmp is not None else None
+            for name in self._sorted_names():
+                parsed = _parse(name)
+                if parsed is None or name == own:
+                    continue
+                claim = self._try_claim(name, *parsed)
+                if claim is not None:
+                    return claim
+        return None
+
+    def _try_claim(self, name: str, base: str, kind: str, offset: int) -> Claim | None:
+        path = self.directory / name
+        try:
+            fd = os.open(path, os.O_RDONLY | _OPEN_FLAGS)
+        except OSError:
+            return None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                return None
+            st = os.fstat(fd)
+            try:
+                current = os.lstat(path)
+            except OSError:
+                current = None
+            if current is None or current.st_ino != st.st_ino:
+                os.close(fd)  # renamed or removed by someone else meanwhile
+                return None
+            if kind == "tmp" and time.time() - st.st_mtime < _STALE_TMP_SECONDS:
+                os.close(fd)
+                return None
+            new = f"{base}.{offset}.sending"
+            if new != name:
+                os.rename(path, self.directory / new)
+            claim = Claim(self.directory, base, fd, new, offset)
+        except OSError:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+            return None
+        if claim.corrupt:
+            STATS.drop("corrupt", claim.corrupt, f"unreadable lines in spool segment {base}")
+        if not claim.lines:
+            claim.finish()
+            return None
+        return claim
+
+    # --- inspection and fork -------------------------------------------------------
+
+    def info(self) -> SpoolInfo:
+        segments = events = size = 0
+        oldest: float | None = None
+        for name in self._sorted_names():
+            parsed = _parse(name)
+            if parsed is None:
+                continue
+            path = self.directory / name
+            try:
+                with open(path, "rb") as fh:
+                    data = fh.read()
+            except OSError:
+                continue
+            segments += 1
+            size += len(data)
+            events += data.count(b"\n", parsed[2]) if parsed[2] < len(data) else 0
+            created = _created(parsed[0])
+            oldest = created if oldest is None else min(oldest, created)
+        return SpoolInfo(segments, events, size, oldest)
+
+    def after_fork_in_child(self) -> None:
+        # The parent keeps writing its segment; the child must not, and must not
+        # unlock it (closing our copy of the fd leaves the parent's lock in place).
+        if self._fd >= 0:
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+        self._fd, self._tmp, self._written = -1, None, 0
+        self._lock = threading.Lock()
+        self._approx_total = None
+
+
+class _SpoolFull(Exception):
+    pass
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _evict(path: Path) -> tuple[int, int] | None:
+    """Delete a ready segment nobody holds; returns (bytes, events) removed."""
+    try:
+        fd = os.open(path, os.O_RDONLY | _OPEN_FLAGS)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return None
+        try:
+            if os.lstat(path).st_ino != os.fstat(fd).st_ino:
+                return None
+        except OSError:
+            return None
+        size = os.fstat(fd).st_size
+        data = os.pread(fd, size, 0)
+        os.unlink(path)
+        return size, data.count(b"\n")
+    finally:
+        os.close(fd)

@@ -1,0 +1,117 @@
+"""Process-wide counters, drop accounting by reason, and log de-duplication."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from typing import Final
+
+_logger = logging.getLogger("peekapi_otel")
+
+COUNTERS: Final = ("seen", "sent", "spooled", "recovered", "retried", "batches_sent")
+DROP_REASONS: Final = (
+    "queue_full",
+    "spool_full",
+    "spool_error",
+    "evicted",
+    "rejected",
+    "oversize",
+    "corrupt",
+    "consumer_error",
+    "internal_error",
+    "disabled",
+)
+_SUMMARY_INTERVAL: Final = 60.0
+
+
+class Stats:
+    """Counters safe to bump from any thread; the first drop of each reason logs a warning."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+        self._drops: Counter[str] = Counter()
+        self._unlogged: Counter[str] = Counter()
+        self._last_summary = 0.0
+        self._once: set[str] = set()
+
+    def add(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            self._counts[name] += n
+
+    def drop(self, reason: str, n: int = 1, detail: str = "") -> None:
+        if n <= 0:
+            return
+        with self._lock:
+            self._drops[reason] += n
+            first = self._drops[reason] == n
+            if not first:
+                self._unlogged[reason] += n
+            now = time.monotonic()
+            summary = None
+            if self._unlogged and now - self._last_summary >= _SUMMARY_INTERVAL:
+                summary = dict(self._unlogged)
+                self._unlogged.clear()
+                self._last_summary = now
+        if first:
+            _logger.warning(
+                "peekapi-otel dropped %d event(s): %s%s; later drops are counted in "
+                "peekapi_otel.stats() and summarised once a minute",
+                n,
+                reason,
+                f" ({detail})" if detail else "",
+            )
+        elif summary:
+            _logger.warning("peekapi-otel dropped more events since the last report: %s", summary)
+
+    def once(
+        self,
+        key: str,
+        level: int,
+        message: str,
+        *args: object,
+        exc_info: BaseException | None = None,
+    ) -> bool:
+        """Log ``message`` the first time ``key`` is seen in this process."""
+        with self._lock:
+            if key in self._once:
+                return False
+            self._once.add(key)
+        _logger.log(level, message, *args, exc_info=exc_info)
+        return True
+
+    def forget(self, key: str) -> None:
+        with self._lock:
+            self._once.discard(key)
+
+    def snapshot(self) -> dict[str, object]:
+        with self._lock:
+            result: dict[str, object] = {name: self._counts[name] for name in COUNTERS}
+            for name, value in self._counts.items():
+                result.setdefault(name, value)
+            dropped = {reason: self._drops[reason] for reason in DROP_REASONS}
+            for reason, value in self._drops.items():
+                dropped.setdefault(reason, value)
+        result["dropped"] = dropped
+        result["dropped_total"] = sum(dropped.values())
+        return result
+
+    def reset(self) -> None:
+        """Start from zero (a forked child counts only its own events)."""
+        self._lock = threading.Lock()
+        self._counts = Counter()
+        self._drops = Counter()
+        self._unlogged = Counter()
+        self._once = set()
+
+
+STATS: Final = Stats()
+
+
+def stats() -> dict[str, object]:
+    """Counters for this process: events seen, sent, spooled, recovered, retried, and
+    ``dropped`` by reason (``queue_full``, ``spool_full``, ``evicted``, ``rejected``,
+    ``oversize``, ``corrupt``, ``consumer_error``, ...), plus the spool backlog."""
+    return STATS.snapshot()

@@ -1,0 +1,349 @@
+"""SQLite event store for the local ingest: validation, de-duplicated inserts, statistics.
+
+The summary computed here is the single source of the figures shown by the dashboard
+(``/api/summary``) and by ``peekapi-otel report``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+from peekapi_otel._events import MAX_CONSUMER, MAX_METHOD, MAX_PATH
+
+LATEST_LIMIT: Final = 50
+TIMELINE_SECONDS: Final = 60
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    method TEXT NOT NULL,
+    path TEXT NOT NULL,
+    status_code INTEGER NOT NULL,
+    response_time_ms REAL NOT NULL,
+    request_size INTEGER NOT NULL,
+    response_size INTEGER NOT NULL,
+    consumer_id TEXT,
+    metadata TEXT,
+    timestamp TEXT NOT NULL,
+    trace_id TEXT,
+    span_id TEXT,
+    received_at REAL NOT NULL
+);
+-- NULL pairs never collide, so events without trace/span ids are always kept.
+CREATE UNIQUE INDEX IF NOT EXISTS events_pair ON events (trace_id, span_id);
+CREATE INDEX IF NOT EXISTS events_endpoint ON events (method, path);
+"""
+
+_INSERT: Final = """
+INSERT OR IGNORE INTO events (
+    method, path, status_code, response_time_ms, request_size, response_size,
+    consumer_id, metadata, timestamp, trace_id, span_id, received_at
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+
+# p95 by nearest rank: the value at 1-based rank ceil(0.95 * n), in integer arithmetic
+# so no float rounding moves the rank.
+_ENDPOINTS: Final = """
+WITH ranked AS (
+    SELECT method, path, status_code, response_time_ms,
+           ROW_NUMBER() OVER (PARTITION BY method, path ORDER BY response_time_ms) AS rn,
+           COUNT(*) OVER (PARTITION BY method, path) AS n
+    FROM events
+)
+SELECT method, path, COUNT(*),
+       SUM(status_code >= 400), SUM(status_code >= 500),
+       AVG(response_time_ms),
+       MAX(CASE WHEN rn = (95 * n + 99) / 100 THEN response_time_ms END)
+FROM ranked
+GROUP BY method, path
+ORDER BY COUNT(*) DESC, method, path
+"""
+
+_TOTALS: Final = """
+WITH ranked AS (
+    SELECT status_code, response_time_ms, consumer_id,
+           ROW_NUMBER() OVER (ORDER BY response_time_ms) AS rn,
+           COUNT(*) OVER () AS n
+    FROM events
+)
+SELECT COUNT(*), SUM(status_code >= 400), SUM(status_code >= 500),
+       AVG(response_time_ms),
+       MAX(CASE WHEN rn = (95 * n + 99) / 100 THEN response_time_ms END),
+       COUNT(DISTINCT consumer_id)
+FROM ranked
+"""
+
+_CONSUMERS: Final = """
+SELECT consumer_id, method, path, COUNT(*), SUM(status_code >= 400)
+FROM events
+GROUP BY consumer_id, method, path
+ORDER BY consumer_id IS NULL, consumer_id, COUNT(*) DESC, method, path
+"""
+
+_LATEST: Final = """
+SELECT timestamp, method, path, status_code, response_time_ms, consumer_id,
+       request_size, response_size
+FROM events ORDER BY id DESC LIMIT ?
+"""
+
+_TIMELINE: Final = """
+SELECT CAST(received_at AS INTEGER) AS second, COUNT(*), AVG(response_time_ms)
+FROM events WHERE received_at >= ?
+GROUP BY second ORDER BY second
+"""
+
+
+class InvalidBatch(ValueError):
+    """The request body is not a valid PeekAPI event batch; the message says why."""
+
+
+class StoreMissing(FileNotFoundError):
+    """``EventStore(..., create=False)`` was given a file that is not an event database."""
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_str(event: dict[str, Any], key: str, limit: int, where: str) -> None:
+    value = event[key]
+    if not isinstance(value, str):
+        raise InvalidBatch(f"{where}: {key} must be a string")
+    if len(value) > limit:
+        raise InvalidBatch(f"{where}: {key} is longer than {limit} characters")
+
+
+def _row(event: Any, index: int, received_at: float) -> tuple[Any, ...]:
+    where = f"event {index}"
+    if not isinstance(event, dict):
+        raise InvalidBatch(f"{where}: must be an object")
+    for key in (
+        "method",
+        "path",
+        "status_code",
+        "response_time_ms",
+        "request_size",
+        "response_size",
+        "consumer_id",
+        "metadata",
+        "timestamp",
+    ):
+        if key not in event:
+            raise InvalidBatch(f"{where}: missing field {key}")
+    _check_str(event, "method", MAX_METHOD, where)
+    _check_str(event, "path", MAX_PATH, where)
+    _check_str(event, "timestamp", 64, where)
+    if event["consumer_id"] is not None:
+        _check_str(event, "consumer_id", MAX_CONSUMER, where)
+    if not _is_int(event["status_code"]):
+        raise InvalidBatch(f"{where}: status_code must be an integer")
+    rt = event["response_time_ms"]
+    if not (isinstance(rt, (int, float)) and not isinstance(rt, bool) and math.isfinite(rt)):
+        raise InvalidBatch(f"{where}: response_time_ms must be a finite number")
+    if rt < 0:
+        raise InvalidBatch(f"{where}: response_time_ms must be >= 0")
+    for key in ("request_size", "response_size"):
+        if not _is_int(event[key]) or event[key] < 0:
+            raise InvalidBatch(f"{where}: {key} must be an integer >= 0")
+    metadata = event["metadata"]
+    trace_id = span_id = None
+    if metadata is not None:
+        if not isinstance(metadata, dict):
+            raise InvalidBatch(f"{where}: metadata must be an object or null")
+        trace_id, span_id = metadata.get("trace_id"), metadata.get("span_id")
+        if not (isinstance(trace_id, str) and isinstance(span_id, str)):
+            trace_id = span_id = None
+    return (
+        event["method"],
+        event["path"],
+        event["status_code"],
+        float(rt),
+        event["request_size"],
+        event["response_size"],
+        event["consumer_id"],
+        None if metadata is None else json.dumps(metadata, separators=(",", ":")),
+        event["timestamp"],
+        trace_id,
+        span_id,
+        received_at,
+    )
+
+
+def validate_batch(batch: Any) -> list[tuple[Any, ...]]:
+    """Check a decoded request body against the wire format (SPEC §3).
+
+    Returns the rows to insert. Raises :class:`InvalidBatch` naming the first problem, so
+    a bad batch is refused as a whole and nothing from it is stored.
+    """
+    if not isinstance(batch, list):
+        raise InvalidBatch("body must be a JSON array of events")
+    now = time.time()
+    return [_row(event, i, now) for i, event in enumerate(batch)]
+
+
+def _pct(part: int, whole: int) -> float:
+    return round(100.0 * part / whole, 1) if whole else 0.0
+
+
+def _ms(value: float | None) -> float:
+    return round(value, 2) if value is not None else 0.0
+
+
+class EventStore:
+    """Events in one SQLite file (WAL): one writer connection behind a lock, and a fresh
+    reader connection per query so the dashboard never waits on ingest.
+
+    Args:
+        path: the database file.
+        create: create the file and schema if needed; when false a missing file or one
+            without an ``events`` table raises :class:`StoreMissing`.
+    """
+
+    def __init__(self, path: str | Path, *, create: bool = True) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        if not create:
+            if not self.path.is_file():
+                raise StoreMissing(f"database {str(self.path)!r} does not exist")
+            self._writer = self._connect(mode="rw")
+            found = self._writer.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'"
+            ).fetchone()
+            if found is None:
+                self._writer.close()
+                raise StoreMissing(f"{str(self.path)!r} is not a peekapi-otel event database")
+            return
+        self._writer = self._connect(mode="rwc")
+        self._writer.execute("PRAGMA journal_mode=WAL")
+        self._writer.execute("PRAGMA synchronous=NORMAL")
+        self._writer.executescript(_SCHEMA)
+
+    def _connect(self, mode: str) -> sqlite3.Connection:
+        uri = f"{self.path.resolve().as_uri()}?mode={mode}"
+        conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+        conn.execute("PRAGMA busy_timeout=5000")
+        return conn
+
+    def close(self) -> None:
+        with self._lock:
+            self._writer.close()
+
+    def insert_rows(self, rows: Sequence[tuple[Any, ...]]) -> tuple[int, int]:
+        """Insert rows from :func:`validate_batch` in one transaction.
+
+        Returns ``(accepted, duplicates)``; a duplicate is an event whose
+        (trace_id, span_id) pair is already stored, or repeated within ``rows``.
+        """
+        if not rows:
+            return 0, 0
+        with self._lock:
+            before = self._writer.total_changes
+            self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                self._writer.executemany(_INSERT, rows)
+            except BaseException:
+                self._writer.execute("ROLLBACK")
+                raise
+            self._writer.execute("COMMIT")
+            accepted = self._writer.total_changes - before
+        return accepted, len(rows) - accepted
+
+    def insert_many(self, events: Iterable[Any]) -> tuple[int, int]:
+        """Validate and insert wire-format events; see :meth:`insert_rows`."""
+        return self.insert_rows(validate_batch(list(events)))
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        conn = self._connect(mode="ro")
+        try:
+            return conn.execute(sql, params).fetchall()
+        finally:
+            conn.close()
+
+    def count(self) -> int:
+        ((n,),) = self._read("SELECT COUNT(*) FROM events")
+        return int(n)
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """Every stored (trace_id, span_id) pair, in insertion order."""
+        rows = self._read(
+            "SELECT trace_id, span_id FROM events WHERE trace_id IS NOT NULL ORDER BY id"
+        )
+        return [(str(t), str(s)) for t, s in rows]
+
+    def summary(self, *, latest: int = LATEST_LIMIT) -> dict[str, Any]:
+        """Aggregate figures for the dashboard and the report.
+
+        Errors are responses with status >= 400 (5xx counted apart as ``server_errors``);
+        ``error_rate`` is a percentage rounded to 1 decimal, latencies are milliseconds
+        rounded to 2 decimals, and ``p95_ms`` is the nearest-rank 95th percentile.
+        """
+        (total, errors, server_errors, avg, p95, consumers) = self._read(_TOTALS)[0]
+        total = int(total)
+        endpoints = [
+            {
+                "method": method,
+                "path": path,
+                "requests": n,
+                "errors": int(err),
+                "server_errors": int(err5),
+                "error_rate": _pct(int(err), n),
+                "avg_ms": _ms(mean),
+                "p95_ms": _ms(p),
+            }
+            for method, path, n, err, err5, mean, p in self._read(_ENDPOINTS)
+        ]
+        by_consumer: dict[str | None, dict[str, Any]] = {}
+        for consumer, method, path, n, err in self._read(_CONSUMERS):
+            entry = by_consumer.setdefault(
+                consumer, {"consumer_id": consumer, "requests": 0, "errors": 0, "endpoints": []}
+            )
+            entry["requests"] += n
+            entry["errors"] += int(err)
+            entry["endpoints"].append(
+                {"method": method, "path": path, "requests": n, "errors": int(err)}
+            )
+        keys = (
+            "timestamp",
+            "method",
+            "path",
+            "status_code",
+            "response_time_ms",
+            "consumer_id",
+            "request_size",
+            "response_size",
+        )
+        now = int(time.time())
+        timeline = {
+            int(sec): (int(n), _ms(mean))
+            for sec, n, mean in self._read(_TIMELINE, (now - TIMELINE_SECONDS + 1,))
+        }
+        return {
+            "generated_at": time.time(),
+            "totals": {
+                "requests": total,
+                "errors": int(errors or 0),
+                "server_errors": int(server_errors or 0),
+                "error_rate": _pct(int(errors or 0), total),
+                "avg_ms": _ms(avg),
+                "p95_ms": _ms(p95),
+                "consumers": int(consumers),
+            },
+            "endpoints": endpoints,
+            "consumers": list(by_consumer.values()),
+            "latest": [dict(zip(keys, row)) for row in self._read(_LATEST, (latest,))],
+            "timeline": [
+                {
+                    "second": sec,
+                    "requests": timeline.get(sec, (0, 0.0))[0],
+                    "avg_ms": timeline.get(sec, (0, 0.0))[1],
+                }
+                for sec in range(now - TIMELINE_SECONDS + 1, now + 1)
+            ],
+        }

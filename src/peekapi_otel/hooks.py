@@ -1,0 +1,286 @@
+"""Request/response hooks that put consumer and body sizes on the server span.
+
+The OpenTelemetry HTTP instrumentations record no body sizes on spans and see the
+credentials only through opt-in header capture (OTEL-FACTS Q1, Q3). These hooks read the
+raw request once, hash the consumer credential and count bytes; they set only
+``peekapi.*`` attributes. Under ``opentelemetry-instrument`` the PeekAPI distro passes them
+to the FastAPI, Starlette, Flask and Django instrumentors itself. In code::
+
+    FastAPIInstrumentor.instrument_app(app, **hooks.instrumentor_kwargs("fastapi"))
+    OpenTelemetryMiddleware(wsgi_app, **hooks.instrumentor_kwargs("wsgi"))
+
+Pass your own hooks as keyword arguments to ``instrumentor_kwargs`` and both run (yours
+second).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final
+
+from opentelemetry.trace import Span
+
+from peekapi_otel._events import (
+    ATTR_CONSUMER,
+    ATTR_METHOD,
+    ATTR_PATH,
+    ATTR_QUERY,
+    ATTR_REQUEST_SIZE,
+    ATTR_RESPONSE_SIZE,
+    MAX_CONSUMER,
+    hash_consumer,
+)
+from peekapi_otel._guard import guard
+from peekapi_otel._options import ConsumerIdentifier
+from peekapi_otel._stats import STATS
+
+__all__ = ["instrumentor_kwargs"]
+
+_logger = logging.getLogger(__name__)
+
+_STANDARD_METHODS: Final = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY"}
+)
+_STATE_KEY: Final = "peekapi_otel.state"
+_PATH_KEYS: Final = ("url.path", "http.target")
+
+
+class _Config:
+    """Set by the active :class:`PeekApiSpanProcessor`; read by the hooks."""
+
+    consumer_headers: tuple[str, ...] = ("x-api-key", "authorization")
+    environ_keys: tuple[str, ...] = ("HTTP_X_API_KEY", "HTTP_AUTHORIZATION")
+    identify_consumer: ConsumerIdentifier | None = None
+
+
+def configure_hooks(
+    consumer_headers: Sequence[str], identify_consumer: ConsumerIdentifier | None
+) -> None:
+    _Config.consumer_headers = tuple(consumer_headers)
+    _Config.environ_keys = tuple(
+        "HTTP_" + h.upper().replace("-", "_") for h in consumer_headers
+    )
+    _Config.identify_consumer = identify_consumer
+
+
+def _identify(headers: Callable[[], dict[str, str]], first: Callable[[], str | None]) -> str:
+    """Consumer ID for a request ('' when there is none)."""
+    identify = _Config.identify_consumer
+    if identify is None:
+        value = first()
+        return hash_consumer(value) if value else ""
+    try:
+        result = identify(headers())
+    except Exception as exc:  # noqa: BLE001 - user callback; counted, event kept
+        STATS.drop("consumer_error", detail=f"identify_consumer raised {exc!r}")
+        return ""
+    return str(result)[:MAX_CONSUMER] if result else ""
+
+
+def _set_method(span: Span, method: str) -> None:
+    if method.upper() not in _STANDARD_METHODS:
+        span.set_attribute(ATTR_METHOD, method.upper())
+
+
+def _missing_path(span: Span) -> bool:
+    attrs = getattr(span, "attributes", None)
+    return attrs is not None and not any(k in attrs for k in _PATH_KEYS)
+
+
+# --- ASGI (FastAPI, Starlette, raw OpenTelemetryMiddleware) -------------------------
+
+
+def _asgi_headers(scope: Mapping[str, Any]) -> dict[str, str]:
+    return {
+        k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or ()
+    }
+
+
+def asgi_server_request_hook(span: Span, scope: dict[str, Any]) -> None:
+    with guard:
+        if not span.is_recording() or scope.get("type") != "http":
+            return
+        raw = scope.get("headers") or ()
+        wanted = [h.encode("latin-1") for h in _Config.consumer_headers]
+        content_length: int | None = None
+        found: dict[bytes, bytes] = {}
+        for key, value in raw:
+            lower = key.lower()
+            if lower == b"content-length":
+                try:
+                    content_length = int(value)
+                except ValueError:
+                    pass
+            elif lower in wanted and lower not in found:
+                found[lower] = value
+
+        def first() -> str | None:
+            for name in wanted:
+                if name in found:
+                    return found[name].decode("latin-1")
+            return None
+
+        attrs: dict[str, Any] = {ATTR_CONSUMER: _identify(lambda: _asgi_headers(scope), first)}
+        if content_length is not None:
+            attrs[ATTR_REQUEST_SIZE] = content_length
+        span.set_attributes(attrs)
+        _set_method(span, str(scope.get("method", "")))
+        # [server span, bytes read, bytes sent, content-length known]
+        scope[_STATE_KEY] = [span, 0, 0, content_length is not None]
+
+
+def asgi_client_request_hook(span: Span, scope: dict[str, Any], message: dict[str, Any]) -> None:
+    with guard:
+        state = scope.get(_STATE_KEY)
+        if state is not None and message.get("type") == "http.request":
+            state[1] += len(message.get("body") or b"")
+
+
+def asgi_client_response_hook(span: Span, scope: dict[str, Any], message: dict[str, Any]) -> None:
+    with guard:
+        state = scope.get(_STATE_KEY)
+        if state is None or message.get("type") != "http.response.body":
+            return
+        state[2] += len(message.get("body") or b"")
+        if not message.get("more_body", False):
+            server: Span = state[0]
+            attrs: dict[str, Any] = {ATTR_RESPONSE_SIZE: state[2]}
+            if not state[3]:
+                attrs[ATTR_REQUEST_SIZE] = state[1]
+            server.set_attributes(attrs)
+
+
+# --- WSGI (raw OpenTelemetryMiddleware, Flask) --------------------------------------
+
+
+def _environ_headers(environ: Mapping[str, Any]) -> dict[str, str]:
+    headers = {
+        k[5:].lower().replace("_", "-"): str(v) for k, v in environ.items() if k.startswith("HTTP_")
+    }
+    for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        if environ.get(key):
+            headers[key.lower().replace("_", "-")] = str(environ[key])
+    return headers
+
+
+def _environ_request(span: Span, environ: Mapping[str, Any]) -> None:
+    def first() -> str | None:
+        for key in _Config.environ_keys:
+            value = environ.get(key)
+            if value:
+                return str(value)
+        return None
+
+    attrs: dict[str, Any] = {ATTR_CONSUMER: _identify(lambda: _environ_headers(environ), first)}
+    try:
+        attrs[ATTR_REQUEST_SIZE] = max(int(environ.get("CONTENT_LENGTH") or 0), 0)
+    except ValueError:
+        pass
+    if _missing_path(span):
+        # wsgiref (Django runserver) sets neither RAW_URI nor REQUEST_URI.
+        attrs[ATTR_PATH] = (environ.get("SCRIPT_NAME") or "") + (environ.get("PATH_INFO") or "/")
+        attrs[ATTR_QUERY] = environ.get("QUERY_STRING") or ""
+    span.set_attributes(attrs)
+    _set_method(span, str(environ.get("REQUEST_METHOD", "")))
+
+
+def _headers_size(headers: Sequence[tuple[str, str]] | None) -> int | None:
+    for name, value in headers or ():
+        if name.lower() == "content-length":
+            try:
+                return max(int(value), 0)
+            except ValueError:
+                return None
+    return None
+
+
+def wsgi_request_hook(span: Span, environ: dict[str, Any]) -> None:
+    with guard:
+        if span.is_recording():
+            _environ_request(span, environ)
+
+
+def wsgi_response_hook(
+    span: Span, environ: dict[str, Any], status: str, headers: list[tuple[str, str]]
+) -> None:
+    with guard:
+        size = _headers_size(headers)
+        if span.is_recording() and size is not None:
+            span.set_attribute(ATTR_RESPONSE_SIZE, size)
+
+
+def flask_response_hook(span: Span, status: str, headers: list[tuple[str, str]]) -> None:
+    with guard:
+        size = _headers_size(headers)
+        if span.is_recording() and size is not None:
+            span.set_attribute(ATTR_RESPONSE_SIZE, size)
+
+
+# --- Django ---------------------------------------------------------------------------
+
+
+def django_request_hook(span: Span, request: Any) -> None:
+    with guard:
+        if not span.is_recording():
+            return
+        _environ_request(span, getattr(request, "META", {}))
+
+
+def django_response_hook(span: Span, request: Any, response: Any) -> None:
+    with guard:
+        if not span.is_recording():
+            return
+        size: int | None
+        if getattr(response, "streaming", False):
+            size = _headers_size([("content-length", response.get("Content-Length", ""))])
+        else:
+            size = len(response.content)
+        if size is not None:
+            span.set_attribute(ATTR_RESPONSE_SIZE, size)
+
+
+_HOOKS: Final[dict[str, dict[str, Callable[..., None]]]] = {
+    "asgi": {
+        "server_request_hook": asgi_server_request_hook,
+        "client_request_hook": asgi_client_request_hook,
+        "client_response_hook": asgi_client_response_hook,
+    },
+    "wsgi": {"request_hook": wsgi_request_hook, "response_hook": wsgi_response_hook},
+    "flask": {"request_hook": wsgi_request_hook, "response_hook": flask_response_hook},
+    "django": {"request_hook": django_request_hook, "response_hook": django_response_hook},
+}
+_HOOKS["fastapi"] = _HOOKS["starlette"] = _HOOKS["asgi"]
+
+
+def _chain(ours: Callable[..., None], theirs: Callable[..., Any]) -> Callable[..., None]:
+    def both(*args: Any) -> None:
+        ours(*args)
+        theirs(*args)
+
+    both.__name__ = getattr(theirs, "__name__", "hook")
+    return both
+
+
+def instrumentor_kwargs(framework: str, **user_hooks: Callable[..., Any] | None) -> dict[str, Any]:
+    """Keyword arguments that add the PeekAPI hooks to an instrumentor or middleware.
+
+    Args:
+        framework: ``fastapi``, ``starlette``, ``asgi``, ``flask``, ``wsgi`` or ``django``.
+        user_hooks: your own hooks under the instrumentation's names; they run after ours.
+    """
+    try:
+        ours = _HOOKS[framework]
+    except KeyError:
+        raise ValueError(
+            f"unknown framework {framework!r}; expected one of {', '.join(sorted(_HOOKS))}"
+        ) from None
+    kwargs: dict[str, Any] = dict(ours)
+    for name, hook in user_hooks.items():
+        if hook is None:
+            continue
+        if name in ours:
+            kwargs[name] = _chain(ours[name], hook)
+        else:
+            kwargs[name] = hook
+    return kwargs
