@@ -32,6 +32,22 @@ class _Registry:
     processors = 0
 
 
+_SHARED: dict[str, Pipeline] = {}
+
+
+def _pipeline_for(options: Options, transport: Transport | None) -> Pipeline:
+    """One pipeline per (endpoint, API key) and process: an exporter behind a
+    ``BatchSpanProcessor`` and a PeekAPI processor configured alike share it."""
+    if transport is not None:
+        return Pipeline(options, transport=transport)
+    key = str(options.spool_dir())
+    with _Registry.lock:
+        pipeline = _SHARED.get(key)
+        if pipeline is None or pipeline.closed or pipeline.options != options:
+            pipeline = _SHARED[key] = Pipeline(options)
+        return pipeline
+
+
 class PeekApiSpanExporter(SpanExporter):
     """Batches request spans as PeekAPI events to the ingest, with retry and a disk spool.
 
@@ -61,7 +77,7 @@ class PeekApiSpanExporter(SpanExporter):
         if problem is not None:
             STATS.once("disabled:" + problem, logging.ERROR, "peekapi-otel: %s", problem)
             return
-        self._pipeline = Pipeline(self.options, transport=_transport)
+        self._pipeline = _pipeline_for(self.options, _transport)
 
     @property
     def enabled(self) -> bool:

@@ -24,6 +24,7 @@ DEFAULT_PORT: Final = 8787
 DEFAULT_DB: Final = "peekapi-events.db"
 DEFAULT_MAX_BODY: Final = 5 * 1024 * 1024
 EVENTS_PATH: Final = "/v1/events"
+_DRAIN_LIMIT: Final = 64 * 1024 * 1024
 
 _logger = logging.getLogger(__name__)
 
@@ -74,6 +75,8 @@ class _Handler(BaseHTTPRequestHandler):
     server: IngestServer
     protocol_version = "HTTP/1.1"
     server_version = "peekapi-otel-ingest"
+    # Idle keep-alive connections and stalled uploads must not hold a thread forever.
+    timeout = 30
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib signature)
         _logger.debug("%s " + format, self.address_string(), *args)
@@ -129,14 +132,20 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._json(HTTPStatus.OK, {"accepted": accepted, "duplicates": duplicates})
 
+    def _discard(self, length: int) -> None:
+        # Closing a socket with unread data makes the kernel send RST, and the client may
+        # then lose our error response; reading the body first lets the reply arrive.
+        self.close_connection = True
+        if length > _DRAIN_LIMIT:
+            return
+        while length > 0:
+            chunk = self.rfile.read(min(length, 65536))
+            if not chunk:
+                return
+            length -= len(chunk)
+        self.close_connection = False
+
     def _read_batch(self) -> Any:
-        key = self.server.api_key
-        if key is not None:
-            given = self.headers.get("x-api-key", "")
-            if not hmac.compare_digest(given.encode(), key.encode()):
-                # The body is left unread, so this connection cannot carry another request.
-                self.close_connection = True
-                raise _Refused(HTTPStatus.UNAUTHORIZED, "missing or invalid x-api-key")
         length_header = self.headers.get("Content-Length")
         if self.headers.get("Transfer-Encoding") or length_header is None:
             self.close_connection = True
@@ -148,9 +157,15 @@ class _Handler(BaseHTTPRequestHandler):
         if length < 0:
             self.close_connection = True
             raise _Refused(HTTPStatus.BAD_REQUEST, "invalid Content-Length")
+        key = self.server.api_key
+        if key is not None:
+            given = self.headers.get("x-api-key", "")
+            if not hmac.compare_digest(given.encode(), key.encode()):
+                self._discard(length)
+                raise _Refused(HTTPStatus.UNAUTHORIZED, "missing or invalid x-api-key")
         limit = self.server.max_body
         if length > limit:
-            self.close_connection = True
+            self._discard(length)
             raise _Refused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body over {limit} bytes")
         body = self.rfile.read(length)
         if len(body) != length:

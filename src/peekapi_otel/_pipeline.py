@@ -102,6 +102,10 @@ class Pipeline:
         self._threads: list[threading.Thread] = []
         self._deadline: float | None = None
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     # --- producer side (app threads) -------------------------------------------------
 
     def submit(self, span: ReadableSpan) -> None:

@@ -78,6 +78,10 @@ def _created(base: str) -> float:
 
 def _secure_dir(path: Path) -> None:
     """Create ``path`` (0700) or check an existing one: no symlink, owned by us."""
+    try:
+        os.makedirs(path.parent.parent, 0o700, exist_ok=True)
+    except OSError as exc:
+        raise SpoolUnavailable(f"cannot create spool directory {path}: {exc}") from None
     for part in (path.parent, path):
         try:
             os.mkdir(part, 0o700)
