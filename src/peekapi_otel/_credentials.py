@@ -22,7 +22,13 @@ from peekapi_otel._events import hash_consumer
 _logger = logging.getLogger(__name__)
 
 REDACTED: Final = "[REDACTED]"
-SECRET_HEADERS: Final = ("authorization", "x-api-key", "cookie", "set-cookie", "proxy-authorization")
+SECRET_HEADERS: Final = (
+    "authorization",
+    "x-api-key",
+    "cookie",
+    "set-cookie",
+    "proxy-authorization",
+)
 _PREFIXES: Final = ("http.request.header.", "http.response.header.")
 
 
@@ -65,7 +71,7 @@ class _GuardedAttributes(BoundedAttributes):
     def _setitem_locked(self, key: str, value: Any) -> None:
         if key.startswith(_PREFIXES):
             value = clean_value(key, value)
-        super()._setitem_locked(key, value)  # type: ignore[misc]
+        super()._setitem_locked(key, value)
 
 
 SUPPORTED: Final = hasattr(BoundedAttributes, "_setitem_locked")

@@ -313,9 +313,7 @@ class Options:
     warnings: tuple[str, ...] = dataclasses.field(default=(), compare=False, repr=False)
 
     @classmethod
-    def from_env(
-        cls, environ: Mapping[str, str] | None = None, **overrides: Any
-    ) -> Options:
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Options:
         """Resolve options: ``overrides`` > ``environ`` (default ``os.environ``) > defaults.
 
         Raises:

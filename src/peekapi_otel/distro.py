@@ -70,35 +70,35 @@ def _defaults() -> None:
     merge_env_list(SANITIZE, list(_SANITIZED))
 
 
-class PeekApiDistro(BaseDistro):  # type: ignore[misc]
+class PeekApiDistro(BaseDistro):
     """Selected with ``OTEL_PYTHON_DISTRO=peekapi`` (or when it is the only distro)."""
 
     def _configure(self, **kwargs: Any) -> None:
         try:
             _defaults()
             _State.distro_active = True
-        except Exception:  # noqa: BLE001 - must never stop auto-instrumentation
+        except Exception:  # must never stop auto-instrumentation
             _logger.exception("peekapi-otel distro could not set its defaults")
 
     def load_instrumentor(self, entry_point: Any, **kwargs: Any) -> None:
         try:
             if entry_point.name in _INSTRUMENTORS:
                 kwargs = _with_hooks(entry_point.name, kwargs)
-        except Exception:  # noqa: BLE001 - fall back to the plain instrumentor
+        except Exception:  # fall back to the plain instrumentor
             _logger.exception("peekapi-otel could not add its hooks to %s", entry_point.name)
         try:
             entry_point.load()().instrument(**kwargs)
-        except Exception:  # noqa: BLE001 - one broken instrumentor must not stop the rest
+        except Exception:  # one broken instrumentor must not stop the rest
             _logger.exception("Instrumenting of %s failed", entry_point.name)
 
 
-class PeekApiConfigurator(_OTelSDKConfigurator):  # type: ignore[misc]
+class PeekApiConfigurator(_OTelSDKConfigurator):
     """The SDK's own configuration plus the PeekAPI processor and sampler wrapper."""
 
     def _configure(self, **kwargs: Any) -> None:
         try:
             super()._configure(**kwargs)
-        except Exception:  # noqa: BLE001 - e.g. an exporter named in OTEL_* is missing
+        except Exception:  # e.g. an exporter named in OTEL_* is missing
             _logger.exception(
                 "OpenTelemetry SDK configuration failed; PeekAPI still attaches to a provider"
             )
@@ -121,7 +121,7 @@ def _attach_to_global() -> None:
                 type(provider).__name__,
             )
         install_sigterm_handler()
-    except Exception:  # noqa: BLE001 - must never stop auto-instrumentation
+    except Exception:  # must never stop auto-instrumentation
         _logger.exception("peekapi-otel could not attach to the TracerProvider")
 
 
@@ -141,13 +141,13 @@ def _chain_hooks_into_instrumentors() -> None:
             ) -> Any:
                 try:
                     kwargs = _with_hooks(_name, kwargs)
-                except Exception:  # noqa: BLE001 - fall back to the plain instrumentor
+                except Exception:  # fall back to the plain instrumentor
                     _logger.exception("peekapi-otel could not add its hooks to %s", _name)
                 return _orig(self, **kwargs)
 
             cls._instrument = _instrument
             setattr(cls, _PATCHED, True)
-        except Exception:  # noqa: BLE001 - a missing or odd instrumentor is not fatal
+        except Exception:  # a missing or odd instrumentor is not fatal
             _logger.debug("peekapi-otel: no hooks for %s", name, exc_info=True)
 
 
@@ -157,6 +157,6 @@ def pre_instrument(**kwargs: Any) -> None:
         if not _State.distro_active:
             merge_env_list(SANITIZE, list(_SANITIZED))
             _chain_hooks_into_instrumentors()
-    except Exception:  # noqa: BLE001 - must never stop auto-instrumentation
+    except Exception:  # must never stop auto-instrumentation
         _logger.exception("peekapi-otel pre-instrument hook failed")
     _attach_to_global()

@@ -1,0 +1,319 @@
+"""``peekapi-otel demo``: the whole product on one machine, in under a minute.
+
+Starts ``serve`` on a free port, runs ``examples/fastapi`` under
+``opentelemetry-instrument uvicorn`` against it, drives traffic from several consumers,
+stops the ingest midway and starts it again, then prints the report and checks that every
+request arrived exactly once. Every process it starts is stopped by its PID.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Final
+
+from peekapi_otel._report import render
+from peekapi_otel._store import EventStore
+
+_API_KEY: Final = "demo-project-key"
+_CONSUMERS: Final = (
+    {"x-api-key": "acme-live-4f2a"},
+    {"x-api-key": "globex-live-9b1c"},
+    {"x-api-key": "initech-test-77d0"},
+    {"authorization": "Bearer eyJhbGciOiJIUzI1NiJ9.demo"},
+    {},
+)
+_THREADS: Final = 4
+_DELIVERY_TIMEOUT: Final = 60.0
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def _example_dir() -> Path:
+    here = Path(__file__).resolve()
+    for candidate in (
+        here.parents[2] / "examples" / "fastapi",
+        here.parent / "_examples" / "fastapi",
+    ):
+        if (candidate / "app.py").is_file():
+            return candidate
+    raise FileNotFoundError("examples/fastapi/app.py not found next to the package")
+
+
+def _tool(name: str) -> str:
+    local = Path(sys.executable).parent / name
+    if local.exists():
+        return str(local)
+    found = shutil.which(name)
+    if found is None:
+        raise FileNotFoundError(
+            f"{name} not found; install the demo's requirements: "
+            'pip install "peekapi-otel[fastapi]" uvicorn'
+        )
+    return found
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited early with code {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout:.0f}s")
+
+
+def _stop(proc: subprocess.Popen[bytes] | None, timeout: float = 15.0) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+class _Ingest:
+    def __init__(self, db: Path, port: int, log: IO[bytes]) -> None:
+        self.db, self.port, self._log = db, port, log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1/events"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "peekapi_otel._cli", "serve", "--port", str(self.port)]
+            + ["--db", str(self.db), "--api-key", _API_KEY],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        _wait_port(self.port, self.proc, 20)
+
+    def stop(self) -> None:
+        _stop(self.proc)
+        self.proc = None
+
+
+class _Traffic:
+    """Request threads over keep-alive connections; counts what the app answered."""
+
+    def __init__(self, port: int, total: int) -> None:
+        self.port, self.total = port, total
+        self.done = 0
+        self.failed = 0
+        self._lock = threading.Lock()
+        self._next = 0
+
+    def _take(self) -> int | None:
+        with self._lock:
+            if self._next >= self.total:
+                return None
+            self._next += 1
+            return self._next - 1
+
+    def _request(self, i: int) -> tuple[str, str, bytes | None, dict[str, str]]:
+        headers = dict(_CONSUMERS[(i // 3) % len(_CONSUMERS)])
+        kind = i % 10
+        if kind < 6:
+            return "GET", f"/items/{1 + i % 2}", None, headers
+        if kind < 8:
+            body = json.dumps({"name": f"item-{i}", "price": i % 50}).encode()
+            headers["content-type"] = "application/json"
+            return "POST", "/items", body, headers
+        if kind == 8:
+            return "GET", f"/items/{1000 + i}", None, headers
+        return "GET", "/health", None, headers
+
+    def worker(self) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            while (i := self._take()) is not None:
+                method, path, body, headers = self._request(i)
+                try:
+                    conn.request(method, path, body=body, headers=headers)
+                    conn.getresponse().read()
+                    ok = True
+                except (OSError, http.client.HTTPException):
+                    conn.close()
+                    ok = False
+                with self._lock:
+                    self.done += 1
+                    self.failed += not ok
+        finally:
+            conn.close()
+
+    def start(self) -> list[threading.Thread]:
+        threads = [threading.Thread(target=self.worker, daemon=True) for _ in range(_THREADS)]
+        for thread in threads:
+            thread.start()
+        return threads
+
+
+_shown: dict[str, int] = {}
+
+
+def _bar(label: str, done: int, total: int) -> None:
+    if not sys.stdout.isatty():
+        # Logs and CI: one line per quarter instead of a redrawn bar.
+        quarter = 4 * done // max(total, 1)
+        if _shown.get(label) == quarter:
+            return
+        _shown[label] = quarter
+    width = 40
+    filled = int(width * done / max(total, 1))
+    sys.stdout.write(f"\r  {label:<10} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+    sys.stdout.flush()
+
+
+@contextmanager
+def _workdir(keep: bool) -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="peekapi-demo-"))
+    try:
+        yield path
+    finally:
+        if keep:
+            _say(f"kept: {path}")
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _tail(path: Path, lines: int = 30) -> None:
+    try:
+        text = path.read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return
+    print("\n".join(["--- last lines of the demo log ---", *text]), file=sys.stderr)
+
+
+def _count(db: Path) -> int:
+    try:
+        store = EventStore(db, create=False)
+    except Exception:  # noqa: BLE001 - the ingest may be between restarts
+        return 0
+    try:
+        return store.count()
+    finally:
+        store.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    total = int(args.requests)
+    with _workdir(bool(args.keep)) as work:
+        log = open(work / "demo.log", "wb")  # noqa: SIM115 - closed in finally below
+        db = work / "events.db"
+        ingest = _Ingest(db, _free_port(), log)
+        app: subprocess.Popen[bytes] | None = None
+        try:
+            _say("peekapi-otel demo")
+            ingest.start()
+            _say(f"  ingest     peekapi-otel serve on {ingest.url} (dashboard at /)")
+            port = _free_port()
+            env = {
+                **os.environ,
+                "PEEKAPI_API_KEY": _API_KEY,
+                "PEEKAPI_ENDPOINT": ingest.url,
+                "PEEKAPI_FLUSH_INTERVAL": "1",
+                "PEEKAPI_STORAGE_PATH": str(work / "spool"),
+            }
+            app = subprocess.Popen(
+                [_tool("opentelemetry-instrument"), _tool("uvicorn"), "app:app"]
+                + ["--host", "127.0.0.1", "--port", str(port), "--no-access-log"],
+                cwd=_example_dir(),
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            _wait_port(port, app, 30)
+            _say(
+                f"  app        opentelemetry-instrument uvicorn app:app "
+                f"(examples/fastapi) on 127.0.0.1:{port}"
+            )
+            traffic = _Traffic(port, total)
+            threads = traffic.start()
+            outage_at, back_at = total // 2, (total * 3) // 4
+            stopped = restarted = False
+            deadline = time.monotonic() + 120
+            while any(t.is_alive() for t in threads) and time.monotonic() < deadline:
+                _bar("traffic", traffic.done, total)
+                if not stopped and traffic.done >= outage_at:
+                    ingest.stop()
+                    stopped = True
+                    sys.stdout.write("\n")
+                    _say("  outage     ingest stopped: events are retried and kept on disk")
+                if stopped and not restarted and traffic.done >= back_at:
+                    ingest.start()
+                    restarted = True
+                    sys.stdout.write("\n")
+                    _say("  recovery   ingest started again on the same port and database")
+                time.sleep(0.05)
+            _bar("traffic", traffic.done, total)
+            sys.stdout.write("\n")
+            if not restarted:
+                ingest.start()
+            delivered = 0
+            deadline = time.monotonic() + _DELIVERY_TIMEOUT
+            while time.monotonic() < deadline:
+                delivered = _count(db)
+                _bar("delivered", delivered, total)
+                if delivered >= total:
+                    break
+                time.sleep(0.5)
+            sys.stdout.write("\n")
+            _stop(app)
+            app = None
+            delivered = _count(db)
+            store = EventStore(db, create=False)
+            try:
+                summary = store.summary()
+                pairs = store.pairs()
+            finally:
+                store.close()
+            ingest.stop()
+            _say("")
+            _say(render(summary, latest=5))
+            unique = len(set(pairs))
+            answered = traffic.done - traffic.failed
+            ok = delivered == answered == total and unique == delivered
+            verdict = "every request arrived exactly once" if ok else "MISMATCH"
+            _say(
+                f"{total} requests sent, {answered} answered by the app, {delivered} events "
+                f"at the ingest, {unique} unique trace/span pairs: {verdict}"
+            )
+            return 0 if ok else 1
+        except (OSError, RuntimeError, TimeoutError) as exc:
+            sys.stdout.write("\n")
+            print(f"peekapi-otel demo: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            _stop(app)
+            ingest.stop()
+            log.close()
+            if not args.keep and sys.exc_info()[0] is not None:
+                _tail(work / "demo.log")
