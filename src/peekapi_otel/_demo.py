@@ -29,7 +29,7 @@ from peekapi_otel._report import render
 from peekapi_otel._store import EventStore
 
 _API_KEY: Final = "demo-project-key"
-_CONSUMERS: Final = (
+_CONSUMERS: Final[tuple[dict[str, str], ...]] = (
     {"x-api-key": "acme-live-4f2a"},
     {"x-api-key": "globex-live-9b1c"},
     {"x-api-key": "initech-test-77d0"},
@@ -109,8 +109,11 @@ class _Ingest:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "peekapi_otel._cli", "serve", "--port", str(self.port)]
-            + ["--db", str(self.db), "--api-key", _API_KEY],
+            [
+                sys.executable,
+                *("-m", "peekapi_otel._cli", "serve", "--port", str(self.port)),
+                *("--db", str(self.db), "--api-key", _API_KEY),
+            ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
@@ -243,8 +246,10 @@ def run(args: argparse.Namespace) -> int:
                 "PEEKAPI_STORAGE_PATH": str(work / "spool"),
             }
             app = subprocess.Popen(
-                [_tool("opentelemetry-instrument"), _tool("uvicorn"), "app:app"]
-                + ["--host", "127.0.0.1", "--port", str(port), "--no-access-log"],
+                [
+                    *(_tool("opentelemetry-instrument"), _tool("uvicorn"), "app:app"),
+                    *("--host", "127.0.0.1", "--port", str(port), "--no-access-log"),
+                ],
                 cwd=_example_dir(),
                 env=env,
                 stdout=log,
