@@ -19,16 +19,19 @@ PAGE: Final = """<!doctype html>
 <link rel="icon" href="data:,">
 <title>peekapi-otel dashboard</title>
 <style>
-  body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5rem; color: #1d2330; background: #f7f8fa; }
+  body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5rem; color: #1d2330;
+         background: #f7f8fa; }
   h1 { font-size: 1.3rem; margin: 0 0 .25rem; }
   h2 { font-size: 1.05rem; margin: 1.5rem 0 .5rem; }
   #status { color: #667; font-size: .85rem; }
   #status.error { color: #b00020; }
   .cards { display: flex; flex-wrap: wrap; gap: .75rem; margin-top: 1rem; }
-  .card { background: #fff; border: 1px solid #dde1e8; border-radius: 6px; padding: .6rem .9rem; min-width: 8rem; }
+  .card { background: #fff; border: 1px solid #dde1e8; border-radius: 6px;
+          padding: .6rem .9rem; min-width: 8rem; }
   .card .label { color: #667; font-size: .8rem; }
   .card .value { font-size: 1.25rem; font-variant-numeric: tabular-nums; }
-  table { border-collapse: collapse; background: #fff; border: 1px solid #dde1e8; min-width: 40rem; }
+  table { border-collapse: collapse; background: #fff; border: 1px solid #dde1e8;
+          min-width: 40rem; }
   th, td { padding: .3rem .7rem; border-bottom: 1px solid #eef0f4; text-align: left; }
   th { background: #eef1f6; font-weight: 600; }
   td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }

@@ -78,8 +78,10 @@ class _Handler(BaseHTTPRequestHandler):
     # Idle keep-alive connections and stalled uploads must not hold a thread forever.
     timeout = 30
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib signature)
-        _logger.debug("%s " + format, self.address_string(), *args)
+    def log_message(self, format: str, *args: Any) -> None:
+        # One line per request on stderr is noise under load; keep it at debug level.
+        if _logger.isEnabledFor(logging.DEBUG):
+            _logger.debug("%s %s", self.address_string(), format % args)
 
     def _send(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
         self.send_response(status)
@@ -210,9 +212,13 @@ def serve(
             stopping.set()
             threading.Thread(target=server.shutdown, name="peekapi-ingest-stop").start()
 
-    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    bound_host, bound_port = server.server_address[:2]
-    url_host = f"[{bound_host}]" if ":" in str(bound_host) else bound_host
+    # Signal handlers can only be installed from the main thread; an embedding caller on
+    # another thread stops the server its own way.
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    bound_port = server.server_address[1]
+    url_host = f"[{host}]" if ":" in host else host
     print(f"peekapi-otel ingest listening on http://{url_host}:{bound_port} (db {db})", flush=True)
     try:
         server.serve_forever(poll_interval=0.2)

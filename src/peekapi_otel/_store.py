@@ -6,12 +6,13 @@ The summary computed here is the single source of the figures shown by the dashb
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -38,7 +39,10 @@ CREATE TABLE IF NOT EXISTS events (
 );
 -- NULL pairs never collide, so events without trace/span ids are always kept.
 CREATE UNIQUE INDEX IF NOT EXISTS events_pair ON events (trace_id, span_id);
-CREATE INDEX IF NOT EXISTS events_endpoint ON events (method, path);
+-- Covering indexes: per-endpoint aggregates and the p95 look-ups below read only these.
+CREATE INDEX IF NOT EXISTS events_endpoint
+    ON events (method, path, response_time_ms, status_code);
+CREATE INDEX IF NOT EXISTS events_latency ON events (response_time_ms);
 """
 
 _INSERT: Final = """
@@ -48,37 +52,28 @@ INSERT OR IGNORE INTO events (
 ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 
-# p95 by nearest rank: the value at 1-based rank ceil(0.95 * n), in integer arithmetic
-# so no float rounding moves the rank.
 _ENDPOINTS: Final = """
-WITH ranked AS (
-    SELECT method, path, status_code, response_time_ms,
-           ROW_NUMBER() OVER (PARTITION BY method, path ORDER BY response_time_ms) AS rn,
-           COUNT(*) OVER (PARTITION BY method, path) AS n
-    FROM events
-)
-SELECT method, path, COUNT(*),
-       SUM(status_code >= 400), SUM(status_code >= 500),
-       AVG(response_time_ms),
-       MAX(CASE WHEN rn = (95 * n + 99) / 100 THEN response_time_ms END)
-FROM ranked
+SELECT method, path, COUNT(*), SUM(status_code >= 400), SUM(status_code >= 500),
+       AVG(response_time_ms)
+FROM events
 GROUP BY method, path
 ORDER BY COUNT(*) DESC, method, path
 """
 
-_TOTALS: Final = """
-WITH ranked AS (
-    SELECT status_code, response_time_ms, consumer_id,
-           ROW_NUMBER() OVER (ORDER BY response_time_ms) AS rn,
-           COUNT(*) OVER () AS n
-    FROM events
-)
-SELECT COUNT(*), SUM(status_code >= 400), SUM(status_code >= 500),
-       AVG(response_time_ms),
-       MAX(CASE WHEN rn = (95 * n + 99) / 100 THEN response_time_ms END),
-       COUNT(DISTINCT consumer_id)
-FROM ranked
+_ENDPOINT_RANK: Final = """
+SELECT response_time_ms FROM events WHERE method = ? AND path = ?
+ORDER BY response_time_ms LIMIT 1 OFFSET ?
 """
+
+_TOTALS: Final = """
+SELECT COUNT(*), SUM(status_code >= 400), SUM(status_code >= 500), AVG(response_time_ms),
+       COUNT(DISTINCT consumer_id)
+FROM events
+"""
+
+_TOTAL_RANK: Final = (
+    "SELECT response_time_ms FROM events ORDER BY response_time_ms LIMIT 1 OFFSET ?"
+)
 
 _CONSUMERS: Final = """
 SELECT consumer_id, method, path, COUNT(*), SUM(status_code >= 400)
@@ -92,6 +87,17 @@ SELECT timestamp, method, path, status_code, response_time_ms, consumer_id,
        request_size, response_size
 FROM events ORDER BY id DESC LIMIT ?
 """
+
+_LATEST_KEYS: Final = (
+    "timestamp",
+    "method",
+    "path",
+    "status_code",
+    "response_time_ms",
+    "consumer_id",
+    "request_size",
+    "response_size",
+)
 
 _TIMELINE: Final = """
 SELECT CAST(received_at AS INTEGER) AS second, COUNT(*), AVG(response_time_ms)
@@ -188,6 +194,14 @@ def validate_batch(batch: Any) -> list[tuple[Any, ...]]:
     return [_row(event, i, now) for i, event in enumerate(batch)]
 
 
+def p95_offset(n: int) -> int:
+    """0-based index of the nearest-rank 95th percentile among ``n`` sorted values.
+
+    The rank is ceil(0.95 * n), computed in integers so float rounding cannot move it.
+    """
+    return max(0, (95 * n + 99) // 100 - 1)
+
+
 def _pct(part: int, whole: int) -> float:
     return round(100.0 * part / whole, 1) if whole else 0.0
 
@@ -259,22 +273,27 @@ class EventStore:
         """Validate and insert wire-format events; see :meth:`insert_rows`."""
         return self.insert_rows(validate_batch(list(events)))
 
-    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    @contextlib.contextmanager
+    def _snapshot(self) -> Iterator[sqlite3.Connection]:
+        # A read transaction on its own connection: every figure of one summary comes from
+        # the same snapshot, and WAL lets it run while the writer inserts.
         conn = self._connect(mode="ro")
         try:
-            return conn.execute(sql, params).fetchall()
+            conn.execute("BEGIN")
+            yield conn
         finally:
             conn.close()
 
     def count(self) -> int:
-        ((n,),) = self._read("SELECT COUNT(*) FROM events")
-        return int(n)
+        with self._snapshot() as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM events").fetchone()[0])
 
     def pairs(self) -> list[tuple[str, str]]:
         """Every stored (trace_id, span_id) pair, in insertion order."""
-        rows = self._read(
-            "SELECT trace_id, span_id FROM events WHERE trace_id IS NOT NULL ORDER BY id"
-        )
+        with self._snapshot() as conn:
+            rows = conn.execute(
+                "SELECT trace_id, span_id FROM events WHERE trace_id IS NOT NULL ORDER BY id"
+            ).fetchall()
         return [(str(t), str(s)) for t, s in rows]
 
     def summary(self, *, latest: int = LATEST_LIMIT) -> dict[str, Any]:
@@ -284,66 +303,82 @@ class EventStore:
         ``error_rate`` is a percentage rounded to 1 decimal, latencies are milliseconds
         rounded to 2 decimals, and ``p95_ms`` is the nearest-rank 95th percentile.
         """
-        (total, errors, server_errors, avg, p95, consumers) = self._read(_TOTALS)[0]
-        total = int(total)
-        endpoints = [
-            {
-                "method": method,
-                "path": path,
-                "requests": n,
-                "errors": int(err),
-                "server_errors": int(err5),
-                "error_rate": _pct(int(err), n),
-                "avg_ms": _ms(mean),
-                "p95_ms": _ms(p),
-            }
-            for method, path, n, err, err5, mean, p in self._read(_ENDPOINTS)
-        ]
-        by_consumer: dict[str | None, dict[str, Any]] = {}
-        for consumer, method, path, n, err in self._read(_CONSUMERS):
-            entry = by_consumer.setdefault(
-                consumer, {"consumer_id": consumer, "requests": 0, "errors": 0, "endpoints": []}
-            )
-            entry["requests"] += n
-            entry["errors"] += int(err)
-            entry["endpoints"].append(
-                {"method": method, "path": path, "requests": n, "errors": int(err)}
-            )
-        keys = (
-            "timestamp",
-            "method",
-            "path",
-            "status_code",
-            "response_time_ms",
-            "consumer_id",
-            "request_size",
-            "response_size",
-        )
         now = int(time.time())
-        timeline = {
-            int(sec): (int(n), _ms(mean))
-            for sec, n, mean in self._read(_TIMELINE, (now - TIMELINE_SECONDS + 1,))
-        }
+        with self._snapshot() as conn:
+            total, errors, server_errors, avg, consumers = conn.execute(_TOTALS).fetchone()
+            p95 = conn.execute(_TOTAL_RANK, (p95_offset(total),)).fetchone()
+            endpoints = [
+                _figures(
+                    {"method": method, "path": path},
+                    n,
+                    err,
+                    err5,
+                    mean,
+                    conn.execute(_ENDPOINT_RANK, (method, path, p95_offset(n))).fetchone()[0],
+                )
+                for method, path, n, err, err5, mean in conn.execute(_ENDPOINTS).fetchall()
+            ]
+            by_consumer = conn.execute(_CONSUMERS).fetchall()
+            latest_rows = conn.execute(_LATEST, (latest,)).fetchall()
+            first = now - TIMELINE_SECONDS + 1
+            per_second = {
+                int(sec): (int(n), _ms(mean))
+                for sec, n, mean in conn.execute(_TIMELINE, (first,)).fetchall()
+            }
         return {
             "generated_at": time.time(),
-            "totals": {
-                "requests": total,
-                "errors": int(errors or 0),
-                "server_errors": int(server_errors or 0),
-                "error_rate": _pct(int(errors or 0), total),
-                "avg_ms": _ms(avg),
-                "p95_ms": _ms(p95),
-                "consumers": int(consumers),
-            },
+            "totals": _figures(
+                {"consumers": int(consumers)},
+                total,
+                errors,
+                server_errors,
+                avg,
+                None if p95 is None else p95[0],
+            ),
             "endpoints": endpoints,
-            "consumers": list(by_consumer.values()),
-            "latest": [dict(zip(keys, row)) for row in self._read(_LATEST, (latest,))],
+            "consumers": _consumers(by_consumer),
+            "latest": [dict(zip(_LATEST_KEYS, row, strict=True)) for row in latest_rows],
             "timeline": [
                 {
                     "second": sec,
-                    "requests": timeline.get(sec, (0, 0.0))[0],
-                    "avg_ms": timeline.get(sec, (0, 0.0))[1],
+                    "requests": per_second.get(sec, (0, 0.0))[0],
+                    "avg_ms": per_second.get(sec, (0, 0.0))[1],
                 }
-                for sec in range(now - TIMELINE_SECONDS + 1, now + 1)
+                for sec in range(first, now + 1)
             ],
         }
+
+
+def _figures(
+    base: dict[str, Any],
+    n: int,
+    errors: int | None,
+    server_errors: int | None,
+    avg: float | None,
+    p95: float | None,
+) -> dict[str, Any]:
+    # SUM() over no rows is NULL, hence the "or 0".
+    return {
+        **base,
+        "requests": n,
+        "errors": int(errors or 0),
+        "server_errors": int(server_errors or 0),
+        "error_rate": _pct(int(errors or 0), n),
+        "avg_ms": _ms(avg),
+        "p95_ms": _ms(p95),
+    }
+
+
+def _consumers(rows: Iterable[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    """consumer -> endpoint -> (requests, errors), anonymous traffic last."""
+    by_consumer: dict[str | None, dict[str, Any]] = {}
+    for consumer, method, path, n, err in rows:
+        entry = by_consumer.setdefault(
+            consumer, {"consumer_id": consumer, "requests": 0, "errors": 0, "endpoints": []}
+        )
+        entry["requests"] += n
+        entry["errors"] += int(err)
+        entry["endpoints"].append(
+            {"method": method, "path": path, "requests": n, "errors": int(err)}
+        )
+    return list(by_consumer.values())

@@ -131,7 +131,11 @@ def ingest(serve_factory: Any) -> Ingest:
 
 
 def request(
-    port: int, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    port: int,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=HTTP_TIMEOUT)
     try:
@@ -386,9 +390,7 @@ def test_help(command: list[str]) -> None:
     assert result.stdout.startswith("usage: peekapi-otel")
 
 
-def _sender(
-    port: int, worker: int, stop_at: float, sent: list[int], failures: list[str]
-) -> None:
+def _sender(port: int, worker: int, stop_at: float, sent: list[int], failures: list[str]) -> None:
     per_thread_rate = LOAD_RATE / LOAD_THREADS
     interval = LOAD_BATCH / per_thread_rate
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=HTTP_TIMEOUT)
@@ -420,7 +422,7 @@ def _sender(
             delay = next_at - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-    except Exception as exc:  # reported to the main thread, which fails the test
+    except Exception as exc:  # noqa: BLE001 (the main thread reports it and fails)
         failures.append(repr(exc))
     finally:
         conn.close()
