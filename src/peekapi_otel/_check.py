@@ -1,0 +1,75 @@
+"""``peekapi-otel check``: the configuration this environment gives, and what will happen."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+
+from peekapi_otel._options import Options, mask_secret
+from peekapi_otel._retry import Outcome, classify
+from peekapi_otel._transport import HttpTransport
+
+
+def _value(name: str, value: object) -> str:
+    if name == "api_key":
+        return mask_secret(str(value))
+    if name == "consumer_headers" and isinstance(value, tuple):
+        return ",".join(value)
+    return "(default)" if value is None else str(value)
+
+
+def _probe(options: Options) -> tuple[bool, str]:
+    """POST an empty batch: the cheapest request that shows the ingest and the key work."""
+    transport = HttpTransport(options.endpoint, options.api_key, compression=options.compression)
+    try:
+        result = transport.send(b"[]", options.timeout)
+    finally:
+        transport.close()
+    outcome = classify(result)
+    if outcome is Outcome.OK:
+        return True, f"answers {result.status}: it accepts this API key"
+    if result.status is None:
+        return False, f"does not answer: {result.error}"
+    if result.status in (401, 403):
+        return False, f"answers {result.status}: it rejects this API key"
+    if 300 <= result.status < 400:
+        return False, (
+            f"answers {result.status} (redirect to {result.location}); redirects are never "
+            "followed: use the final URL"
+        )
+    return False, f"answers {result.status}: {result.excerpt.strip()[:120]}"
+
+
+def run(args: argparse.Namespace) -> int:
+    options = Options.from_env()
+    print("Configuration (argument > PEEKAPI_* environment > default):")
+    for field in dataclasses.fields(Options):
+        if field.name in ("identify_consumer", "on_error", "warnings"):
+            continue
+        print(f"  {field.name:<22} {_value(field.name, getattr(options, field.name))}")
+    for warning in options.warnings:
+        print(f"warning: {warning}")
+    problem = options.problem
+    if problem is not None:
+        print(f"verdict: {problem}")
+        return 1
+    print(f"endpoint: {options.endpoint} is allowed")
+    ok, answer = _probe(options)
+    print(f"ingest:   {answer}")
+    spool = options.spool_dir()
+    print(
+        f"events:   sent in batches of {options.batch_size} at least every "
+        f"{options.flush_interval:g} s; while the ingest fails they wait in {spool} "
+        f"(up to {options.max_storage_bytes} bytes, oldest evicted first) and are sent "
+        "when it answers again"
+    )
+    if not ok:
+        print("verdict: events will be kept on disk until the ingest accepts them")
+        return 1
+    print("verdict: ready")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(run(argparse.Namespace()))
