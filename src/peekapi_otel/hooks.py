@@ -58,9 +58,7 @@ def configure_hooks(
     consumer_headers: Sequence[str], identify_consumer: ConsumerIdentifier | None
 ) -> None:
     _Config.consumer_headers = tuple(consumer_headers)
-    _Config.environ_keys = tuple(
-        "HTTP_" + h.upper().replace("-", "_") for h in consumer_headers
-    )
+    _Config.environ_keys = tuple("HTTP_" + h.upper().replace("-", "_") for h in consumer_headers)
     _Config.identify_consumer = identify_consumer
 
 
@@ -92,9 +90,7 @@ def _missing_path(span: Span) -> bool:
 
 
 def _asgi_headers(scope: Mapping[str, Any]) -> dict[str, str]:
-    return {
-        k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or ()
-    }
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or ()}
 
 
 def asgi_server_request_hook(span: Span, scope: dict[str, Any]) -> None:
@@ -145,7 +141,9 @@ def asgi_client_response_hook(span: Span, scope: dict[str, Any], message: dict[s
         state[2] += len(message.get("body") or b"")
         if not message.get("more_body", False):
             server: Span = state[0]
-            attrs: dict[str, Any] = {ATTR_RESPONSE_SIZE: state[2]}
+            # A HEAD response has no body on the wire, whatever the app passed to send().
+            sent = 0 if scope.get("method") == "HEAD" else state[2]
+            attrs: dict[str, Any] = {ATTR_RESPONSE_SIZE: sent}
             if not state[3]:
                 attrs[ATTR_REQUEST_SIZE] = state[1]
             server.set_attributes(attrs)
@@ -195,6 +193,11 @@ def _headers_size(headers: Sequence[tuple[str, str]] | None) -> int | None:
     return None
 
 
+def _is_head(span: Span) -> bool:
+    attrs = getattr(span, "attributes", None) or {}
+    return "HEAD" in (attrs.get("http.request.method"), attrs.get("http.method"))
+
+
 def wsgi_request_hook(span: Span, environ: dict[str, Any]) -> None:
     with guard:
         if span.is_recording():
@@ -205,15 +208,18 @@ def wsgi_response_hook(
     span: Span, environ: dict[str, Any], status: str, headers: list[tuple[str, str]]
 ) -> None:
     with guard:
-        size = _headers_size(headers)
+        # A HEAD response has no body on the wire; Content-Length describes the GET body.
+        size = 0 if environ.get("REQUEST_METHOD") == "HEAD" else _headers_size(headers)
         if span.is_recording() and size is not None:
             span.set_attribute(ATTR_RESPONSE_SIZE, size)
 
 
 def flask_response_hook(span: Span, status: str, headers: list[tuple[str, str]]) -> None:
     with guard:
-        size = _headers_size(headers)
-        if span.is_recording() and size is not None:
+        if not span.is_recording():
+            return
+        size = 0 if _is_head(span) else _headers_size(headers)
+        if size is not None:
             span.set_attribute(ATTR_RESPONSE_SIZE, size)
 
 
@@ -232,7 +238,9 @@ def django_response_hook(span: Span, request: Any, response: Any) -> None:
         if not span.is_recording():
             return
         size: int | None
-        if getattr(response, "streaming", False):
+        if getattr(request, "method", None) == "HEAD":
+            size = 0  # no body on the wire, whatever the view returned
+        elif getattr(response, "streaming", False):
             size = _headers_size([("content-length", response.get("Content-Length", ""))])
         else:
             size = len(response.content)

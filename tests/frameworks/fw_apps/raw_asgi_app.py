@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from apps.common import JSON_BODY, SET_COOKIE_SECRET, STREAM_CHUNKS, dumps
+from fw_apps.common import JSON_BODY, SET_COOKIE_SECRET, STREAM_CHUNKS, dumps
 
 Scope = dict[str, Any]
 

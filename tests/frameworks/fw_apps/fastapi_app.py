@@ -5,8 +5,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-
-from apps.common import JSON_BODY, SET_COOKIE_SECRET, STREAM_CHUNKS
+from fw_apps.common import JSON_BODY, SET_COOKIE_SECRET, STREAM_CHUNKS
 
 app = FastAPI()
 

@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from apps.common import JSON_BODY, SET_COOKIE_SECRET, STREAM_CHUNKS, dumps
+from fw_apps.common import JSON_BODY, SET_COOKIE_SECRET, STREAM_CHUNKS, dumps
 
 StartResponse = Callable[..., Any]
 
@@ -50,7 +50,7 @@ def server_errors(inner: Callable[..., Iterable[bytes]]) -> Callable[..., Iterab
 
     def wrapper(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         try:
-            return list(inner(environ, start_response))
+            return inner(environ, start_response)
         except Exception:  # noqa: BLE001 - the server turns it into a 500
             body = b"Internal Server Error"
             start_response(

@@ -2,12 +2,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from fw_apps.common import JSON_BODY, SET_COOKIE_SECRET, STREAM_CHUNKS
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
-
-from apps.common import JSON_BODY, SET_COOKIE_SECRET, STREAM_CHUNKS
 
 
 def json_endpoint(request: Request) -> Response:

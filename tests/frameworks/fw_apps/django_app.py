@@ -10,8 +10,7 @@ from collections.abc import Iterator
 
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.urls import path
-
-from apps.common import JSON_BODY, SET_COOKIE_SECRET, STREAM_CHUNKS
+from fw_apps.common import JSON_BODY, SET_COOKIE_SECRET, STREAM_CHUNKS
 
 
 def configure_settings() -> None:

@@ -3,8 +3,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from flask import Flask, Response, jsonify, request
-
-from apps.common import JSON_BODY, SET_COOKIE_SECRET, STREAM_CHUNKS
+from fw_apps.common import JSON_BODY, SET_COOKIE_SECRET, STREAM_CHUNKS
 
 app = Flask(__name__)
 
