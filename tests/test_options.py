@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from peekapi_otel import Options
+from peekapi_otel import Options, PeekApiSpanExporter
 from peekapi_otel._options import DEFAULT_ENDPOINT, ENVIRONMENT_VARIABLES
 
 LOGGER = "peekapi_otel"
@@ -234,6 +234,9 @@ def test_refused_endpoint_env_disables_export_with_one_error(
     assert options.endpoint == ""
     assert options.problem is not None
     assert "disabled" in options.problem
+    assert warnings_of(caplog) == []  # reported once, by whoever would have sent
+    PeekApiSpanExporter(options=options)
+    PeekApiSpanExporter(options=options)
     (message,) = warnings_of(caplog)
     assert "PEEKAPI_ENDPOINT" in message
     assert "refused" in message

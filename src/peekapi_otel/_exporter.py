@@ -87,7 +87,8 @@ class PeekApiSpanExporter(SpanExporter):
         """Queue one request span (O(1), no I/O)."""
         pipeline = self._pipeline
         if pipeline is None:
-            STATS.drop("disabled", 1, self.options.problem or "")
+            # Counted, not logged again: the reason was logged once at construction.
+            STATS.drop_quietly("disabled")
             return
         pipeline.submit(span)
 

@@ -311,6 +311,8 @@ class Options:
     on_error: ErrorCallback | None = dataclasses.field(default=None, compare=False, repr=False)
     #: Problems found while reading the environment, one line each (for ``check``).
     warnings: tuple[str, ...] = dataclasses.field(default=(), compare=False, repr=False)
+    #: Why the ``PEEKAPI_ENDPOINT`` value was refused, if it was.
+    endpoint_error: str | None = dataclasses.field(default=None, compare=False, repr=False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Options:
@@ -339,12 +341,13 @@ class Options:
             try:
                 values[name] = parse(raw)
             except (TypeError, ValueError) as exc:
-                message = f"{var}={_mask(var, raw)!s} is invalid ({exc}); using the default"
                 if name == "endpoint":
-                    message = (
-                        f"{var} is refused: {exc}. PeekAPI export is disabled until it is fixed"
-                    )
+                    # Never fall back to another endpoint: the exporter reports this once
+                    # as the reason export is disabled.
                     values["endpoint"] = ""
+                    values["endpoint_error"] = f"{var} is refused: {exc}"
+                    continue
+                message = f"{var}={_mask(var, raw)!s} is invalid ({exc}); using the default"
                 warnings.append(message)
                 _logger.warning("peekapi-otel: %s", message)
         for name in ("identify_consumer", "on_error"):
@@ -363,7 +366,8 @@ class Options:
                 "PeekAPI export is disabled and the app keeps serving"
             )
         if not self.endpoint:
-            return "the endpoint was refused; PeekAPI export is disabled"
+            reason = self.endpoint_error or "the endpoint was refused"
+            return f"{reason}. PeekAPI export is disabled until it is fixed; the app keeps serving"
         return None
 
     def spool_dir(self) -> Path:
