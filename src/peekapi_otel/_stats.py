@@ -47,9 +47,12 @@ class Stats:
         with self._lock:
             self._drops[reason] += n
             first = self._drops[reason] == n
-            if not first:
-                self._unlogged[reason] += n
             now = time.monotonic()
+            if first:
+                # The summary of later drops comes a full interval after a first warning.
+                self._last_summary = now
+            else:
+                self._unlogged[reason] += n
             summary = None
             if self._unlogged and now - self._last_summary >= _SUMMARY_INTERVAL:
                 summary = dict(self._unlogged)
@@ -65,6 +68,11 @@ class Stats:
             )
         elif summary:
             _logger.warning("peekapi-otel dropped more events since the last report: %s", summary)
+
+    def drop_quietly(self, reason: str, n: int = 1) -> None:
+        """Count a drop whose cause was already reported (e.g. export disabled)."""
+        with self._lock:
+            self._drops[reason] += n
 
     def once(
         self,
@@ -113,5 +121,5 @@ STATS: Final = Stats()
 def stats() -> dict[str, object]:
     """Counters for this process: events seen, sent, spooled, recovered, retried, and
     ``dropped`` by reason (``queue_full``, ``spool_full``, ``evicted``, ``rejected``,
-    ``oversize``, ``corrupt``, ``consumer_error``, ...), plus the spool backlog."""
+    ``oversize``, ``corrupt``, ``consumer_error``, ...)."""
     return STATS.snapshot()
