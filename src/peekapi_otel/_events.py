@@ -165,8 +165,10 @@ def _consumer(
     identify_consumer: Callable[[Mapping[str, str]], str | None] | None,
 ) -> str | None:
     consumer = attrs.get(ATTR_CONSUMER)
-    if isinstance(consumer, str):
-        return consumer[:MAX_CONSUMER] or None
+    if isinstance(consumer, str) and consumer:
+        return consumer[:MAX_CONSUMER]
+    if ATTR_REQUEST_SIZE in attrs:
+        return None  # a hook saw the raw request and found no consumer
     if identify_consumer is not None:
         # No hook saw the raw request: offer what header capture recorded (credential
         # headers already hashed or redacted).

@@ -117,9 +117,13 @@ def asgi_server_request_hook(span: Span, scope: dict[str, Any]) -> None:
                     return found[name].decode("latin-1")
             return None
 
-        attrs: dict[str, Any] = {ATTR_CONSUMER: _identify(lambda: _asgi_headers(scope), first)}
-        if content_length is not None:
-            attrs[ATTR_REQUEST_SIZE] = content_length
+        # The request size is always set: it also tells the processor a hook saw the
+        # raw request (see _events._consumer). Without Content-Length it is replaced by
+        # the bytes read once the response is complete.
+        attrs: dict[str, Any] = {ATTR_REQUEST_SIZE: content_length or 0}
+        consumer = _identify(lambda: _asgi_headers(scope), first)
+        if consumer:
+            attrs[ATTR_CONSUMER] = consumer
         span.set_attributes(attrs)
         _set_method(span, str(scope.get("method", "")))
         # [server span, bytes read, bytes sent, content-length known]
@@ -170,11 +174,14 @@ def _environ_request(span: Span, environ: Mapping[str, Any]) -> None:
                 return str(value)
         return None
 
-    attrs: dict[str, Any] = {ATTR_CONSUMER: _identify(lambda: _environ_headers(environ), first)}
     try:
-        attrs[ATTR_REQUEST_SIZE] = max(int(environ.get("CONTENT_LENGTH") or 0), 0)
+        size = max(int(environ.get("CONTENT_LENGTH") or 0), 0)
     except ValueError:
-        pass
+        size = 0
+    attrs: dict[str, Any] = {ATTR_REQUEST_SIZE: size}
+    consumer = _identify(lambda: _environ_headers(environ), first)
+    if consumer:
+        attrs[ATTR_CONSUMER] = consumer
     if _missing_path(span):
         # wsgiref (Django runserver) sets neither RAW_URI nor REQUEST_URI.
         attrs[ATTR_PATH] = (environ.get("SCRIPT_NAME") or "") + (environ.get("PATH_INFO") or "/")
