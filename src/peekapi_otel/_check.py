@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import sys
 
 from peekapi_otel._options import Options, mask_secret
@@ -14,6 +15,8 @@ from peekapi_otel._transport import HttpTransport
 def _value(name: str, value: object) -> str:
     if name == "api_key":
         return mask_secret(str(value))
+    if name == "endpoint" and not value:
+        return "(refused: see the verdict below)"
     if name == "consumer_headers" and isinstance(value, tuple):
         return ",".join(value)
     return "(default)" if value is None else str(value)
@@ -41,11 +44,25 @@ def _probe(options: Options) -> tuple[bool, str]:
     return False, f"answers {result.status}: {result.excerpt.strip()[:120]}"
 
 
+def _resolve() -> Options:
+    # Options logs each bad value as a warning too; check prints them itself, once.
+    logger = logging.getLogger("peekapi_otel")
+    quiet = logging.NullHandler()
+    saved = logger.propagate
+    logger.addHandler(quiet)
+    logger.propagate = False
+    try:
+        return Options.from_env()
+    finally:
+        logger.removeHandler(quiet)
+        logger.propagate = saved
+
+
 def run(args: argparse.Namespace) -> int:
-    options = Options.from_env()
+    options = _resolve()
     print("Configuration (argument > PEEKAPI_* environment > default):")
     for field in dataclasses.fields(Options):
-        if field.name in ("identify_consumer", "on_error", "warnings"):
+        if field.name in ("identify_consumer", "on_error", "warnings", "endpoint_error"):
             continue
         print(f"  {field.name:<22} {_value(field.name, getattr(options, field.name))}")
     for warning in options.warnings:

@@ -15,6 +15,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -23,6 +24,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import IO, Final
 
 from peekapi_otel._report import render
@@ -38,6 +40,10 @@ _CONSUMERS: Final[tuple[dict[str, str], ...]] = (
 )
 _THREADS: Final = 4
 _DELIVERY_TIMEOUT: Final = 60.0
+_FLUSH_INTERVAL: Final = 1.0
+# The ingest stays down at least this long, so the app's sends really fail and are
+# retried even when the traffic is over in a moment.
+_MIN_OUTAGE: Final = 3 * _FLUSH_INTERVAL
 
 
 def _say(message: str) -> None:
@@ -108,6 +114,8 @@ class _Ingest:
         return f"http://127.0.0.1:{self.port}/v1/events"
 
     def start(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            return  # already running: a second serve could not bind and this one would leak
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -179,20 +187,42 @@ class _Traffic:
         return threads
 
 
-_shown: dict[str, int] = {}
+class _Bar:
+    """A redrawn progress bar on a terminal; one line per quarter in logs and CI."""
 
+    def __init__(self, label: str, total: int) -> None:
+        self.label, self.total = label, max(total, 1)
+        self._tty = sys.stdout.isatty()
+        self._open = False  # a redrawn line without its newline yet
+        self._shown: int | None = None
 
-def _bar(label: str, done: int, total: int) -> None:
-    if not sys.stdout.isatty():
-        # Logs and CI: one line per quarter instead of a redrawn bar.
-        quarter = 4 * done // max(total, 1)
-        if _shown.get(label) == quarter:
-            return
-        _shown[label] = quarter
-    width = 40
-    filled = int(width * done / max(total, 1))
-    sys.stdout.write(f"\r  {label:<10} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
-    sys.stdout.flush()
+    def _line(self, done: int) -> str:
+        width = 40
+        filled = min(int(width * done / self.total), width)
+        return f"  {self.label:<10} [{'#' * filled}{'.' * (width - filled)}] {done}/{self.total}"
+
+    def update(self, done: int) -> None:
+        if self._tty:
+            sys.stdout.write("\r" + self._line(done))
+            self._open = True
+        else:
+            quarter = 4 * done // self.total
+            if quarter == self._shown:
+                return
+            self._shown = quarter
+            sys.stdout.write(self._line(done) + "\n")
+        sys.stdout.flush()
+
+    def interrupt(self) -> None:
+        """End the redrawn line so that a message can be printed below it."""
+        if self._open:
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+            self._open = False
+
+    def finish(self, done: int) -> None:
+        self.update(done)
+        self.interrupt()
 
 
 @contextmanager
@@ -226,13 +256,33 @@ def _count(db: Path) -> int:
         store.close()
 
 
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    # SIGTERM would end the demo without running its finally blocks, leaving the ingest
+    # and the app running: turn it into an exit that cleans up.
+    raise SystemExit(128 + signum)
+
+
 def run(args: argparse.Namespace) -> int:
-    total = int(args.requests)
-    with _workdir(bool(args.keep)) as work:
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return _run(int(args.requests), bool(args.keep))
+    except KeyboardInterrupt:
+        print("\npeekapi-otel demo: interrupted; stopped what it started", file=sys.stderr)
+        return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(total: int, keep: bool) -> int:
+    with _workdir(keep) as work:
         log = open(work / "demo.log", "wb")  # noqa: SIM115 - closed in finally below
         db = work / "events.db"
         ingest = _Ingest(db, _free_port(), log)
         app: subprocess.Popen[bytes] | None = None
+        failed = True
         try:
             _say("peekapi-otel demo")
             ingest.start()
@@ -242,7 +292,7 @@ def run(args: argparse.Namespace) -> int:
                 **os.environ,
                 "PEEKAPI_API_KEY": _API_KEY,
                 "PEEKAPI_ENDPOINT": ingest.url,
-                "PEEKAPI_FLUSH_INTERVAL": "1",
+                "PEEKAPI_FLUSH_INTERVAL": f"{_FLUSH_INTERVAL:g}",
                 "PEEKAPI_STORAGE_PATH": str(work / "spool"),
             }
             app = subprocess.Popen(
@@ -262,35 +312,58 @@ def run(args: argparse.Namespace) -> int:
             )
             traffic = _Traffic(port, total)
             threads = traffic.start()
+            bar = _Bar("traffic", total)
             outage_at, back_at = total // 2, (total * 3) // 4
-            stopped = restarted = False
+            stopped_at: float | None = None
+            restarted = False
+
+            def outage() -> None:
+                nonlocal stopped_at
+                ingest.stop()
+                stopped_at = time.monotonic()
+                bar.interrupt()
+                _say("  outage     ingest stopped: the app keeps serving, its events wait")
+
+            def recovery() -> None:
+                nonlocal restarted
+                ingest.start()
+                restarted = True
+                bar.interrupt()
+                _say("  recovery   ingest started again on the same port and database")
+
             deadline = time.monotonic() + 120
             while any(t.is_alive() for t in threads) and time.monotonic() < deadline:
-                _bar("traffic", traffic.done, total)
-                if not stopped and traffic.done >= outage_at:
-                    ingest.stop()
-                    stopped = True
-                    sys.stdout.write("\n")
-                    _say("  outage     ingest stopped: events are retried and kept on disk")
-                if stopped and not restarted and traffic.done >= back_at:
-                    ingest.start()
-                    restarted = True
-                    sys.stdout.write("\n")
-                    _say("  recovery   ingest started again on the same port and database")
+                bar.update(traffic.done)
+                if stopped_at is None and traffic.done >= outage_at:
+                    outage()
+                if (
+                    stopped_at is not None
+                    and not restarted
+                    and traffic.done >= back_at
+                    and time.monotonic() - stopped_at >= _MIN_OUTAGE
+                ):
+                    recovery()
                 time.sleep(0.05)
-            _bar("traffic", traffic.done, total)
-            sys.stdout.write("\n")
+            for thread in threads:
+                thread.join(max(deadline - time.monotonic(), 0.1))
+            bar.finish(traffic.done)
+            # Fast traffic can end between two looks: the outage and recovery still happen.
+            if stopped_at is None:
+                outage()
             if not restarted:
-                ingest.start()
+                assert stopped_at is not None
+                time.sleep(max(_MIN_OUTAGE - (time.monotonic() - stopped_at), 0))
+                recovery()
             delivered = 0
+            bar = _Bar("delivered", total)
             deadline = time.monotonic() + _DELIVERY_TIMEOUT
             while time.monotonic() < deadline:
                 delivered = _count(db)
-                _bar("delivered", delivered, total)
+                bar.update(delivered)
                 if delivered >= total:
                     break
                 time.sleep(0.5)
-            sys.stdout.write("\n")
+            bar.finish(delivered)
             _stop(app)
             app = None
             delivered = _count(db)
@@ -311,14 +384,14 @@ def run(args: argparse.Namespace) -> int:
                 f"{total} requests sent, {answered} answered by the app, {delivered} events "
                 f"at the ingest, {unique} unique trace/span pairs: {verdict}"
             )
+            failed = not ok
             return 0 if ok else 1
-        except (OSError, RuntimeError, TimeoutError) as exc:
-            sys.stdout.write("\n")
-            print(f"peekapi-otel demo: {exc}", file=sys.stderr)
+        except (OSError, RuntimeError, TimeoutError, sqlite3.Error) as exc:
+            print(f"\npeekapi-otel demo: {exc}", file=sys.stderr)
             return 1
         finally:
             _stop(app)
             ingest.stop()
             log.close()
-            if not args.keep and sys.exc_info()[0] is not None:
+            if failed:
                 _tail(work / "demo.log")

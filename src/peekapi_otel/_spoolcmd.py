@@ -3,89 +3,195 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
+import re
 import sys
 import time
 from pathlib import Path
 
 from peekapi_otel._options import Options, default_storage_root
 from peekapi_otel._pipeline import Pipeline
-from peekapi_otel._spool import Spool, SpoolInfo
+from peekapi_otel._spool import Spool, _created, _parse, parse_lines
 from peekapi_otel._stats import stats
 
+PROG = "peekapi-otel spool"
 _DRAIN_TIMEOUT = 300.0
+# A drain that makes no progress for this long while the ingest fails is given up.
+_STALL_SECONDS = 30.0
+_DIGEST = re.compile(r"^[0-9a-f]{16}$")
 
 
-def _is_spool(path: Path) -> bool:
+@dataclasses.dataclass(frozen=True)
+class _Contents:
+    segments: int
+    events: int  # valid event lines still to send
+    corrupt: int  # unreadable lines (garbage, or a last line cut short)
+    bytes: int
+    oldest: float | None
+
+
+def _contents(directory: Path) -> _Contents:
+    """Count what a spool directory holds, the way the sender will read it."""
+    segments = events = corrupt = size = 0
+    oldest: float | None = None
+    try:
+        names = sorted(n for n in (p.name for p in directory.iterdir()) if n.startswith("seg-"))
+    except OSError:
+        names = []
+    for name in names:
+        parsed = _parse(name)
+        if parsed is None:
+            continue
+        base, _kind, offset = parsed
+        try:
+            data = (directory / name).read_bytes()
+        except OSError:
+            continue
+        segments += 1
+        size += len(data)
+        lines, _ends, bad = parse_lines(data[offset:])
+        events += len(lines)
+        corrupt += bad if isinstance(bad, int) else len(bad)
+        created = _created(base)
+        oldest = created if oldest is None else min(oldest, created)
+    return _Contents(segments, events, corrupt, size, oldest)
+
+
+def _has_segments(path: Path) -> bool:
     return any(p.name.startswith("seg-") for p in path.iterdir())
 
 
 def _directories(path: Path) -> list[Path]:
-    """``path`` itself when it holds segments, else its per-(endpoint, key) children."""
-    if _is_spool(path):
+    """``path`` itself when it is a spool directory, else its per-(endpoint, key) children."""
+    if _has_segments(path):
         return [path]
-    return sorted(p for p in path.iterdir() if p.is_dir() and not p.is_symlink())
+    children = sorted(p for p in path.iterdir() if p.is_dir() and not p.is_symlink())
+    return children or [path]
 
 
-def _describe(path: Path, info: SpoolInfo) -> str:
+def _describe(path: Path, info: _Contents) -> str:
     oldest = "-"
     if info.oldest is not None:
         age = max(time.time() - info.oldest, 0)
         when = datetime.datetime.fromtimestamp(info.oldest, datetime.timezone.utc)
         oldest = f"{when.isoformat(timespec='seconds')} ({age:.0f} s ago)"
+    corrupt = f" (+{info.corrupt} unreadable)" if info.corrupt else ""
     return (
-        f"{path}\n  segments {info.segments}  events {info.events}  bytes {info.bytes}  "
-        f"oldest {oldest}"
+        f"{path}\n  segments {info.segments}  events {info.events}{corrupt}  "
+        f"bytes {info.bytes}  oldest {oldest}"
     )
+
+
+def _refusal(options: Options, directory: Path) -> str | None:
+    """Why ``directory`` must not be drained with ``options``, if it must not."""
+    expected = options.spool_dir()
+    if directory.name != expected.name and _DIGEST.match(directory.name):
+        return (
+            f"{directory} holds events spooled for another endpoint or API key than "
+            f"PEEKAPI_ENDPOINT={options.endpoint} with this PEEKAPI_API_KEY; set those to "
+            "the ones the events were spooled with"
+        )
+    return None
+
+
+def _probe(options: Options) -> str | None:
+    """A problem with the ingest that makes a drain pointless, or ``None``."""
+    from peekapi_otel._check import _probe as probe
+
+    ok, answer = probe(options)
+    return None if ok else f"the ingest at {options.endpoint} {answer}"
+
+
+def _paused(pipeline: Pipeline) -> bool:
+    return float(getattr(pipeline, "_paused_until", 0.0)) > time.monotonic()
 
 
 def _drain(options: Options, directory: Path) -> int:
-    if options.problem is not None:
-        print(f"peekapi-otel spool: cannot drain: {options.problem}", file=sys.stderr)
+    before = _contents(directory)
+    if before.events == 0 and before.corrupt == 0:
+        print(f"nothing to drain in {directory}")
+        return 0
+    problem = _probe(options)
+    if problem is not None:
+        print(
+            f"{PROG}: cannot drain: {problem}; the {before.events} events stay on disk",
+            file=sys.stderr,
+        )
         return 1
     spool = Spool(directory, options.max_storage_bytes)
-    before = spool.info().events
     pipeline = Pipeline(options, spool=spool)
     deadline = time.monotonic() + _DRAIN_TIMEOUT
+    reason = f"not finished after {_DRAIN_TIMEOUT:.0f} s"
+    left = before.events
+    progress_at = time.monotonic()
     try:
         while time.monotonic() < deadline:
-            if spool.info().events == 0:
+            now_left = _contents(directory).events
+            if now_left == 0:
+                reason = ""
                 break
-            time.sleep(0.5)
+            if now_left < left:
+                left, progress_at = now_left, time.monotonic()
+            if _paused(pipeline):
+                reason = "the ingest refused the API key or redirected (see the error above)"
+                break
+            if time.monotonic() - progress_at > _STALL_SECONDS:
+                reason = f"no progress for {_STALL_SECONDS:.0f} s: the ingest keeps failing"
+                break
+            time.sleep(0.2)
     finally:
         pipeline.shutdown(timeout=options.shutdown_timeout)
-    left = spool.info().events
+    after = _contents(directory)
     counters = stats()
+    dropped = counters.get("dropped")
+    corrupt = dropped.get("corrupt", 0) if isinstance(dropped, dict) else 0
     print(
-        f"drained {counters['recovered']} of {before} events to {options.endpoint}; "
-        f"{left} still waiting"
+        f"drained {counters['recovered']} of {before.events} events to {options.endpoint}; "
+        f"{corrupt} unreadable lines skipped; {after.events} still waiting"
     )
-    return 0 if left == 0 else 1
+    if after.events:
+        print(f"{PROG}: drain incomplete: {reason or 'events still waiting'}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
     options = Options.from_env()
+    if args.drain and options.problem is not None:
+        print(f"{PROG}: cannot drain: {options.problem}", file=sys.stderr)
+        return 1
+    configured = not args.path and options.problem is None
     if args.path:
         root = Path(args.path)
-    elif options.problem is None:
+    elif configured:
         root = options.spool_dir()
     else:
         root = Path(options.storage_path) if options.storage_path else default_storage_root()
+    if args.path and not root.is_dir():
+        print(f"{PROG}: {root} is not a directory", file=sys.stderr)
+        return 1
     if not root.is_dir():
-        print(f"no spool at {root}: nothing is waiting", file=sys.stderr if args.path else None)
-        return 1 if args.path else 0
-    directories = _directories(root)
-    if not directories:
-        print(f"{root}: no spooled events")
+        print(f"no spool at {root}: nothing is waiting")
+        return 0
+    try:
+        directories = [root] if configured else _directories(root)
+    except OSError as exc:
+        print(f"{PROG}: cannot read {root}: {exc}", file=sys.stderr)
+        return 1
     for directory in directories:
-        print(_describe(directory, Spool(directory, options.max_storage_bytes).info()))
+        print(_describe(directory, _contents(directory)))
     if args.drain:
         if len(directories) != 1:
             print(
-                "peekapi-otel spool: --drain needs one spool directory: set PEEKAPI_API_KEY "
-                "and PEEKAPI_ENDPOINT, or pass --path to it",
+                f"{PROG}: --drain needs one spool directory; {root} holds "
+                f"{len(directories)}: pass --path to one of them",
                 file=sys.stderr,
             )
             return 2
+        refusal = _refusal(options, directories[0])
+        if refusal is not None:
+            print(f"{PROG}: cannot drain: {refusal}", file=sys.stderr)
+            return 1
         return _drain(options, directories[0])
     return 0
