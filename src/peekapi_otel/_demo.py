@@ -371,6 +371,7 @@ def _run(total: int, keep: bool) -> int:
             try:
                 summary = store.summary()
                 pairs = store.pairs()
+                duplicates = store.duplicates()
             finally:
                 store.close()
             ingest.stop()
@@ -383,6 +384,10 @@ def _run(total: int, keep: bool) -> int:
             _say(
                 f"{total} requests sent, {answered} answered by the app, {delivered} events "
                 f"at the ingest, {unique} unique trace/span pairs: {verdict}"
+            )
+            _say(
+                f"duplicate deliveries the ingest dropped by trace/span pair: {duplicates} "
+                "(delivery is at least once; the pair makes it exactly once at the ingest)"
             )
             failed = not ok
             return 0 if ok else 1

@@ -43,6 +43,13 @@ CREATE UNIQUE INDEX IF NOT EXISTS events_pair ON events (trace_id, span_id);
 CREATE INDEX IF NOT EXISTS events_endpoint
     ON events (method, path, response_time_ms, status_code);
 CREATE INDEX IF NOT EXISTS events_latency ON events (response_time_ms);
+-- Deliveries the unique index turned away: at-least-once delivery made visible.
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+_COUNT_DUPLICATES: Final = """
+INSERT INTO counters (name, value) VALUES ('duplicates', ?)
+ON CONFLICT (name) DO UPDATE SET value = value + excluded.value
 """
 
 _INSERT: Final = """
@@ -262,11 +269,13 @@ class EventStore:
             self._writer.execute("BEGIN IMMEDIATE")
             try:
                 self._writer.executemany(_INSERT, rows)
+                accepted = self._writer.total_changes - before
+                if accepted < len(rows):
+                    self._writer.execute(_COUNT_DUPLICATES, (len(rows) - accepted,))
             except BaseException:
                 self._writer.execute("ROLLBACK")
                 raise
             self._writer.execute("COMMIT")
-            accepted = self._writer.total_changes - before
         return accepted, len(rows) - accepted
 
     def insert_many(self, events: Iterable[Any]) -> tuple[int, int]:
@@ -287,6 +296,17 @@ class EventStore:
     def count(self) -> int:
         with self._snapshot() as conn:
             return int(conn.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+
+    def duplicates(self) -> int:
+        """How many received events were dropped as already stored."""
+        with self._snapshot() as conn:
+            try:
+                row = conn.execute(
+                    "SELECT value FROM counters WHERE name = 'duplicates'"
+                ).fetchone()
+            except sqlite3.OperationalError:  # a database from before the counter existed
+                return 0
+        return 0 if row is None else int(row[0])
 
     def pairs(self) -> list[tuple[str, str]]:
         """Every stored (trace_id, span_id) pair, in insertion order."""
