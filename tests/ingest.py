@@ -46,6 +46,9 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body are two writes: without this, Nagle holds the body until the
+    # client's delayed ACK, 40 ms per request.
+    disable_nagle_algorithm = True
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -66,6 +69,8 @@ class _Handler(BaseHTTPRequestHandler):
             body = gzip.decompress(raw)
         reply = ingest._next_reply()
         if reply.hang:
+            with ingest._cond:
+                ingest.hung += 1
             ingest._stopped.wait(120)
             self.close_connection = True
             return
@@ -103,6 +108,7 @@ class Ingest:
         self.script: deque[Reply] = deque()
         self.requests: list[Request] = []
         self.accepted: list[dict[str, Any]] = []
+        self.hung = 0  # requests read and never answered (``Reply(hang=True)``)
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._server: _Server | None = None

@@ -1,19 +1,22 @@
 """From finished request spans to acknowledged events.
 
-Two daemon threads per process:
+The request path (``submit``) turns the span into one encoded event and appends it to a
+deque: no lock, no I/O. Two daemon threads per process do the rest:
 
-* the *batcher* turns queued spans into encoded events and batches; a batch goes to the
-  in-memory outbox, or to the disk spool when the outbox is full or the ingest is failing;
+* the *batcher* cuts batches; a batch goes to the in-memory outbox, or to the disk spool
+  when the outbox holds ``max_buffer_size`` events or the ingest is failing;
 * the *sender* (``peekapi-sender``) POSTs outbox batches, retries with backoff, and drains
   the spool (at start-up, every 60 s, and as soon as the ingest answers again).
 
-The request path only appends to a deque (``submit``): no lock, no I/O.
+A batch the sender holds is *owned* by it (``_inflight``). Shutdown, a timed-out flush or
+a SIGTERM may take it over and spool it; the sender then no longer spools it itself, so
+the batch is on disk once (it may still be delivered once more if its POST succeeds: one
+duplicate batch at most, which the receiver drops by trace/span id).
 """
 
 from __future__ import annotations
 
 import atexit
-import functools
 import logging
 import os
 import random
@@ -26,6 +29,7 @@ from typing import Final
 
 from opentelemetry.sdk.trace import ReadableSpan
 
+from peekapi_otel import _shutdown
 from peekapi_otel._events import encode_batch, encode_event, span_to_event
 from peekapi_otel._options import Options
 from peekapi_otel._retry import Outcome, RetryPolicy, classify
@@ -37,14 +41,14 @@ _logger = logging.getLogger(__name__)
 
 RECOVERY_INTERVAL: Final = 60.0
 AUTH_PAUSE: Final = 300.0
-
-
-class _Cancelled(Exception):
-    pass
+_TERMINATING_TICK: Final = 0.05
 
 
 class Pipeline:
-    """Queue, batcher, sender and spool for one (endpoint, API key)."""
+    """Queue, batcher, sender and spool for one (endpoint, API key).
+
+    ``recovery_interval`` and ``auth_pause`` are for tests only.
+    """
 
     def __init__(
         self,
@@ -54,16 +58,21 @@ class Pipeline:
         spool: Spool | None = None,
         policy: RetryPolicy | None = None,
         start: bool = True,
+        recovery_interval: float = RECOVERY_INTERVAL,
+        auth_pause: float = AUTH_PAUSE,
     ) -> None:
         self.options = options
         self._transport: Transport = transport or HttpTransport(
             options.endpoint, options.api_key, compression=options.compression
         )
-        self.spool = spool if spool is not None else Spool(
-            options.spool_dir(), options.max_storage_bytes
+        self.spool = (
+            spool if spool is not None else Spool(options.spool_dir(), options.max_storage_bytes)
         )
         self.policy = policy or RetryPolicy()
+        self._recovery_interval = recovery_interval
+        self._auth_pause = auth_pause
         self._start_threads = start
+        self._closed = False
         self._init_state()
         weak = weakref.WeakMethod(self._after_fork_in_child)
 
@@ -73,34 +82,39 @@ class Pipeline:
                 method()
 
         os.register_at_fork(after_in_child=after_fork)
-        self._atexit = functools.partial(_call_weak, weakref.WeakMethod(self.shutdown))
+        _register_multiprocessing_finalizer(self)
+        _shutdown.add_listener(self._on_terminate)
+        self._atexit = _weak_call(weakref.WeakMethod(self._exit_flush))
         atexit.register(self._atexit)
         if start:
             self._ensure_threads()
 
     def _init_state(self) -> None:
         self._pid = os.getpid()
-        self._queue: deque[ReadableSpan] = deque()
+        self._queue: deque[bytes] = deque()
+        self._pending: list[bytes] = []  # batcher thread only
         self._outbox: deque[list[bytes]] = deque()
         self._outbox_events = 0
-        self._pending: list[bytes] = []
+        self._inflight: list[bytes] | None = None
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._batcher_wake = threading.Event()
         self._sender_wake = threading.Event()
+        self._interrupt = threading.Event()  # cuts a backoff wait short
         self._stop = threading.Event()
         self._flush_requests = 0
         self._flushed = 0
-        self._inflight: list[bytes] | None = None
+        self._flush_deadline = 0.0
+        self._deadline: float | None = None
+        self._terminating = False
+        self._watch_signals = True
         self._healthy = True
         self._paused_until = 0.0
         self._next_probe = 0.0
         self._probe_attempt = 0
-        self._next_recovery = 0.0  # at once: recovery starts with the thread
-        self._recover_now = True
-        self._closed = False
+        self._next_recovery = 0.0
+        self._recover_now = True  # recovery starts with the sender thread
         self._threads: list[threading.Thread] = []
-        self._deadline: float | None = None
 
     @property
     def closed(self) -> bool:
@@ -109,19 +123,53 @@ class Pipeline:
     # --- producer side (app threads) -------------------------------------------------
 
     def submit(self, span: ReadableSpan) -> None:
+        """Queue one request span as an encoded event. O(1), no lock, no I/O."""
         if self._pid != os.getpid():
             self._after_fork_in_child()
-        if self._closed:
-            STATS.drop("disabled", 1, "the PeekAPI exporter was shut down")
-            return
-        queue = self._queue
-        if len(queue) >= self.options.max_buffer_size:
-            STATS.drop("queue_full", 1, "the background batcher is not keeping up")
-            return
-        queue.append(span)
         STATS.add("seen")
-        if len(queue) == self.options.batch_size:
-            self._batcher_wake.set()
+        try:
+            if self._closed:
+                STATS.drop("disabled", 1, "the PeekAPI exporter was shut down")
+                return
+            line = self._encode(span)
+            if line is None:
+                return
+            queue = self._queue
+            if len(queue) >= self.options.max_buffer_size:
+                # Only when the batcher thread is starved: it empties this queue into
+                # batches (and the spool) far faster than requests fill it.
+                STATS.drop("queue_full", 1, "the background batcher is not keeping up")
+                return
+            queue.append(line)
+            if (len(queue) >= self.options.batch_size or self._terminating) and (
+                not self._batcher_wake.is_set()
+            ):
+                self._batcher_wake.set()
+            if self._watch_signals and threading.current_thread() is threading.main_thread():
+                self._watch_signals = False
+                _shutdown.chain_sigterm()
+        finally:
+            if _shutdown.deferred:
+                _shutdown.run_deferred()
+
+    def _encode(self, span: ReadableSpan) -> bytes | None:
+        opts = self.options
+        try:
+            event = span_to_event(
+                span,
+                path_source=opts.path_source,
+                collect_query_string=opts.collect_query_string,
+                consumer_headers=opts.consumer_headers,
+                metadata=opts.metadata,
+                identify_consumer=opts.identify_consumer,
+            )
+            line = encode_event(event, opts.max_event_bytes)
+        except Exception as exc:  # noqa: BLE001 - one bad span must not reach the app
+            STATS.drop("internal_error", 1, f"could not convert a span: {exc!r}")
+            return None
+        if line is None:
+            STATS.drop("oversize", 1, f"event over max_event_bytes={opts.max_event_bytes}")
+        return line
 
     # --- threads ---------------------------------------------------------------------
 
@@ -144,11 +192,25 @@ class Pipeline:
             self._transport.forget()
         self.spool.after_fork_in_child()
         STATS.reset()
-        closed = self._closed
         self._init_state()
-        self._closed = closed
         if self._start_threads:
             self._ensure_threads()
+
+    def _after_fork_in_multiprocessing_child(self) -> None:
+        # multiprocessing ends a forked child with os._exit(): atexit never runs there,
+        # but its own finalizers do.
+        import multiprocessing.util
+
+        multiprocessing.util.Finalize(self, self._exit_flush, exitpriority=10)
+
+    def _on_terminate(self) -> None:
+        """SIGTERM under a server that exits without atexit: memory goes to disk now."""
+        if self._pid != os.getpid() or self._closed:
+            return
+        self._terminating = True
+        self._interrupt.set()
+        self._batcher_wake.set()
+        self._sender_wake.set()
 
     # --- batcher -----------------------------------------------------------------------
 
@@ -156,68 +218,63 @@ class Pipeline:
         interval = self.options.flush_interval
         next_flush = time.monotonic() + interval
         while True:
-            self._batcher_wake.wait(max(next_flush - time.monotonic(), 0.0))
             self._batcher_wake.clear()
+            stopping = self._stop.is_set()
             try:
-                flush_to = self._flush_requests
-                stopping = self._stop.is_set()
+                with self._lock:
+                    flush_to = self._flush_requests
                 now = time.monotonic()
-                due = now >= next_flush or flush_to != self._flushed or stopping
-                self._convert()
+                terminating = self._terminating
+                due = now >= next_flush or flush_to != self._flushed or stopping or terminating
+                self._take_queue()
                 self._cut_batches(partial=due)
-                if due:
+                if terminating:
+                    self._spill_memory()
+                if due and now >= next_flush:
                     next_flush = now + interval + random.uniform(0, interval * 0.1)
                     self.spool.close_segment(idle_for=interval)
                 if flush_to != self._flushed:
                     with self._lock:
                         self._flushed = flush_to
                         self._changed.notify_all()
-            except Exception:  # noqa: BLE001 - the thread must survive anything
+            except Exception:  # the thread must survive anything
                 _logger.exception("peekapi-otel batcher error")
             if stopping:
                 return
+            wait = max(next_flush - time.monotonic(), 0.0)
+            if self._terminating:
+                wait = min(wait, _TERMINATING_TICK)
+            self._batcher_wake.wait(wait)
 
-    def _convert(self) -> None:
-        opts = self.options
-        queue = self._queue
+    def _take_queue(self) -> None:
+        queue, pending = self._queue, self._pending
         for _ in range(len(queue)):
-            span = queue.popleft()
-            try:
-                event = span_to_event(
-                    span,
-                    path_source=opts.path_source,
-                    collect_query_string=opts.collect_query_string,
-                    consumer_headers=opts.consumer_headers,
-                    metadata=opts.metadata,
-                    identify_consumer=opts.identify_consumer,
-                )
-                line = encode_event(event, opts.max_event_bytes)
-            except Exception as exc:  # noqa: BLE001 - one bad span must not stop the rest
-                STATS.drop("internal_error", 1, f"could not convert a span: {exc!r}")
-                continue
-            if line is None:
-                STATS.drop("oversize", 1, f"event over max_event_bytes={opts.max_event_bytes}")
-                continue
-            self._pending.append(line)
+            pending.append(queue.popleft())
 
     def _cut_batches(self, partial: bool) -> None:
         size = self.options.batch_size
         pending = self._pending
-        while len(pending) >= size or (partial and pending):
-            batch, self._pending = pending[:size], pending[size:]
-            pending = self._pending
-            self._route(batch)
+        start = 0
+        while len(pending) - start >= size or (partial and start < len(pending)):
+            self._route(pending[start : start + size])
+            start += size
+        del pending[:start]
 
     def _route(self, batch: list[bytes]) -> None:
         """Outbox when the ingest is healthy and there is room; otherwise the spool."""
+        usable = self.spool.usable
         with self._lock:
             room = self._outbox_events + len(batch) <= self.options.max_buffer_size
-            healthy = self._healthy and self._paused_until <= time.monotonic()
-            if room and (healthy or not self.spool.usable):
+            healthy = (
+                self._healthy and self._paused_until <= time.monotonic() and not self._terminating
+            )
+            if room and (healthy or not usable):
                 self._outbox.append(batch)
                 self._outbox_events += len(batch)
                 self._sender_wake.set()
                 return
+            if healthy:
+                self._recover_now = True  # overflow: drain it once the outbox is empty
         self._spool(batch)
 
     def _spool(self, batch: list[bytes]) -> None:
@@ -225,58 +282,91 @@ class Pipeline:
         if written:
             STATS.add("spooled", written)
 
+    def _spill_memory(self) -> None:
+        """Outbox and the sender's batch to disk, make the segment claimable, and have
+        the sender send it from there."""
+        for batch in self._take_memory():
+            self._spool(batch)
+        self.spool.close_segment()
+        self._recover_now = True
+        self._sender_wake.set()
+
+    def _take_memory(self) -> list[list[bytes]]:
+        with self._lock:
+            batches = list(self._outbox)
+            self._outbox.clear()
+            self._outbox_events = 0
+            if self._inflight is not None:
+                batches.append(self._inflight)
+                self._inflight = None  # the sender no longer owns it
+            self._changed.notify_all()
+        return batches
+
     # --- sender ------------------------------------------------------------------------
 
     def _sender_loop(self) -> None:
         batcher = self._threads[0]
         while True:
-            if self._stop.is_set() and not self._outbox and not batcher.is_alive():
-                return
+            self._sender_wake.clear()
             try:
-                if not self._sender_step():
-                    self._sender_wake.wait(self._idle_wait())
-                    self._sender_wake.clear()
-            except _Cancelled:
-                pass
-            except Exception:  # noqa: BLE001 - the thread must survive anything
+                busy = self._sender_step()
+            except Exception:  # the thread must survive anything
                 _logger.exception("peekapi-otel sender error")
+                busy = False
                 self._stop.wait(1.0)
-            if self._stop.is_set() and self._deadline is not None:
-                if time.monotonic() >= self._deadline:
+            if self._stop.is_set():
+                if self._deadline is not None and time.monotonic() >= self._deadline:
                     return
+                if not busy and not self._outbox and not batcher.is_alive():
+                    return
+            if not busy:
+                self._sender_wake.wait(self._idle_wait())
 
     def _idle_wait(self) -> float:
+        if self._stop.is_set() or self._terminating:
+            return _TERMINATING_TICK
         now = time.monotonic()
-        if self._stop.is_set():
-            return 0.05
-        targets = [self._next_recovery]
         if self._paused_until > now:
-            targets = [self._paused_until]
-        elif not self._healthy:
-            targets.append(self._next_probe)
-        return min(max(min(targets) - now, 0.05), 5.0)
+            target = self._paused_until
+        elif not self._healthy and self._next_probe > now:
+            target = min(self._next_probe, self._next_recovery)
+        else:
+            target = self._next_recovery
+        return min(max(target - now, _TERMINATING_TICK), 5.0)
 
     def _sender_step(self) -> bool:
         """Do one unit of work; ``False`` when there was nothing to do."""
-        now = time.monotonic()
-        if self._paused_until > now and not self._stop.is_set():
-            return False
         batch = self._take()
         if batch is not None:
-            if not self._healthy and (self._stop.is_set() or now < self._next_probe):
-                self._spool(batch)  # while the ingest keeps failing, batches go to disk
-                self._release()
-                return True
-            self._deliver(batch)
-            self._release()
+            self._handle_live(batch)
             return True
-        if self._stop.is_set():
+        now = time.monotonic()
+        if self._paused_until > now or (self._stop.is_set() and not self._terminating):
             return False
-        if not self._healthy and now < self._next_probe:
-            return False
-        if self._recover_now or now >= self._next_recovery:
+        if not self._healthy:
+            if now < self._next_probe:
+                return False
+            return self._recover()  # probe with a spooled batch
+        if self._recover_now or self._terminating or now >= self._next_recovery:
             return self._recover()
         return False
+
+    def _handle_live(self, batch: list[bytes]) -> None:
+        now = time.monotonic()
+        hold = (
+            self._paused_until > now
+            or self._terminating
+            or (not self._healthy and (self._stop.is_set() or now < self._next_probe))
+        )
+        # While the ingest keeps failing, batches go to disk; one probe per backoff step.
+        left = batch if hold else self._send(batch, recovered=False)
+        with self._lock:
+            # Spooled under the lock: a flush waiting for ``_inflight`` must find it on
+            # disk, and shutdown must not take over a batch that is being spooled.
+            if left and self._inflight is batch:
+                self._spool(left)
+            self._inflight = None
+            self._changed.notify_all()
 
     def _take(self) -> list[bytes] | None:
         with self._lock:
@@ -287,62 +377,71 @@ class Pipeline:
             self._inflight = batch
             return batch
 
-    def _release(self) -> None:
-        with self._lock:
-            self._inflight = None
-            self._changed.notify_all()
-
-    def _deliver(self, batch: list[bytes]) -> None:
-        """Send a live batch; on giving up it goes to the spool."""
-        sent = self._send(batch, live=True)
-        if not sent:
-            self._spool(batch)
-
     def _recover(self) -> bool:
         """Drain spooled segments while the ingest answers; live batches go first."""
         self._recover_now = False
-        self._next_recovery = time.monotonic() + RECOVERY_INTERVAL
+        self._next_recovery = time.monotonic() + self._recovery_interval
         self.spool.close_segment()
         claim = self.spool.claim()
         if claim is None:
             return False
         try:
-            while claim.remaining and not self._stop.is_set():
-                while self._outbox and not self._stop.is_set():
-                    batch = self._take()
-                    if batch is not None:
-                        self._deliver(batch)
-                        self._release()
-                if not self._healthy and time.monotonic() < self._next_probe:
+            while claim.remaining and self._may_recover():
+                live = self._take()
+                if live is not None:
+                    self._handle_live(live)
+                    continue
+                now = time.monotonic()
+                if self._paused_until > now or (not self._healthy and now < self._next_probe):
                     return True
-                batch = claim.batch(self.options.batch_size)
-                if self._send(batch, live=False, claim=claim):
-                    STATS.add("recovered", len(batch))
-                    claim.ack(len(batch))
-                elif not self._healthy or self._paused_until > time.monotonic():
+                if not self._send_claimed(claim):
                     return True
         finally:
             claim.release()
         self._recover_now = True  # more segments may wait: keep draining at full speed
         return True
 
-    def _send(self, batch: list[bytes], *, live: bool, claim: Claim | None = None) -> bool:
-        """POST one batch with retries. ``True`` when it is done with (delivered or
-        dropped for good); ``False`` when the caller must keep it."""
+    def _may_recover(self) -> bool:
+        """Recovery stops at shutdown, except after SIGTERM spooled our memory: then
+        shutdown sends it from disk, within its deadline."""
+        if not self._stop.is_set():
+            return True
+        return self._terminating and (
+            self._deadline is None or time.monotonic() < self._deadline - 0.1
+        )
+
+    def _send_claimed(self, claim: Claim) -> bool:
+        """Send the claim's next batch; ``False`` when it must wait for a later drain."""
+        batch = claim.batch(self.options.batch_size)
+        left = self._send(batch, recovered=True)
+        if left is batch:
+            return False
+        if left:
+            self._spool(left)  # a split batch partly sent: the rest waits in a new segment
+        claim.ack(len(batch))
+        return True
+
+    def _send(self, batch: list[bytes], *, recovered: bool) -> list[bytes]:
+        """POST one batch with retries; returns what must be kept (``batch`` itself when
+        nothing was done with it, empty when it was delivered or dropped for good)."""
         policy = self.policy
-        attempts = 1 if not self._healthy else policy.attempts
-        for attempt in range(1, attempts + 1):
+        attempts = policy.attempts if self._healthy else 1
+        attempt = 0
+        while True:
+            attempt += 1
             result = self._post(batch)
             outcome = classify(result)
             if outcome is Outcome.OK:
                 self._mark_healthy()
                 STATS.add("sent", len(batch))
                 STATS.add("batches_sent")
+                if recovered:
+                    STATS.add("recovered", len(batch))
                 if self.options.debug:
                     _logger.info("peekapi-otel sent %d events", len(batch))
-                return True
+                return []
             if outcome is Outcome.TOO_LARGE:
-                return self._split(batch, live=live, claim=claim)
+                return self._split(batch, recovered=recovered)
             if outcome is Outcome.REJECTED:
                 STATS.drop(
                     "rejected",
@@ -350,47 +449,61 @@ class Pipeline:
                     f"ingest answered {result.status}: {result.excerpt.strip()[:200]!r}",
                 )
                 self._mark_healthy()
-                return True
+                return []
             if outcome is Outcome.PAUSE:
                 self._pause(result)
-                return False
+                return batch
             self._report_failure(result)
-            if attempt < attempts:
-                STATS.add("retried", len(batch))
-                wait = policy.backoff(attempt, result.retry_after)
-                if self._wait(wait):
-                    return False
-        self._mark_failing(result)
-        return False
+            if attempt >= attempts:
+                self._mark_failing(result)
+                return batch
+            if self._give_up_waiting(policy.backoff(attempt, result.retry_after)):
+                return batch
+            STATS.add("retried", len(batch))
 
-    def _split(self, batch: list[bytes], *, live: bool, claim: Claim | None) -> bool:
+    def _split(self, batch: list[bytes], *, recovered: bool) -> list[bytes]:
         if len(batch) == 1:
             STATS.drop("oversize", 1, "the ingest answered 413 for a single event")
-            return True
+            return []
         half = len(batch) // 2
-        for part in (batch[:half], batch[half:]):
-            if not self._send(part, live=live):
-                if claim is None:
-                    return False
-                # Part of a spooled batch was delivered: keep the rest for a later drain
-                # by writing it back, so the segment can be acknowledged as a whole.
-                self._spool(part)
-        return True
+        first, second = batch[:half], batch[half:]
+        left = self._send(first, recovered=recovered)
+        if left is first:
+            return batch  # nothing got through: keep the batch whole
+        return left + self._send(second, recovered=recovered)
 
     def _post(self, batch: list[bytes]) -> SendResult:
         timeout = self.options.timeout
-        if self._deadline is not None:
-            timeout = max(min(timeout, self._deadline - time.monotonic()), 0.05)
+        limit = self._hurry_until()
+        if limit is not None:
+            timeout = max(min(timeout, limit - time.monotonic()), 0.05)
         try:
             return self._transport.send(encode_batch(batch), timeout)
         except Exception as exc:  # noqa: BLE001 - transports must not kill the sender
             return SendResult(error=f"{type(exc).__name__}: {exc}")
 
-    def _wait(self, seconds: float) -> bool:
-        """Sleep unless shutting down; ``True`` when the sleep was cut short by shutdown."""
+    def _hurry_until(self) -> float | None:
+        """The time by which memory must be delivered or on disk, if any."""
+        limits = [self._flush_deadline] if self._flush_deadline > time.monotonic() else []
         if self._deadline is not None:
-            return True
-        return self._stop.wait(seconds)
+            limits.append(self._deadline)
+        return min(limits) if limits else None
+
+    def _give_up_waiting(self, seconds: float) -> bool:
+        """Sleep ``seconds`` before a retry; ``True`` to give up and keep the batch on
+        disk instead (shutdown, a flush deadline or SIGTERM would come first)."""
+        end = time.monotonic() + seconds
+        while True:
+            if self._terminating:
+                return True
+            limit = self._hurry_until()
+            if limit is not None and end > limit:
+                return True
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                return False
+            self._interrupt.wait(remaining)
+            self._interrupt.clear()
 
     # --- health --------------------------------------------------------------------
 
@@ -400,6 +513,7 @@ class Pipeline:
             STATS.forget("paused")
             _logger.warning("peekapi-otel: the ingest answers again; sending spooled events")
             self._recover_now = True
+            self._sender_wake.set()
         self._healthy = True
         self._paused_until = 0.0
         self._probe_attempt = 0
@@ -412,24 +526,23 @@ class Pipeline:
         )
 
     def _pause(self, result: SendResult) -> None:
-        self._paused_until = time.monotonic() + AUTH_PAUSE
+        self._paused_until = time.monotonic() + self._auth_pause
+        self._recover_now = True  # probe with a spooled batch when the pause ends
         if result.status is not None and 300 <= result.status < 400:
             what = (
                 f"the ingest answered {result.status} (redirect to {result.location!r}); "
                 "redirects are never followed: set PEEKAPI_ENDPOINT to the final URL"
             )
         else:
-            what = (
-                f"the ingest rejected the API key (HTTP {result.status}); check "
-                "PEEKAPI_API_KEY"
-            )
-        STATS.once(
+            what = f"the ingest rejected the API key (HTTP {result.status}); check PEEKAPI_API_KEY"
+        if STATS.once(
             "paused",
             logging.ERROR,
             "peekapi-otel: %s. Events are kept on disk and sending is retried every %d s",
             what,
-            int(AUTH_PAUSE),
-        )
+            int(self._auth_pause),
+        ):
+            self._call_on_error(what)
 
     def _report_failure(self, result: SendResult) -> None:
         what = f"HTTP {result.status}" if result.status is not None else result.error
@@ -441,68 +554,87 @@ class Pipeline:
             self.options.endpoint,
             what,
         ):
-            callback = self.options.on_error
-            if callback is not None:
-                try:
-                    callback(RuntimeError(f"PeekAPI send failed: {what}"))
-                except Exception:  # noqa: BLE001 - user callback
-                    pass
+            self._call_on_error(f"PeekAPI send failed: {what}")
+
+    def _call_on_error(self, message: str) -> None:
+        callback = self.options.on_error
+        if callback is not None:
+            try:
+                callback(RuntimeError(message))
+            except Exception:  # noqa: BLE001 - a failing user callback changes nothing
+                pass
 
     # --- flush and shutdown ------------------------------------------------------------
 
     def force_flush(self, timeout: float) -> bool:
-        """Send everything queued now; what cannot be sent in ``timeout`` is spooled."""
-        if self._closed or self._pid != os.getpid() or not self._threads:
-            return True
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            self._flush_requests += 1
-            target = self._flush_requests
-        self._batcher_wake.set()
-        with self._lock:
-            while self._flushed < target or self._outbox or self._inflight is not None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._changed.wait(min(remaining, 0.1))
-        return self._spill_outbox()
+        """Return once everything queued now was delivered or spooled (or ``timeout``
+        passed; then what is still in memory is spooled). ``False`` on timeout."""
+        try:
+            if self._closed or self._pid != os.getpid() or not self._threads:
+                return True
+            deadline = time.monotonic() + timeout
+            with self._lock:
+                self._flush_requests += 1
+                target = self._flush_requests
+                self._flush_deadline = max(self._flush_deadline, deadline)
+            self._batcher_wake.set()
+            self._sender_wake.set()
+            self._interrupt.set()
+            done = False
+            with self._lock:
+                while not _shutdown.deferred:
+                    done = self._flushed >= target and not self._outbox and not self._inflight
+                    remaining = deadline - time.monotonic()
+                    if done or remaining <= 0:
+                        break
+                    self._changed.wait(min(remaining, 0.1))
+            if not done:
+                for batch in self._take_memory():
+                    self._spool(batch)
+            return done
+        finally:
+            if _shutdown.deferred:
+                _shutdown.run_deferred()
 
-    def _spill_outbox(self) -> bool:
-        with self._lock:
-            batches = list(self._outbox)
-            self._outbox.clear()
-            self._outbox_events = 0
-        for batch in batches:
-            self._spool(batch)
-        return True
+    def _exit_flush(self) -> None:
+        _shutdown.set_exiting()
+        try:
+            self.shutdown()
+        finally:
+            _shutdown.release_held_signal()
 
     def shutdown(self, timeout: float | None = None) -> None:
+        """Send what can be sent within ``shutdown_timeout``; spool the rest."""
+        try:
+            self._shutdown(timeout)
+        finally:
+            if _shutdown.deferred:
+                _shutdown.run_deferred()
+
+    def _shutdown(self, timeout: float | None) -> None:
         if self._closed:
             return
         self._closed = True
-        if self._pid != os.getpid() or not self._threads:
+        atexit.unregister(self._atexit)
+        if self._pid != os.getpid():
+            return
+        if not self._threads:
+            self._spool(list(self._queue))
+            self._queue.clear()
+            self.spool.close_segment()
             return
         budget = self.options.shutdown_timeout if timeout is None else timeout
         self._deadline = time.monotonic() + budget
         self._stop.set()
         self._batcher_wake.set()
         self._sender_wake.set()
+        self._interrupt.set()
         batcher, sender = self._threads
         batcher.join(max(self._deadline - time.monotonic(), 0.0))
-        sender.join(max(self._deadline - time.monotonic(), 0.0))
-        # Whatever is still in memory goes to disk; an in-flight batch too, at the risk
-        # of one duplicate batch if its POST completes after all (SPEC §6).
-        with self._lock:
-            leftovers = list(self._outbox)
-            self._outbox.clear()
-            if sender.is_alive() and self._inflight is not None:
-                leftovers.append(self._inflight)
-        if batcher.is_alive():
-            leftovers_spans = len(self._queue)
-            if leftovers_spans:
-                STATS.drop("queue_full", leftovers_spans, "still queued when shutdown ended")
-        else:
-            self._convert()
+        sender.join(max(self._deadline - time.monotonic(), 0.0) + 0.2)
+        leftovers = self._take_memory()
+        if not batcher.is_alive():
+            self._take_queue()
             if self._pending:
                 leftovers.append(self._pending)
                 self._pending = []
@@ -511,13 +643,23 @@ class Pipeline:
         self.spool.close_segment()
         if not sender.is_alive():
             self._transport.close()
-        atexit.unregister(self._atexit)
 
 
-def _call_weak(ref: Callable[[], Callable[[], None] | None]) -> None:
-    method = ref()
-    if method is not None:
-        try:
-            method()
-        except Exception:  # noqa: BLE001 - never fail interpreter exit
-            _logger.exception("peekapi-otel shutdown error")
+def _weak_call(ref: weakref.WeakMethod[Callable[[], None]]) -> Callable[[], None]:
+    def call() -> None:
+        method = ref()
+        if method is not None:
+            try:
+                method()
+            except Exception:  # never fail interpreter exit
+                _logger.exception("peekapi-otel shutdown error")
+
+    return call
+
+
+def _register_multiprocessing_finalizer(pipeline: Pipeline) -> None:
+    import multiprocessing.util  # stdlib and light; needed for os._exit() children
+
+    multiprocessing.util.register_after_fork(
+        pipeline, Pipeline._after_fork_in_multiprocessing_child
+    )

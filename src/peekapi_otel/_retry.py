@@ -54,7 +54,9 @@ class RetryPolicy:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
         if retry_after is not None:
             return min(retry_after, self.retry_after_cap)
-        return max(self.rng.uniform(0, self.ceiling(attempt)), 0.05)
+        ceiling = self.ceiling(attempt)
+        # Full jitter, with a floor of 5 % of the ceiling so a draw near zero is no hot loop.
+        return max(self.rng.uniform(0, ceiling), ceiling / 20)
 
     def probe_delay(self, probe: int, retry_after: float | None = None) -> float:
         """Wait before the next probe while the ingest keeps failing."""

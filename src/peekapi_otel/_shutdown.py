@@ -1,32 +1,193 @@
-"""SIGTERM ends in a normal interpreter exit, so atexit flushes what is in memory.
+"""SIGTERM ends with what is in memory either sent or on disk.
 
-Servers such as uvicorn restore the original SIGTERM handler and re-raise the signal
-when they finish (OTEL-FACTS Q7); with the default handler the process dies without
-running atexit. Where the handler is still the default, we install one that raises
-``SystemExit(143)``: no lock, no I/O in the handler itself; the flush happens in atexit.
+Two cases (OTEL-FACTS Q7):
+
+* SIGTERM still has its default action (uvicorn single or ``--workers``, plain scripts):
+  :func:`install_sigterm_handler` installs a handler that raises ``SystemExit(143)``, so
+  the interpreter exits normally and atexit flushes. uvicorn restores this handler before
+  re-raising the signal, so it works there too.
+* A server put its own handler in place after ours was gone (gunicorn with
+  ``UvicornWorker`` resets every handler to the default in the worker, then uvicorn
+  installs its own and re-raises SIGTERM with the *default* action when it is done, so
+  atexit never runs). :func:`chain_sigterm` wraps that handler: on SIGTERM it tells
+  every pipeline to put what is in memory on disk (and keep sending from there), blocks
+  SIGTERM on the main thread, then calls the server's handler as before. The server's
+  re-raised SIGTERM stays pending, so the server returns, the interpreter exits normally,
+  atexit flushes, and :func:`release_held_signal` unblocks it last: the process still ends
+  by SIGTERM, as the server meant, only after the flush.
+
+The handlers take no lock and do no I/O while the main thread is inside pipeline code
+(where it may hold a lock the flush needs): the action is deferred to the moment the main
+thread leaves that code (:func:`run_deferred`), which is microseconds later.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
+import weakref
+from collections.abc import Callable
 from types import FrameType
+from typing import Any, Final
 
-_EXIT_CODE = 128 + signal.SIGTERM
+_EXIT_CODE: Final = 128 + signal.SIGTERM
+_GUARDED_MODULE: Final = "peekapi_otel._pipeline"
+
+#: True while an action waits for the main thread to leave pipeline code. Read on every
+#: submit, so it is a plain module attribute.
+deferred = False
+_actions: list[Callable[[], None]] = []  # list.append is atomic: safe in a handler
+_listeners: list[weakref.WeakMethod[Callable[[], None]]] = []
+_installed_pid = 0
+_exiting = False
+_held = False  # SIGTERM blocked on the main thread until the exit flush is done
+
+
+def _inside_pipeline(frame: FrameType | None) -> bool:
+    while frame is not None:
+        if frame.f_globals.get("__name__") == _GUARDED_MODULE:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _run(action: Callable[[], None], frame: FrameType | None) -> None:
+    global deferred
+    if _inside_pipeline(frame):
+        _actions.append(action)
+        deferred = True
+        return
+    action()
+
+
+def run_deferred() -> None:
+    """Run what a signal deferred; called where pipeline code returns to the caller."""
+    global deferred
+    deferred = False
+    actions = _actions[:]
+    del _actions[: len(actions)]
+    if _exiting:
+        return  # already on the way out: the exit flush is running
+    for action in actions:
+        action()
+
+
+def notify_terminating() -> None:
+    """Tell every live pipeline that the process is about to end."""
+    for ref in list(_listeners):
+        callback = ref()
+        if callback is not None:
+            callback()
+
+
+def add_listener(callback: Callable[[], None]) -> None:
+    _listeners[:] = [ref for ref in _listeners if ref() is not None]
+    _listeners.append(weakref.WeakMethod(callback))
+
+
+def set_exiting() -> None:
+    global _exiting
+    _exiting = True
+
+
+def _exit() -> None:
+    raise SystemExit(_EXIT_CODE)
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(_EXIT_CODE)
+    _run(_exit, frame)
+
+
+class _Chained:
+    """A server's SIGTERM handler, preceded by a flush to disk."""
+
+    def __init__(self, previous: Callable[[int, FrameType | None], Any]) -> None:
+        self.previous = previous
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        def action() -> None:
+            _hold()
+            notify_terminating()
+            self.previous(signum, None)
+
+        _run(action, frame)
+
+
+def _hold() -> None:
+    global _held
+    if _held or threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    except (AttributeError, ValueError, OSError):
+        return
+    _held = True
+
+
+def release_held_signal() -> None:
+    """After the exit flush of every pipeline: let a held SIGTERM end the process."""
+    global _held
+    if not _held:
+        return
+    for ref in _listeners:
+        method = ref()
+        if method is not None and not getattr(getattr(method, "__self__", None), "closed", True):
+            return  # another pipeline still flushes; the last one releases
+    _held = False
+    try:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+    except (AttributeError, ValueError, OSError):
+        pass
 
 
 def install_sigterm_handler() -> bool:
     """Install the handler if SIGTERM still has its default action; ``True`` if installed."""
+    global _installed_pid
     if threading.current_thread() is not threading.main_thread():
         return False
     try:
-        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        current = signal.getsignal(signal.SIGTERM)
+        if current is _on_sigterm:
+            _installed_pid = os.getpid()
+            return False
+        if current is not signal.SIG_DFL:
             return False
         signal.signal(signal.SIGTERM, _on_sigterm)
     except (ValueError, OSError):
         return False
+    _installed_pid = os.getpid()
     return True
+
+
+def chain_sigterm() -> bool:
+    """On the main thread: wrap a server's SIGTERM handler that would otherwise end the
+    process without atexit. ``True`` if a wrapper was installed."""
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    if _installed_pid == os.getpid():
+        return False  # our exit handler is in place here, and servers restore it
+    try:
+        current = signal.getsignal(signal.SIGTERM)
+        if current is _on_sigterm or isinstance(current, _Chained) or not callable(current):
+            return False
+        signal.signal(signal.SIGTERM, _Chained(current))
+    except (ValueError, OSError):
+        return False
+    return True
+
+
+def _reset_in_child() -> None:
+    global deferred, _exiting, _held
+    deferred = False
+    _exiting = False
+    del _actions[:]
+    if _held:  # the mask is inherited: a child must not keep SIGTERM blocked
+        _held = False
+        try:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+        except (AttributeError, ValueError, OSError):
+            pass
+
+
+os.register_at_fork(after_in_child=_reset_in_child)

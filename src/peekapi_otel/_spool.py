@@ -77,47 +77,50 @@ def _created(base: str) -> float:
 
 
 def _secure_dir(path: Path) -> None:
-    """Create ``path`` (0700) or check an existing one: no symlink, owned by us."""
+    """Create ``path`` (0700) or check an existing one: no symlink, owned by us.
+
+    The parent (the storage root) is created if missing; the directory itself must be a
+    real directory owned by this user, or another user could read or plant events.
+    """
     try:
-        os.makedirs(path.parent.parent, 0o700, exist_ok=True)
+        os.makedirs(path.parent, mode=0o700, exist_ok=True)
+    except OSError as exc:
+        raise SpoolUnavailable(f"cannot create spool root {path.parent}: {exc}") from None
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
     except OSError as exc:
         raise SpoolUnavailable(f"cannot create spool directory {path}: {exc}") from None
-    for part in (path.parent, path):
-        try:
-            os.mkdir(part, 0o700)
-        except FileExistsError:
-            pass
-        except OSError as exc:
-            raise SpoolUnavailable(f"cannot create spool directory {part}: {exc}") from None
-        st = os.lstat(part)
-        if stat.S_ISLNK(st.st_mode):
-            raise SpoolUnavailable(f"spool directory {part} is a symlink; refusing to use it")
-        if not stat.S_ISDIR(st.st_mode):
-            raise SpoolUnavailable(f"spool path {part} is not a directory")
-        if st.st_uid != os.geteuid():
-            raise SpoolUnavailable(
-                f"spool directory {part} is owned by uid {st.st_uid}, not by this user "
-                f"(uid {os.geteuid()}); refusing to use it"
-            )
-        if stat.S_IMODE(st.st_mode) & 0o077:
-            os.chmod(part, 0o700)
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode):
+        raise SpoolUnavailable(f"spool directory {path} is a symlink; refusing to use it")
+    if not stat.S_ISDIR(st.st_mode):
+        raise SpoolUnavailable(f"spool path {path} is not a directory; refusing to use it")
+    if st.st_uid != os.geteuid():
+        raise SpoolUnavailable(
+            f"spool directory {path} is owned by uid {st.st_uid}, not by this user "
+            f"(uid {os.geteuid()}); refusing to use it"
+        )
+    if stat.S_IMODE(st.st_mode) != 0o700:
+        os.chmod(path, 0o700)
 
 
-def parse_lines(data: bytes) -> tuple[list[bytes], list[int], int]:
+def parse_lines(data: bytes) -> tuple[list[bytes], list[int], list[int]]:
     """Split segment bytes into valid event lines.
 
-    Returns the lines, the byte offset just past each line, and how many lines were
-    corrupt (not a JSON object, or a last line cut short by a crash).
+    Returns the lines, the byte offset just past each line, and the offset just past each
+    corrupt line (not a JSON object, or a last line cut short by a crash).
     """
     lines: list[bytes] = []
     ends: list[int] = []
-    corrupt = 0
+    bad: list[int] = []
     pos = 0
     size = len(data)
     while pos < size:
         nl = data.find(b"\n", pos)
         if nl < 0:
-            corrupt += 1  # truncated last line
+            bad.append(size)  # truncated last line
             break
         line = data[pos:nl]
         pos = nl + 1
@@ -131,14 +134,21 @@ def parse_lines(data: bytes) -> tuple[list[bytes], list[int], int]:
             lines.append(line)
             ends.append(pos)
         else:
-            corrupt += 1
-    return lines, ends, corrupt
+            bad.append(pos)
+    return lines, ends, bad
 
 
 class Claim:
-    """A segment this process locked for sending."""
+    """A segment this process locked for sending.
 
-    def __init__(self, directory: Path, base: str, fd: int, name: str, offset: int) -> None:
+    Corrupt lines are counted as the recorded offset passes them, so a segment claimed
+    again after a failed drain does not count them twice.
+    """
+
+    def __init__(
+        self, spool: Spool, directory: Path, base: str, fd: int, name: str, offset: int
+    ) -> None:
+        self._spool = spool
         self._dir = directory
         self._base = base
         self._fd = fd
@@ -146,8 +156,9 @@ class Claim:
         self.offset = offset
         size = os.fstat(fd).st_size
         data = os.pread(fd, max(size - offset, 0), offset) if size > offset else b""
-        self.lines, ends, self.corrupt = parse_lines(data)
+        self.lines, ends, bad = parse_lines(data)
         self._ends = [offset + e for e in ends]
+        self._bad = [offset + e for e in bad]
         self._next = 0
 
     @property
@@ -167,29 +178,35 @@ class Claim:
         new = f"{self._base}.{offset}.sending"
         try:
             os.rename(self._dir / self._name, self._dir / new)
-            self._name = new
-            self.offset = offset
         except OSError:
-            pass  # progress not recorded: a takeover resends from the last recorded point
+            return  # progress not recorded: a takeover resends from the last recorded point
+        self._name = new
+        self.offset = offset
+        self._count_corrupt(offset)
+
+    def _count_corrupt(self, upto: int | None) -> None:
+        passed = [end for end in self._bad if upto is None or end <= upto]
+        if passed:
+            self._bad = self._bad[len(passed) :]
+            STATS.drop("corrupt", len(passed), f"unreadable lines in spool segment {self._base}")
 
     def finish(self) -> None:
         try:
             os.unlink(self._dir / self._name)
         except OSError:
             pass
+        else:
+            self._count_corrupt(None)
         self.release()
 
     def release(self) -> None:
         if self._fd >= 0:
             fd, self._fd = self._fd, -1
+            self._spool._claims.discard(self)
             try:
                 os.close(fd)
             except OSError:
                 pass
-
-    def forget(self) -> None:
-        """In a forked child: drop our copy of the fd without touching the parent's lock."""
-        self.release()
 
 
 class Spool:
@@ -207,6 +224,7 @@ class Spool:
         self._written = 0
         self._last_write = 0.0
         self._approx_total: int | None = None
+        self._claims: set[Claim] = set()
 
     # --- setup ---------------------------------------------------------------------
 
@@ -249,9 +267,16 @@ class Spool:
                 if self._fd < 0 or self._written >= self._segment_cap:
                     self._close_locked()
                     self._open_locked()
-                _write_all(self._fd, data)
+                try:
+                    _write_all(self._fd, data)
+                except OSError:
+                    # Cut a partial write off, so no half line or half batch is left
+                    # behind: the whole batch is counted as dropped, once.
+                    os.ftruncate(self._fd, self._written)
+                    raise
             except OSError as exc:
-                reason = "spool_full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "spool_error"
+                full = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+                reason = "spool_full" if full else "spool_error"
                 STATS.drop(reason, len(lines), f"{self.directory}: {exc.strerror or exc}")
                 self._abandon_locked()
                 return 0
@@ -287,16 +312,23 @@ class Spool:
             else:
                 os.unlink(tmp)
         except OSError as exc:
-            _logger.warning("peekapi-otel: could not close spool segment %s: %s", tmp, exc)
+            # The lines stay in the .tmp; once our lock is gone (exit) it is taken over.
+            STATS.once(
+                "spool-close",
+                logging.WARNING,
+                "peekapi-otel: could not close spool segment %s: %s",
+                tmp,
+                exc,
+            )
         finally:
-            os.close(fd)
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
     def _abandon_locked(self) -> None:
         """After a write error keep what was written: the segment becomes ready as is."""
-        try:
-            self._close_locked()
-        except OSError:
-            pass
+        self._close_locked()
 
     def close_segment(self, idle_for: float = 0.0) -> None:
         """Make the segment being written claimable (if idle for ``idle_for`` seconds)."""
@@ -315,10 +347,10 @@ class Spool:
             self._close_locked()
         for name in self._sorted_names():
             parsed = _parse(name)
-            if parsed is None or parsed[1] != "ready":
+            if parsed is None:
                 continue
-            path = self.directory / name
-            evicted = _evict(path)
+            # Ready segments, and those of dead writers and claimers (their lock is gone).
+            evicted = _evict(self.directory / name, parsed[1], parsed[2])
             if evicted is None:
                 continue
             size, events = evicted
@@ -390,15 +422,14 @@ class Spool:
             new = f"{base}.{offset}.sending"
             if new != name:
                 os.rename(path, self.directory / new)
-            claim = Claim(self.directory, base, fd, new, offset)
+            claim = Claim(self, self.directory, base, fd, new, offset)
         except OSError:
             try:
                 os.close(fd)
             except OSError:
                 pass
             return None
-        if claim.corrupt:
-            STATS.drop("corrupt", claim.corrupt, f"unreadable lines in spool segment {base}")
+        self._claims.add(claim)
         if not claim.lines:
             claim.finish()
             return None
@@ -427,13 +458,18 @@ class Spool:
         return SpoolInfo(segments, events, size, oldest)
 
     def after_fork_in_child(self) -> None:
-        # The parent keeps writing its segment; the child must not, and must not
-        # unlock it (closing our copy of the fd leaves the parent's lock in place).
-        if self._fd >= 0:
-            try:
-                os.close(self._fd)
-            except OSError:
-                pass
+        # The parent keeps writing its segment and sending its claims; the child must
+        # not, and must not keep their locks alive either: flock belongs to the open file,
+        # which our inherited copies share. Closing our copies leaves the parent's locks
+        # in place and lets them go when the parent closes its own.
+        fds = [self._fd] + [claim._fd for claim in self._claims]
+        for fd in fds:
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._claims = set()
         self._fd, self._tmp, self._written = -1, None, 0
         self._lock = threading.Lock()
         self._approx_total = None
@@ -450,8 +486,8 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-def _evict(path: Path) -> tuple[int, int] | None:
-    """Delete a ready segment nobody holds; returns (bytes, events) removed."""
+def _evict(path: Path, kind: str, offset: int) -> tuple[int, int] | None:
+    """Delete a segment nobody holds; returns (bytes, events) removed."""
     try:
         fd = os.open(path, os.O_RDONLY | _OPEN_FLAGS)
     except OSError:
@@ -466,9 +502,11 @@ def _evict(path: Path) -> tuple[int, int] | None:
                 return None
         except OSError:
             return None
-        size = os.fstat(fd).st_size
-        data = os.pread(fd, size, 0)
+        st = os.fstat(fd)
+        if kind == "tmp" and time.time() - st.st_mtime < _STALE_TMP_SECONDS:
+            return None  # just created: its writer is about to lock it
+        data = os.pread(fd, st.st_size, 0)
         os.unlink(path)
-        return size, data.count(b"\n")
+        return st.st_size, data.count(b"\n", min(offset, len(data)))
     finally:
         os.close(fd)

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import email.utils
+
+# socket.create_connection() encodes the host name with this codec, which Python imports
+# on first use. Imported lazily in the sender thread, it can be mid-import when the app
+# forks (the child's import then waits forever on the module lock) or fail with
+# "unknown encoding: idna" at interpreter exit. Import it up front.
+import encodings.idna  # noqa: F401
 import gzip
 import http.client
 import socket
@@ -90,13 +96,20 @@ class HttpTransport:
         self._ssl: ssl.SSLContext | None = None
 
     def _connect(self, timeout: float) -> http.client.HTTPConnection:
+        conn: http.client.HTTPConnection
         if self._https:
             if self._ssl is None:
                 self._ssl = ssl.create_default_context()
-            return http.client.HTTPSConnection(
+            conn = http.client.HTTPSConnection(
                 self._host, self._port, timeout=timeout, context=self._ssl
             )
-        return http.client.HTTPConnection(self._host, self._port, timeout=timeout)
+        else:
+            conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
+        conn.connect()
+        # A body larger than one TCP segment ends in a small one that Nagle would hold
+        # until the ingest's delayed ACK (40 ms per batch): send it at once.
+        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return conn
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
@@ -135,7 +148,8 @@ class HttpTransport:
     def _post(self, body: bytes, timeout: float) -> SendResult:
         conn = self._conn
         if conn is None:
-            conn = self._conn = self._connect(timeout)
+            conn = self._connect(timeout)
+            self._conn = conn
         else:
             conn.timeout = timeout
             if conn.sock is not None:
