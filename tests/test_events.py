@@ -356,3 +356,71 @@ def test_oversize_event_loses_its_metadata_then_is_dropped() -> None:
     assert slim is not None
     assert json.loads(slim)["metadata"] is None
     assert encode_event(event, 20) is None
+
+
+_ENCODER_CASES = [
+    (
+        {
+            "http.method": "GET",
+            "http.target": '/a/é"\\x?b=2&a=1',
+            "http.status_code": 200,
+            "http.route": "/a/{x}",
+        },
+        {},
+    ),
+    (
+        {
+            "http.request.method": "_OTHER",
+            "http.request.method_original": "purge",
+            "url.path": "/p",
+            "url.query": "z=1&a=2",
+            "http.response.status_code": 404,
+            "peekapi.consumer_id": "hash_abc",
+            "peekapi.request_size": 5,
+            "peekapi.response_size": 7,
+        },
+        {"metadata": {"env": "prod", "n": 1.5}},
+    ),
+    (
+        {
+            "http.method": "POST",
+            "http.url": "http://h/x/y?q=1",
+            "http.request.header.x_api_key": ("hash_123456789012",),
+        },
+        {"collect_query_string": True},
+    ),
+    (
+        {"http.method": "GET", "peekapi.path": "/wsgi", "peekapi.query": "b=1"},
+        {"path_source": "raw", "collect_query_string": True},
+    ),
+    (  # over the limit: metadata dropped, as the slow path does
+        {"http.method": "GET", "http.target": "/x" + "y" * 3000},
+        {"metadata": {"big": "z" * 500}, "max_event_bytes": 3200},
+    ),
+    (  # too large even without metadata
+        {"http.method": "GET", "http.target": "/x" + "y" * 2000},
+        {"max_event_bytes": 1000},
+    ),
+    ({"http.method": "GET", "http.target": "/x"}, {"metadata": {"trace_id": "mine"}}),
+]
+
+
+@pytest.mark.parametrize(("attrs", "opts"), _ENCODER_CASES)
+@pytest.mark.parametrize("start", [1_700_000_000_000_000_000, 1_764_000_000_123_456_789])
+def test_fast_encoder_matches_the_reference_encoding(
+    attrs: dict[str, Any], opts: dict[str, Any], start: int
+) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.trace import Status
+
+    from peekapi_otel._events import EventEncoder
+
+    tracer = TracerProvider().get_tracer("encoder")
+    span = tracer.start_span("GET /x", kind=SpanKind.SERVER, attributes=attrs, start_time=start)
+    if "http.status_code" not in attrs and "http.response.status_code" not in attrs:
+        span.set_status(Status(StatusCode.ERROR))
+    span.end(end_time=start + 12_345_678)
+    settings = dict(opts)
+    limit = settings.pop("max_event_bytes", 65536)
+    expected = encode_event(span_to_event(span, **settings), limit)  # type: ignore[arg-type]
+    assert EventEncoder(max_event_bytes=limit, **settings).encode(span) == expected  # type: ignore[arg-type]

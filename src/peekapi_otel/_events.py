@@ -6,6 +6,7 @@ import datetime
 import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
+from json.encoder import encode_basestring
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -29,6 +30,8 @@ ATTR_PATH: Final = "peekapi.path"
 ATTR_QUERY: Final = "peekapi.query"
 
 _UTC: Final = datetime.timezone.utc
+_REQ_LEN: Final = "http.request.header.content_length"
+_RESP_LEN: Final = "http.response.header.content_length"
 _ENCODER: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
 
 
@@ -203,7 +206,7 @@ def span_to_event(
     identify_consumer: Callable[[Mapping[str, str]], str | None] | None = None,
 ) -> Event:
     """Build the PeekAPI event for a request span (see :func:`is_request_span`)."""
-    attrs: Mapping[str, Any] = span.attributes or {}
+    attrs = _raw_attributes(span)
     path, query = _path(span, attrs, path_source == "route")
     if collect_query_string and query:
         path = f"{path}?{_sorted_query(query)}"
@@ -219,8 +222,8 @@ def span_to_event(
         "path": path[:MAX_PATH],
         "status_code": _status(span, attrs),
         "response_time_ms": round(max(end - start, 0) / 1e6, 2),
-        "request_size": _size(attrs, ATTR_REQUEST_SIZE, "http.request.header.content_length"),
-        "response_size": _size(attrs, ATTR_RESPONSE_SIZE, "http.response.header.content_length"),
+        "request_size": _size(attrs, ATTR_REQUEST_SIZE, _REQ_LEN),
+        "response_size": _size(attrs, ATTR_RESPONSE_SIZE, _RESP_LEN),
         "consumer_id": _consumer(attrs, consumer_headers, identify_consumer),
         "metadata": meta or None,
         "timestamp": timestamp(start),
@@ -255,3 +258,94 @@ def event_key(line: bytes) -> tuple[str, str] | None:
     if isinstance(trace_id, str) and isinstance(span_id, str):
         return trace_id, span_id
     return None
+
+
+def _raw_attributes(span: ReadableSpan) -> Mapping[str, Any]:
+    # The plain dict under the read-only view: every lookup through the view is Python
+    # code (Mapping.get and a KeyError per miss), and an event makes a dozen of them.
+    raw = getattr(getattr(span, "_attributes", None), "_dict", None)
+    if isinstance(raw, dict):
+        return raw
+    return span.attributes or {}
+
+
+class EventEncoder:
+    """Encodes request spans straight to the wire line.
+
+    The output is byte for byte ``encode_event(span_to_event(span, ...))``: the fields
+    come from the same functions, only the serialisation is a template (json's C string
+    encoder for strings) and the timestamp's date part is cached per second.
+    """
+
+    def __init__(
+        self,
+        *,
+        path_source: str = "route",
+        collect_query_string: bool = False,
+        consumer_headers: Sequence[str] = ("x-api-key", "authorization"),
+        metadata: Mapping[str, Any] | None = None,
+        identify_consumer: Callable[[Mapping[str, str]], str | None] | None = None,
+        max_event_bytes: int = 65_536,
+    ) -> None:
+        self._route_first = path_source == "route"
+        self._query = collect_query_string
+        self._consumer_headers = tuple(consumer_headers)
+        self._metadata = dict(metadata) if metadata else None
+        self._identify = identify_consumer
+        self._max = max_event_bytes
+        # Static metadata is encoded once; the ids follow it as span_to_event orders them.
+        # A user key named trace_id/span_id would change that order: use the slow path.
+        self._meta_prefix: str | None = "{"
+        if self._metadata:
+            if "trace_id" in self._metadata or "span_id" in self._metadata:
+                self._meta_prefix = None
+            else:
+                self._meta_prefix = _ENCODER.encode(self._metadata)[:-1] + ","
+        self._second: tuple[int, str] = (-1, "")
+
+    def _timestamp(self, ns: int) -> str:
+        seconds, rem = divmod(ns, 1_000_000_000)
+        cached = self._second
+        if cached[0] != seconds:
+            base = datetime.datetime.fromtimestamp(seconds, _UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            cached = self._second = (seconds, base)
+        micros = rem // 1000
+        return f"{cached[1]}.{micros:06d}+00:00" if micros else f"{cached[1]}+00:00"
+
+    def _slow(self, span: ReadableSpan) -> bytes | None:
+        event = span_to_event(
+            span,
+            path_source="route" if self._route_first else "raw",
+            collect_query_string=self._query,
+            consumer_headers=self._consumer_headers,
+            metadata=self._metadata,
+            identify_consumer=self._identify,
+        )
+        return encode_event(event, self._max)
+
+    def encode(self, span: ReadableSpan) -> bytes | None:
+        """The wire line for ``span``; ``None`` when it exceeds ``max_event_bytes``."""
+        ctx = span.context
+        if ctx is None or self._meta_prefix is None:
+            return self._slow(span)
+        attrs = _raw_attributes(span)
+        path, query = _path(span, attrs, self._route_first)
+        if self._query and query:
+            path = f"{path}?{_sorted_query(query)}"
+        start = span.start_time or 0
+        end = span.end_time or start
+        consumer = _consumer(attrs, self._consumer_headers, self._identify)
+        enc = encode_basestring
+        line = (
+            f'{{"method":{enc(_method(attrs))},"path":{enc(path[:MAX_PATH])},'
+            f'"status_code":{_status(span, attrs)},'
+            f'"response_time_ms":{round(max(end - start, 0) / 1e6, 2)!r},'
+            f'"request_size":{_size(attrs, ATTR_REQUEST_SIZE, _REQ_LEN)},'
+            f'"response_size":{_size(attrs, ATTR_RESPONSE_SIZE, _RESP_LEN)},'
+            f'"consumer_id":{"null" if consumer is None else enc(consumer)},'
+            f'"metadata":{self._meta_prefix}"trace_id":"{ctx.trace_id:032x}",'
+            f'"span_id":"{ctx.span_id:016x}"}},"timestamp":"{self._timestamp(start)}"}}'
+        ).encode("utf-8", "surrogateescape")
+        if len(line) > self._max:
+            return self._slow(span)  # drops metadata, or gives up, exactly as the slow path
+        return line

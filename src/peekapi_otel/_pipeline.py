@@ -30,7 +30,7 @@ from typing import Final
 from opentelemetry.sdk.trace import ReadableSpan
 
 from peekapi_otel import _shutdown
-from peekapi_otel._events import encode_batch, encode_event, span_to_event
+from peekapi_otel._events import EventEncoder, encode_batch
 from peekapi_otel._options import Options
 from peekapi_otel._retry import Outcome, RetryPolicy, classify
 from peekapi_otel._spool import Claim, Spool
@@ -62,6 +62,14 @@ class Pipeline:
         auth_pause: float = AUTH_PAUSE,
     ) -> None:
         self.options = options
+        self._encoder = EventEncoder(
+            path_source=options.path_source,
+            collect_query_string=options.collect_query_string,
+            consumer_headers=options.consumer_headers,
+            metadata=options.metadata,
+            identify_consumer=options.identify_consumer,
+            max_event_bytes=options.max_event_bytes,
+        )
         self._transport: Transport = transport or HttpTransport(
             options.endpoint, options.api_key, compression=options.compression
         )
@@ -155,15 +163,7 @@ class Pipeline:
     def _encode(self, span: ReadableSpan) -> bytes | None:
         opts = self.options
         try:
-            event = span_to_event(
-                span,
-                path_source=opts.path_source,
-                collect_query_string=opts.collect_query_string,
-                consumer_headers=opts.consumer_headers,
-                metadata=opts.metadata,
-                identify_consumer=opts.identify_consumer,
-            )
-            line = encode_event(event, opts.max_event_bytes)
+            line = self._encoder.encode(span)
         except Exception as exc:  # noqa: BLE001 - one bad span must not reach the app
             STATS.drop("internal_error", 1, f"could not convert a span: {exc!r}")
             return None

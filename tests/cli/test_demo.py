@@ -130,7 +130,11 @@ def _check_output(demo: Demo, total: int) -> None:
         f"{total} requests sent, {total} answered by the app, {total} events at the ingest, "
         f"{total} unique trace/span pairs: {VERDICT}"
     ) in out
-    assert re.search(rf"{VERDICT}\n(kept: .+\n)?$", out)
+    assert re.search(
+        rf"{VERDICT}\nduplicate deliveries the ingest dropped by trace/span pair: 0 .*\n"
+        r"(kept: .+\n)?$",
+        out,
+    )
     # Not a terminal: one line per step, no carriage-return redraws.
     assert "\r" not in out
     assert "MISMATCH" not in out
