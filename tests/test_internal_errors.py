@@ -112,6 +112,7 @@ def test_on_start_and_on_end_swallow_broken_span_objects(
     processor = PeekApiSpanProcessor(api_key="k", storage_path=str(tmp_path))
     try:
         processor.on_start(BrokenSpan())  # type: ignore[arg-type]
+        processor._on_ending(BrokenSpan())  # type: ignore[arg-type]
         processor.on_end(BrokenSpan())  # type: ignore[arg-type]
         processor.on_end(None)  # type: ignore[arg-type]
     finally:
@@ -132,7 +133,7 @@ def test_hook_error_does_not_break_the_request_and_the_event_is_sent(
     def broken(*args: Any) -> str:
         raise Boom("hook failed")
 
-    monkeypatch.setattr(hooks, "_identify", broken)
+    monkeypatch.setattr(hooks, "hash_consumer", broken)
     response = client.get("/items/3", headers={"x-api-key": "secret"})
     assert response.status_code == 200
     assert internal_errors

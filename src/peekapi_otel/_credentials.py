@@ -1,4 +1,4 @@
-"""Keep raw credentials off spans, for every exporter, before any value is stored.
+"""Keep raw credentials off spans, for every exporter.
 
 Header capture puts ``http.request.header.<name>`` attributes on a span *after* it
 started, and the SDK offers no supported point where a span is still mutable after the
@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 from opentelemetry.attributes import BoundedAttributes
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
 from peekapi_otel._events import hash_consumer
 
@@ -42,12 +42,14 @@ class _Policy:
 
     hashed: frozenset[str] = _keys(("x-api-key", "authorization"))
     redacted: frozenset[str] = _keys(SECRET_HEADERS) - hashed
+    guarded: tuple[str, ...] = tuple(sorted(hashed | redacted))
 
 
 def set_consumer_headers(consumer_headers: Sequence[str]) -> None:
     """Consumer headers are hashed; every other secret header is redacted."""
     _Policy.hashed = _keys(consumer_headers)
     _Policy.redacted = _keys(SECRET_HEADERS) - _Policy.hashed
+    _Policy.guarded = tuple(sorted(_Policy.hashed | _Policy.redacted))
 
 
 def clean_value(key: str, value: Any) -> Any:
@@ -55,13 +57,13 @@ def clean_value(key: str, value: Any) -> Any:
         if isinstance(value, str):
             return value if value.startswith("hash_") else hash_consumer(value)
         if isinstance(value, (list, tuple)):
-            return [
+            return type(value)(
                 v if isinstance(v, str) and v.startswith("hash_") else hash_consumer(str(v))
                 for v in value
-            ]
+            )
         return REDACTED
     if key in _Policy.redacted:
-        return [REDACTED] if isinstance(value, (list, tuple)) else REDACTED
+        return type(value)([REDACTED]) if isinstance(value, (list, tuple)) else REDACTED
     return value
 
 
@@ -81,6 +83,30 @@ if not SUPPORTED:  # pragma: no cover - depends on the installed SDK
         "credential headers are protected only by "
         "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS"
     )
+
+
+def _has_plain_dict() -> bool:
+    try:
+        return isinstance(BoundedAttributes()._dict, dict)
+    except Exception:  # noqa: BLE001 - an SDK without it uses the write guard instead
+        return False
+
+
+# Preferred: clean the ended span's attributes in the processor's ``_on_ending``, which
+# the SDK calls for every processor after the last attribute was set and before any
+# processor's ``on_end`` (so before any exporter can see the span). One dictionary scan
+# per span instead of a check on every attribute write.
+SCRUB_AT_END: Final = hasattr(SpanProcessor, "_on_ending") and _has_plain_dict()
+
+
+def scrub(span: ReadableSpan) -> None:
+    """Hash or redact credential headers on an ending span, in place."""
+    raw = getattr(getattr(span, "_attributes", None), "_dict", None)
+    if type(raw) is not dict:
+        return
+    for key in _Policy.guarded:
+        if key in raw:
+            raw[key] = clean_value(key, raw[key])
 
 
 def protect(span: ReadableSpan) -> None:

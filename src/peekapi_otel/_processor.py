@@ -13,7 +13,7 @@ from peekapi_otel._events import is_request_span
 from peekapi_otel._exporter import PeekApiSpanExporter, _Registry
 from peekapi_otel._guard import guard
 from peekapi_otel._options import Options
-from peekapi_otel.hooks import configure_hooks
+from peekapi_otel.hooks import configure_hooks, install_asgi_counter
 
 _GUARDED_KINDS = (SpanKind.SERVER, SpanKind.CLIENT)
 
@@ -21,11 +21,10 @@ _GUARDED_KINDS = (SpanKind.SERVER, SpanKind.CLIENT)
 class PeekApiSpanProcessor(SpanProcessor):
     """Turns each local-root HTTP SERVER span into one PeekAPI event.
 
-    Privacy: from ``on_start`` on, captured ``authorization``, ``x-api-key``, ``cookie``,
-    ``set-cookie`` and ``proxy-authorization`` headers (and any ``consumer_headers``) are
-    hashed or replaced by ``[REDACTED]`` *before* they are stored on the span, so no
-    exporter of the provider ever sees a raw credential. Add this processor before
-    anything else reads spans.
+    Privacy: captured ``authorization``, ``x-api-key``, ``cookie``, ``set-cookie`` and
+    ``proxy-authorization`` headers (and any ``consumer_headers``) on SERVER and CLIENT
+    spans are hashed or replaced by ``[REDACTED]`` as the span ends, before any
+    processor's ``on_end``, so no exporter of the provider ever sees a raw credential.
 
     ``on_start``/``on_end`` are O(1), do no I/O and never raise. Every request is counted
     even when the trace sampler drops it, provided the sampler records it (``configure()``
@@ -50,14 +49,22 @@ class PeekApiSpanProcessor(SpanProcessor):
         exporter._via_processor = True
         _credentials.set_consumer_headers(self.options.consumer_headers)
         configure_hooks(self.options.consumer_headers, self.options.identify_consumer)
+        install_asgi_counter()
         with _Registry.lock:
             _Registry.processors += 1
         self._registered = True
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        if _credentials.SCRUB_AT_END:
+            return
         with guard:
             if span.kind in _GUARDED_KINDS:
                 _credentials.protect(span)
+
+    def _on_ending(self, span: Span) -> None:
+        with guard:
+            if span.kind in _GUARDED_KINDS:
+                _credentials.scrub(span)
 
     def on_end(self, span: ReadableSpan) -> None:
         with guard:

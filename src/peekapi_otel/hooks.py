@@ -15,10 +15,12 @@ second).
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
+from opentelemetry import trace
 from opentelemetry.trace import Span
 
 from peekapi_otel._events import (
@@ -50,6 +52,7 @@ class _Config:
     """Set by the active :class:`PeekApiSpanProcessor`; read by the hooks."""
 
     consumer_headers: tuple[str, ...] = ("x-api-key", "authorization")
+    wanted: tuple[bytes, ...] = (b"x-api-key", b"authorization")
     environ_keys: tuple[str, ...] = ("HTTP_X_API_KEY", "HTTP_AUTHORIZATION")
     identify_consumer: ConsumerIdentifier | None = None
 
@@ -58,6 +61,7 @@ def configure_hooks(
     consumer_headers: Sequence[str], identify_consumer: ConsumerIdentifier | None
 ) -> None:
     _Config.consumer_headers = tuple(consumer_headers)
+    _Config.wanted = tuple(h.encode("latin-1") for h in consumer_headers)
     _Config.environ_keys = tuple("HTTP_" + h.upper().replace("-", "_") for h in consumer_headers)
     _Config.identify_consumer = identify_consumer
 
@@ -87,21 +91,41 @@ def _missing_path(span: Span) -> bool:
 
 
 # --- ASGI (FastAPI, Starlette, raw OpenTelemetryMiddleware) -------------------------
+#
+# ASGI needs no hooks: the OTel ASGI middleware offers no hook that sees response bodies
+# unless it also makes a span per send/receive message (costly, and excluded by the
+# zero-code path when no trace exporter is set). Instead every OpenTelemetryMiddleware
+# created after a PeekAPI processor wraps its app in _CountingASGI, which reads the
+# consumer from the scope and counts the bytes that really pass.
 
 
 def _asgi_headers(scope: Mapping[str, Any]) -> dict[str, str]:
     return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or ()}
 
 
-def asgi_server_request_hook(span: Span, scope: dict[str, Any]) -> None:
-    with guard:
-        if not span.is_recording() or scope.get("type") != "http":
-            return
-        raw = scope.get("headers") or ()
-        wanted = [h.encode("latin-1") for h in _Config.consumer_headers]
+class _AsgiRequest:
+    __slots__ = (
+        "attrs",
+        "done",
+        "head",
+        "read",
+        "sent",
+        "span",
+        "upstream_receive",
+        "upstream_send",
+    )
+
+    def __init__(self, span: Span, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        self.span = span
+        self.upstream_receive = receive
+        self.upstream_send = send
+        self.read = self.sent = 0
+        self.done = False
+        self.head = scope.get("method") == "HEAD"
+        wanted = _Config.wanted
         content_length: int | None = None
         found: dict[bytes, bytes] = {}
-        for key, value in raw:
+        for key, value in scope.get("headers") or ():
             lower = key.lower()
             if lower == b"content-length":
                 try:
@@ -110,47 +134,95 @@ def asgi_server_request_hook(span: Span, scope: dict[str, Any]) -> None:
                     pass
             elif lower in wanted and lower not in found:
                 found[lower] = value
-
-        def first() -> str | None:
-            for name in wanted:
-                if name in found:
-                    return found[name].decode("latin-1")
-            return None
-
-        # The request size is always set: it also tells the processor a hook saw the
-        # raw request (see _events._consumer). Without Content-Length it is replaced by
-        # the bytes read once the response is complete.
-        attrs: dict[str, Any] = {ATTR_REQUEST_SIZE: content_length or 0}
-        consumer = _identify(lambda: _asgi_headers(scope), first)
+        attrs: dict[str, Any] = {}
+        if content_length is not None:
+            attrs[ATTR_REQUEST_SIZE] = content_length
+        identify = _Config.identify_consumer
+        consumer: str
+        if identify is None:
+            raw = next((found[name] for name in wanted if name in found), None)
+            consumer = hash_consumer(raw.decode("latin-1")) if raw else ""
+        else:
+            consumer = _identify(lambda: _asgi_headers(scope), lambda: None)
         if consumer:
             attrs[ATTR_CONSUMER] = consumer
-        span.set_attributes(attrs)
-        _set_method(span, str(scope.get("method", "")))
-        # [server span, bytes read, bytes sent, content-length known]
-        scope[_STATE_KEY] = [span, 0, 0, content_length is not None]
+        method = str(scope.get("method", ""))
+        if method.upper() not in _STANDARD_METHODS:
+            attrs[ATTR_METHOD] = method.upper()
+        self.attrs = attrs
 
+    async def receive(self) -> Any:
+        message = await self.upstream_receive()
+        if message.get("type") == "http.request":
+            self.read += len(message.get("body") or b"")
+        return message
 
-def asgi_client_request_hook(span: Span, scope: dict[str, Any], message: dict[str, Any]) -> None:
-    with guard:
-        state = scope.get(_STATE_KEY)
-        if state is not None and message.get("type") == "http.request":
-            state[1] += len(message.get("body") or b"")
+    async def send(self, message: Any) -> None:
+        if not self.done and message.get("type") == "http.response.body":
+            self.sent += len(message.get("body") or b"")
+            if not message.get("more_body", False):
+                # Before passing it on: the middleware ends the span after the last chunk.
+                self.finish()
+        await self.upstream_send(message)
 
-
-def asgi_client_response_hook(span: Span, scope: dict[str, Any], message: dict[str, Any]) -> None:
-    with guard:
-        state = scope.get(_STATE_KEY)
-        if state is None or message.get("type") != "http.response.body":
+    def finish(self) -> None:
+        if self.done:
             return
-        state[2] += len(message.get("body") or b"")
-        if not message.get("more_body", False):
-            server: Span = state[0]
-            # A HEAD response has no body on the wire, whatever the app passed to send().
-            sent = 0 if scope.get("method") == "HEAD" else state[2]
-            attrs: dict[str, Any] = {ATTR_RESPONSE_SIZE: sent}
-            if not state[3]:
-                attrs[ATTR_REQUEST_SIZE] = state[1]
-            server.set_attributes(attrs)
+        self.done = True
+        with guard:
+            attrs = self.attrs
+            attrs.setdefault(ATTR_REQUEST_SIZE, self.read)
+            attrs[ATTR_RESPONSE_SIZE] = 0 if self.head else self.sent
+            self.span.set_attributes(attrs)
+
+
+class _CountingASGI:
+    """Sits inside OpenTelemetryMiddleware, where the server span is the current span."""
+
+    __slots__ = ("app",)
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        request: _AsgiRequest | None = None
+        if scope.get("type") == "http":
+            with guard:
+                span = trace.get_current_span()
+                if span.is_recording():
+                    request = _AsgiRequest(span, scope, receive, send)
+        if request is None:
+            await self.app(scope, receive, send)
+            return
+        try:
+            await self.app(scope, request.receive, request.send)
+        finally:
+            request.finish()
+
+
+_ASGI_PATCHED: Final = "_peekapi_counting"
+
+
+def install_asgi_counter() -> bool:
+    """Make every OpenTelemetryMiddleware created from now on count with _CountingASGI."""
+    try:
+        from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+    except ImportError:
+        return False
+    if getattr(OpenTelemetryMiddleware, _ASGI_PATCHED, False):
+        return True
+    original = OpenTelemetryMiddleware.__init__
+
+    @functools.wraps(original)
+    def __init__(self: Any, app: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, app, *args, **kwargs)
+        with guard:
+            if not isinstance(self.app, _CountingASGI):
+                self.app = _CountingASGI(self.app)
+
+    OpenTelemetryMiddleware.__init__ = __init__  # type: ignore[method-assign]
+    setattr(OpenTelemetryMiddleware, _ASGI_PATCHED, True)
+    return True
 
 
 # --- WSGI (raw OpenTelemetryMiddleware, Flask) --------------------------------------
@@ -256,11 +328,7 @@ def django_response_hook(span: Span, request: Any, response: Any) -> None:
 
 
 _HOOKS: Final[dict[str, dict[str, Callable[..., None]]]] = {
-    "asgi": {
-        "server_request_hook": asgi_server_request_hook,
-        "client_request_hook": asgi_client_request_hook,
-        "client_response_hook": asgi_client_response_hook,
-    },
+    "asgi": {},  # see _CountingASGI
     "wsgi": {"request_hook": wsgi_request_hook, "response_hook": wsgi_response_hook},
     "flask": {"request_hook": wsgi_request_hook, "response_hook": flask_response_hook},
     "django": {"request_hook": django_request_hook, "response_hook": django_response_hook},
