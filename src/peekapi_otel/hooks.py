@@ -1,13 +1,18 @@
-"""Request/response hooks that put consumer and body sizes on the server span.
+"""What the HTTP instrumentations leave out: the consumer and the body sizes.
 
 The OpenTelemetry HTTP instrumentations record no body sizes on spans and see the
-credentials only through opt-in header capture (OTEL-FACTS Q1, Q3). These hooks read the
-raw request once, hash the consumer credential and count bytes; they set only
-``peekapi.*`` attributes. Under ``opentelemetry-instrument`` the PeekAPI distro passes them
-to the FastAPI, Starlette, Flask and Django instrumentors itself. In code::
+credentials only through opt-in header capture (OTEL-FACTS Q1, Q3). The code here reads
+the raw request once, hashes the consumer credential and counts bytes; it sets only
+``peekapi.*`` attributes, in one write per request and one per response.
 
-    FastAPIInstrumentor.instrument_app(app, **hooks.instrumentor_kwargs("fastapi"))
-    OpenTelemetryMiddleware(wsgi_app, **hooks.instrumentor_kwargs("wsgi"))
+* ASGI (FastAPI, Starlette, a raw ``OpenTelemetryMiddleware``): nothing to pass. Every
+  ``OpenTelemetryMiddleware`` created after a PeekAPI processor wraps its app in a small
+  counting layer.
+* WSGI, Flask, Django: request/response hooks. Under ``opentelemetry-instrument`` the
+  PeekAPI distro passes them itself; in code::
+
+      FlaskInstrumentor().instrument_app(app, **hooks.instrumentor_kwargs("flask"))
+      OpenTelemetryMiddleware(wsgi_app, **hooks.instrumentor_kwargs("wsgi"))
 
 Pass your own hooks as keyword arguments to ``instrumentor_kwargs`` and both run (yours
 second).
@@ -44,8 +49,6 @@ _logger = logging.getLogger(__name__)
 _STANDARD_METHODS: Final = frozenset(
     {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY"}
 )
-_STATE_KEY: Final = "peekapi_otel.state"
-_PATH_KEYS: Final = ("url.path", "http.target")
 
 
 class _Config:
@@ -78,16 +81,6 @@ def _identify(headers: Callable[[], dict[str, str]], first: Callable[[], str | N
         STATS.drop("consumer_error", detail=f"identify_consumer raised {exc!r}")
         return ""
     return str(result)[:MAX_CONSUMER] if result else ""
-
-
-def _set_method(span: Span, method: str) -> None:
-    if method.upper() not in _STANDARD_METHODS:
-        span.set_attribute(ATTR_METHOD, method.upper())
-
-
-def _missing_path(span: Span) -> bool:
-    attrs = getattr(span, "attributes", None)
-    return attrs is not None and not any(k in attrs for k in _PATH_KEYS)
 
 
 # --- ASGI (FastAPI, Starlette, raw OpenTelemetryMiddleware) -------------------------
@@ -239,27 +232,27 @@ def _environ_headers(environ: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _environ_request(span: Span, environ: Mapping[str, Any]) -> None:
-    def first() -> str | None:
-        for key in _Config.environ_keys:
-            value = environ.get(key)
-            if value:
-                return str(value)
-        return None
-
     try:
         size = max(int(environ.get("CONTENT_LENGTH") or 0), 0)
     except ValueError:
         size = 0
     attrs: dict[str, Any] = {ATTR_REQUEST_SIZE: size}
-    consumer = _identify(lambda: _environ_headers(environ), first)
+    if _Config.identify_consumer is None:
+        raw = next((environ[k] for k in _Config.environ_keys if environ.get(k)), None)
+        consumer = hash_consumer(str(raw)) if raw else ""
+    else:
+        consumer = _identify(lambda: _environ_headers(environ), lambda: None)
     if consumer:
         attrs[ATTR_CONSUMER] = consumer
-    if _missing_path(span):
-        # wsgiref (Django runserver) sets neither RAW_URI nor REQUEST_URI.
+    if "RAW_URI" not in environ and "REQUEST_URI" not in environ:
+        # wsgiref (Django runserver) sets neither, and then the stable semantic
+        # conventions put no path on the span at all (OTEL-FACTS Q2).
         attrs[ATTR_PATH] = (environ.get("SCRIPT_NAME") or "") + (environ.get("PATH_INFO") or "/")
         attrs[ATTR_QUERY] = environ.get("QUERY_STRING") or ""
+    method = str(environ.get("REQUEST_METHOD", ""))
+    if method.upper() not in _STANDARD_METHODS:
+        attrs[ATTR_METHOD] = method.upper()
     span.set_attributes(attrs)
-    _set_method(span, str(environ.get("REQUEST_METHOD", "")))
 
 
 def _headers_size(headers: Sequence[tuple[str, str]] | None) -> int | None:
