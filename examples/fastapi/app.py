@@ -1,6 +1,5 @@
-"""A minimal FastAPI app. Run it with PeekAPI analytics, no code changes:
-
-    PEEKAPI_API_KEY=... opentelemetry-instrument uvicorn app:app
+"""A minimal FastAPI app. Run it with PeekAPI analytics, no code changes
+(``PEEKAPI_API_KEY=... opentelemetry-instrument uvicorn app:app``); see README.md.
 """
 
 from __future__ import annotations
@@ -12,8 +11,9 @@ from pydantic import BaseModel
 
 if os.environ.get("PEEKAPI_PROGRAMMATIC"):
     # The programmatic variant: configure before the app is instrumented.
-    import peekapi_otel
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    import peekapi_otel
 
     peekapi_otel.configure()
 

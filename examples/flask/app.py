@@ -1,6 +1,5 @@
-"""A minimal Flask app. Run it with PeekAPI analytics, no code changes:
-
-    PEEKAPI_API_KEY=... opentelemetry-instrument gunicorn -w 2 -b 127.0.0.1:8000 app:app
+"""A minimal Flask app. Run it with PeekAPI analytics, no code changes (see README.md):
+``PEEKAPI_API_KEY=... opentelemetry-instrument gunicorn -w 2 -b 127.0.0.1:8000 app:app``.
 """
 
 from __future__ import annotations
@@ -14,8 +13,9 @@ ITEMS: dict[int, dict[str, object]] = {1: {"name": "hammer", "price": 9.5}}
 
 if os.environ.get("PEEKAPI_PROGRAMMATIC"):
     # The programmatic variant: configure, then instrument with the PeekAPI hooks.
-    import peekapi_otel
     from opentelemetry.instrumentation.flask import FlaskInstrumentor
+
+    import peekapi_otel
     from peekapi_otel.hooks import instrumentor_kwargs
 
     peekapi_otel.configure()

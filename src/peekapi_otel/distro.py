@@ -98,10 +98,18 @@ class PeekApiConfigurator(_OTelSDKConfigurator):
     def _configure(self, **kwargs: Any) -> None:
         try:
             super()._configure(**kwargs)
-        except Exception:  # e.g. an exporter named in OTEL_* is missing
-            _logger.exception(
-                "OpenTelemetry SDK configuration failed; PeekAPI still attaches to a provider"
+        except Exception as exc:  # e.g. an exporter named in OTEL_* is missing
+            # A configuration problem of the user's, not a bug: one clear line (the
+            # traceback only at DEBUG). Upstream this error switches off all instrumentation.
+            _logger.error(
+                "peekapi-otel: the OpenTelemetry SDK set-up failed (%s: %s); check "
+                "OTEL_TRACES_EXPORTER, OTEL_METRICS_EXPORTER and OTEL_LOGS_EXPORTER and "
+                "install the exporters they name. Your other exporters are not running; "
+                "PeekAPI still counts requests",
+                type(exc).__name__,
+                exc,
             )
+            _logger.debug("OpenTelemetry SDK set-up failure", exc_info=True)
         _attach_to_global()
 
 

@@ -15,8 +15,9 @@ ASGI_APPLICATION = "mysite.asgi.application"
 
 if os.environ.get("PEEKAPI_PROGRAMMATIC"):
     # The programmatic variant: configure, then instrument with the PeekAPI hooks.
-    import peekapi_otel
     from opentelemetry.instrumentation.django import DjangoInstrumentor
+
+    import peekapi_otel
     from peekapi_otel.hooks import instrumentor_kwargs
 
     peekapi_otel.configure()
