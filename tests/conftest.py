@@ -9,20 +9,18 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from ingest import Ingest  # noqa: E402
-
-from peekapi_otel._guard import _Guard  # noqa: E402
-from peekapi_otel._stats import STATS  # noqa: E402
+from ingest import Ingest
+from peekapi_otel._guard import _Guard
+from peekapi_otel._stats import STATS
 
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Each test starts with no PEEKAPI_*/OTEL_* settings and its own spool root."""
     for key in list(os.environ):
         if key.startswith(("PEEKAPI_", "OTEL_")):
             monkeypatch.delenv(key)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    yield
 
 
 class InternalErrors(list[BaseException]):
