@@ -402,6 +402,66 @@ _ENCODER_CASES = [
         {"max_event_bytes": 1000},
     ),
     ({"http.method": "GET", "http.target": "/x"}, {"metadata": {"trace_id": "mine"}}),
+    (  # old-mode ASGI: target without query, the query only in the URL
+        {
+            "http.method": "get",
+            "http.target": "/items/42",
+            "http.url": "http://h/items/42?q=1",
+            "http.status_code": 200,
+            "peekapi.consumer_id": "hash_c2acc5de4672",
+            "peekapi.request_size": 0,
+            "peekapi.response_size": 17,
+        },
+        {},
+    ),
+    (  # route without a leading slash, raw path in url.path
+        {
+            "http.request.method": "GET",
+            "url.path": "/items/42",
+            "http.route": "items/{id}",
+            "http.response.status_code": 201,
+        },
+        {},
+    ),
+    (  # empty route and empty url.path
+        {"http.request.method": "GET", "url.path": "", "http.route": ""},
+        {},
+    ),
+    (  # values of unusual types go through the shared helpers
+        {
+            "http.request.method": ("POST",),
+            "url.path": ("/seq",),
+            "http.route": ("/r/{x}",),
+            "http.response.status_code": "503",
+            "peekapi.request_size": -3,
+            "http.request.header.content_length": "12",
+            "peekapi.response_size": True,
+            "http.response.header.content_length": ("9",),
+            "peekapi.consumer_id": "",
+        },
+        {},
+    ),
+    (  # an empty standard method falls back to the old attribute
+        {"http.request.method": "", "http.method": "put", "http.target": ["/list"]},
+        {},
+    ),
+    (  # no hook ran: the consumer comes from captured headers
+        {
+            "http.method": "GET",
+            "http.target": "/h?x=1",
+            "http.status_code": False,
+            "http.request.header.x_api_key": ("raw-secret",),
+        },
+        {"path_source": "raw"},
+    ),
+    (  # no path attribute at all: the span name
+        {"http.method": "GET", "http.status_code": 204},
+        {"consumer_headers": ("authorization",)},
+    ),
+    (  # a consumer longer than the limit is cut
+        {"http.method": "GET", "http.target": "/c", "peekapi.consumer_id": "c" * 300},
+        {},
+    ),
 ]
 
 

@@ -47,8 +47,8 @@ def is_request_span(span: ReadableSpan) -> bool:
     parent = span.parent
     if parent is not None and not parent.is_remote:
         return False
-    attrs = span.attributes
-    return attrs is not None and ("http.request.method" in attrs or "http.method" in attrs)
+    attrs = _raw_attributes(span)
+    return "http.request.method" in attrs or "http.method" in attrs
 
 
 def _str(value: Any) -> str | None:
@@ -329,19 +329,64 @@ class EventEncoder:
         if ctx is None or self._meta_prefix is None:
             return self._slow(span)
         attrs = _raw_attributes(span)
-        path, query = _path(span, attrs, self._route_first)
-        if self._query and query:
-            path = f"{path}?{_sorted_query(query)}"
+        get = attrs.get
+        # Each field has an inline branch for the values the instrumentations set (plain
+        # str and int) and falls back to the shared helper for anything else, so the
+        # output stays that of span_to_event.
+        path: str | None = None
+        if self._query:
+            path, query = _path(span, attrs, self._route_first)
+            if query:
+                path = f"{path}?{_sorted_query(query)}"
+        else:
+            if self._route_first:
+                route = get("http.route")
+                if type(route) is str and route:
+                    path = route if route[:1] == "/" else "/" + route
+            if path is None:
+                raw = get("url.path")
+                if raw is None:
+                    raw = get("http.target")
+                    if type(raw) is str:
+                        path = raw.partition("?")[0]
+                elif type(raw) is str:
+                    path = raw
+            if path is None:
+                path = _path(span, attrs, self._route_first)[0]
+        method = get("http.request.method")
+        if method is None:
+            method = get("http.method")
+        if type(method) is str and method and method != "_OTHER":
+            method = method.upper()[:MAX_METHOD]
+        else:
+            method = _method(attrs)
+        status = get("http.response.status_code")
+        if status is None:
+            status = get("http.status_code")
+        if type(status) is not int:
+            status = _status(span, attrs)
+        request_size = get(ATTR_REQUEST_SIZE)
+        if type(request_size) is not int or request_size < 0:
+            request_size = _size(attrs, ATTR_REQUEST_SIZE, _REQ_LEN)
+        response_size = get(ATTR_RESPONSE_SIZE)
+        if type(response_size) is not int or response_size < 0:
+            response_size = _size(attrs, ATTR_RESPONSE_SIZE, _RESP_LEN)
+        consumer = get(ATTR_CONSUMER)
+        if type(consumer) is str and consumer:
+            consumer = consumer[:MAX_CONSUMER]
+        elif ATTR_REQUEST_SIZE in attrs:
+            consumer = None
+        else:
+            consumer = _consumer(attrs, self._consumer_headers, self._identify)
         start = span.start_time or 0
         end = span.end_time or start
-        consumer = _consumer(attrs, self._consumer_headers, self._identify)
         enc = encode_basestring
         line = (
-            f'{{"method":{enc(_method(attrs))},"path":{enc(path[:MAX_PATH])},'
-            f'"status_code":{_status(span, attrs)},'
+            f'{{"method":{enc(method)},"path":{enc(path[:MAX_PATH])},'
+            f'"status_code":{status},'
             f'"response_time_ms":{round(max(end - start, 0) / 1e6, 2)!r},'
-            f'"request_size":{_size(attrs, ATTR_REQUEST_SIZE, _REQ_LEN)},'
-            f'"response_size":{_size(attrs, ATTR_RESPONSE_SIZE, _RESP_LEN)},'
+            f'"request_size":{request_size},'
+            f'"response_size":{response_size},'
             f'"consumer_id":{"null" if consumer is None else enc(consumer)},'
             f'"metadata":{self._meta_prefix}"trace_id":"{ctx.trace_id:032x}",'
             f'"span_id":"{ctx.span_id:016x}"}},"timestamp":"{self._timestamp(start)}"}}'

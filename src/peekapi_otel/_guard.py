@@ -40,11 +40,17 @@ class _Guard:
     ) -> bool:
         if exc is None or not isinstance(exc, Exception):
             return False
-        try:
-            type(self).handler(exc)
-        except Exception:  # noqa: BLE001 - a failing log handler must not reach the app
-            pass
+        report(exc)
         return True
+
+
+def report(exc: Exception) -> None:
+    """What ``with guard:`` does with ``exc``, for per-span code that uses ``try`` (a
+    context manager costs two Python calls even when nothing is raised)."""
+    try:
+        _Guard.handler(exc)
+    except Exception:  # noqa: BLE001 - a failing log handler must not reach the app
+        pass
 
 
 guard = _Guard()

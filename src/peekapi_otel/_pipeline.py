@@ -25,6 +25,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable
+from os import getpid
 from typing import Final
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -62,6 +63,12 @@ class Pipeline:
         auth_pause: float = AUTH_PAUSE,
     ) -> None:
         self.options = options
+        # The hand-off queue holds encoded lines (a few hundred bytes each) only until the
+        # batcher moves them to the outbox or the spool. A disk stall (fsync under load)
+        # can starve the batcher for a moment while requests keep coming, so the queue
+        # gets slack beyond max_buffer_size before anything is dropped.
+        self._max_queue = options.max_buffer_size * 4
+        self._batch_size = options.batch_size
         self._encoder = EventEncoder(
             path_source=options.path_source,
             collect_query_string=options.collect_query_string,
@@ -132,24 +139,31 @@ class Pipeline:
 
     def submit(self, span: ReadableSpan) -> None:
         """Queue one request span as an encoded event. O(1), no lock, no I/O."""
-        if self._pid != os.getpid():
+        if self._pid != getpid():
             self._after_fork_in_child()
-        STATS.add("seen")
+        STATS.add_seen()
         try:
             if self._closed:
                 STATS.drop("disabled", 1, "the PeekAPI exporter was shut down")
                 return
-            line = self._encode(span)
+            try:
+                line = self._encoder.encode(span)
+            except Exception as exc:  # noqa: BLE001 - one bad span must not reach the app
+                STATS.drop("internal_error", 1, f"could not convert a span: {exc!r}")
+                return
             if line is None:
+                STATS.drop(
+                    "oversize", 1, f"event over max_event_bytes={self.options.max_event_bytes}"
+                )
                 return
             queue = self._queue
-            if len(queue) >= self.options.max_buffer_size:
+            if len(queue) >= self._max_queue:
                 # Only when the batcher thread is starved: it empties this queue into
                 # batches (and the spool) far faster than requests fill it.
                 STATS.drop("queue_full", 1, "the background batcher is not keeping up")
                 return
             queue.append(line)
-            if (len(queue) >= self.options.batch_size or self._terminating) and (
+            if (len(queue) >= self._batch_size or self._terminating) and (
                 not self._batcher_wake.is_set()
             ):
                 self._batcher_wake.set()
@@ -159,17 +173,6 @@ class Pipeline:
         finally:
             if _shutdown.deferred:
                 _shutdown.run_deferred()
-
-    def _encode(self, span: ReadableSpan) -> bytes | None:
-        opts = self.options
-        try:
-            line = self._encoder.encode(span)
-        except Exception as exc:  # noqa: BLE001 - one bad span must not reach the app
-            STATS.drop("internal_error", 1, f"could not convert a span: {exc!r}")
-            return None
-        if line is None:
-            STATS.drop("oversize", 1, f"event over max_event_bytes={opts.max_event_bytes}")
-        return line
 
     # --- threads ---------------------------------------------------------------------
 

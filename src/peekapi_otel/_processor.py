@@ -11,7 +11,7 @@ from opentelemetry.trace import SpanKind
 from peekapi_otel import _credentials
 from peekapi_otel._events import is_request_span
 from peekapi_otel._exporter import PeekApiSpanExporter, _Registry
-from peekapi_otel._guard import guard
+from peekapi_otel._guard import guard, report
 from peekapi_otel._options import Options
 from peekapi_otel.hooks import configure_hooks, install_asgi_counter
 
@@ -61,15 +61,23 @@ class PeekApiSpanProcessor(SpanProcessor):
             if span.kind in _GUARDED_KINDS:
                 _credentials.protect(span)
 
+    # The two per-span callbacks run for every span of the app (an ASGI request makes
+    # four), so they use ``try`` rather than ``with guard:`` and test the kind first.
+
     def _on_ending(self, span: Span) -> None:
-        with guard:
-            if span.kind in _GUARDED_KINDS:
+        try:
+            kind = span.kind
+            if kind is SpanKind.SERVER or kind is SpanKind.CLIENT:
                 _credentials.scrub(span)
+        except Exception as exc:  # noqa: BLE001 - never into the app; counted
+            report(exc)
 
     def on_end(self, span: ReadableSpan) -> None:
-        with guard:
-            if self._registered and is_request_span(span):
+        try:
+            if span.kind is SpanKind.SERVER and self._registered and is_request_span(span):
                 self.exporter.submit(span)
+        except Exception as exc:  # noqa: BLE001 - never into the app; counted
+            report(exc)
 
     def shutdown(self) -> None:
         with guard:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -36,6 +37,19 @@ class Stats:
         self._unlogged: Counter[str] = Counter()
         self._last_summary = 0.0
         self._once: set[str] = set()
+        self._seen = itertools.count()
+
+    def add_seen(self) -> None:
+        """One request seen: no lock, as it runs once per request on the app's threads.
+
+        ``next()`` on a count is a single C call under the GIL, so no increment is lost.
+        """
+        next(self._seen)
+
+    def _seen_so_far(self) -> int:
+        # repr is the one way to read a count without advancing it on every Python
+        # version (its pickle support is gone in 3.14).
+        return int(repr(self._seen)[6:-1])
 
     def add(self, name: str, n: int = 1) -> None:
         with self._lock:
@@ -97,6 +111,7 @@ class Stats:
     def snapshot(self) -> dict[str, object]:
         with self._lock:
             result: dict[str, object] = {name: self._counts[name] for name in COUNTERS}
+            result["seen"] = self._counts["seen"] + self._seen_so_far()
             for name, value in self._counts.items():
                 result.setdefault(name, value)
             dropped = {reason: self._drops[reason] for reason in DROP_REASONS}
@@ -113,6 +128,7 @@ class Stats:
         self._drops = Counter()
         self._unlogged = Counter()
         self._once = set()
+        self._seen = itertools.count()
 
 
 STATS: Final = Stats()

@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from opentelemetry import trace
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.trace import Span
 
 from peekapi_otel._events import (
@@ -38,7 +39,7 @@ from peekapi_otel._events import (
     MAX_CONSUMER,
     hash_consumer,
 )
-from peekapi_otel._guard import guard
+from peekapi_otel._guard import guard, report
 from peekapi_otel._options import ConsumerIdentifier
 from peekapi_otel._stats import STATS
 
@@ -81,6 +82,42 @@ def _identify(headers: Callable[[], dict[str, str]], first: Callable[[], str | N
         STATS.drop("consumer_error", detail=f"identify_consumer raised {exc!r}")
         return ""
     return str(result)[:MAX_CONSUMER] if result else ""
+
+
+def _has_plain_dict() -> bool:
+    try:
+        probe = BoundedAttributes(immutable=False)
+        return isinstance(probe._dict, dict) and all(
+            hasattr(probe, name) for name in ("_lock", "_immutable", "maxlen", "max_value_len")
+        )
+    except Exception:  # noqa: BLE001 - another SDK: the public setter is used instead
+        return False
+
+
+_DIRECT: Final = _has_plain_dict()
+
+
+def _put(span: Span, attrs: dict[str, Any]) -> None:
+    """Add our attributes to a live span.
+
+    ``set_attributes`` takes the span's lock and validates and copies every value, which
+    costs several microseconds per call. Ours are plain str/int that need none of it, so
+    on the SDK's container they go straight into its dict (under its lock) whenever the
+    result is the same: the span is live, no limit applies and no key is replaced.
+    """
+    bounded = getattr(span, "_attributes", None)
+    if (
+        _DIRECT
+        and isinstance(bounded, BoundedAttributes)
+        and not bounded._immutable
+        and bounded.max_value_len is None
+        and (bounded.maxlen is None or len(bounded._dict) + len(attrs) <= bounded.maxlen)
+        and bounded._dict.keys().isdisjoint(attrs)
+    ):
+        with bounded._lock:
+            bounded._dict.update(attrs)
+    else:
+        span.set_attributes(attrs)
 
 
 # --- ASGI (FastAPI, Starlette, raw OpenTelemetryMiddleware) -------------------------
@@ -162,11 +199,13 @@ class _AsgiRequest:
         if self.done:
             return
         self.done = True
-        with guard:
+        try:
             attrs = self.attrs
             attrs.setdefault(ATTR_REQUEST_SIZE, self.read)
             attrs[ATTR_RESPONSE_SIZE] = 0 if self.head else self.sent
-            self.span.set_attributes(attrs)
+            _put(self.span, attrs)
+        except Exception as exc:  # noqa: BLE001 - never into the app; counted
+            report(exc)
 
 
 class _CountingASGI:
@@ -180,10 +219,12 @@ class _CountingASGI:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         request: _AsgiRequest | None = None
         if scope.get("type") == "http":
-            with guard:
+            try:
                 span = trace.get_current_span()
                 if span.is_recording():
                     request = _AsgiRequest(span, scope, receive, send)
+            except Exception as exc:  # noqa: BLE001 - never into the app; counted
+                report(exc)
         if request is None:
             await self.app(scope, receive, send)
             return
@@ -252,7 +293,7 @@ def _environ_request(span: Span, environ: Mapping[str, Any]) -> None:
     method = str(environ.get("REQUEST_METHOD", ""))
     if method.upper() not in _STANDARD_METHODS:
         attrs[ATTR_METHOD] = method.upper()
-    span.set_attributes(attrs)
+    _put(span, attrs)
 
 
 def _headers_size(headers: Sequence[tuple[str, str]] | None) -> int | None:
@@ -266,43 +307,54 @@ def _headers_size(headers: Sequence[tuple[str, str]] | None) -> int | None:
 
 
 def _is_head(span: Span) -> bool:
-    attrs = getattr(span, "attributes", None) or {}
+    raw = getattr(getattr(span, "_attributes", None), "_dict", None)
+    attrs = raw if type(raw) is dict else getattr(span, "attributes", None) or {}
     return "HEAD" in (attrs.get("http.request.method"), attrs.get("http.method"))
 
 
+# The hooks run once or twice per request: ``try`` instead of ``with guard:``.
+
+
 def wsgi_request_hook(span: Span, environ: dict[str, Any]) -> None:
-    with guard:
+    try:
         if span.is_recording():
             _environ_request(span, environ)
+    except Exception as exc:  # noqa: BLE001 - never into the app; counted
+        report(exc)
 
 
 def wsgi_response_hook(
     span: Span, environ: dict[str, Any], status: str, headers: list[tuple[str, str]]
 ) -> None:
-    with guard:
+    try:
         # A HEAD response has no body on the wire; Content-Length describes the GET body.
         size = 0 if environ.get("REQUEST_METHOD") == "HEAD" else _headers_size(headers)
         if span.is_recording() and size is not None:
-            span.set_attribute(ATTR_RESPONSE_SIZE, size)
+            _put(span, {ATTR_RESPONSE_SIZE: size})
+    except Exception as exc:  # noqa: BLE001 - never into the app; counted
+        report(exc)
 
 
 def flask_response_hook(span: Span, status: str, headers: list[tuple[str, str]]) -> None:
-    with guard:
+    try:
         if not span.is_recording():
             return
         size = 0 if _is_head(span) else _headers_size(headers)
         if size is not None:
-            span.set_attribute(ATTR_RESPONSE_SIZE, size)
+            _put(span, {ATTR_RESPONSE_SIZE: size})
+    except Exception as exc:  # noqa: BLE001 - never into the app; counted
+        report(exc)
 
 
 # --- Django ---------------------------------------------------------------------------
 
 
 def django_request_hook(span: Span, request: Any) -> None:
-    with guard:
-        if not span.is_recording():
-            return
-        _environ_request(span, getattr(request, "META", {}))
+    try:
+        if span.is_recording():
+            _environ_request(span, getattr(request, "META", {}))
+    except Exception as exc:  # noqa: BLE001 - never into the app; counted
+        report(exc)
 
 
 def django_response_hook(span: Span, request: Any, response: Any) -> None:
@@ -317,7 +369,7 @@ def django_response_hook(span: Span, request: Any, response: Any) -> None:
         else:
             size = len(response.content)
         if size is not None:
-            span.set_attribute(ATTR_RESPONSE_SIZE, size)
+            _put(span, {ATTR_RESPONSE_SIZE: size})
 
 
 _HOOKS: Final[dict[str, dict[str, Callable[..., None]]]] = {
