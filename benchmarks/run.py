@@ -1,0 +1,556 @@
+#!/usr/bin/env python
+"""peekapi-otel benchmarks: per-request overhead, export throughput, memory/loss.
+
+    python benchmarks/run.py [--quick] [--json OUT] [--only overhead,throughput,memory]
+
+Needs the dev environment (OpenTelemetry SDK + the fastapi/flask/django instrumentations,
+peekapi-otel installed) plus ``pip install peekapi==0.1.0`` for the comparison.
+
+The machine is assumed noisy: every figure is a ratio or difference taken side by side in
+one run. Variants run in short interleaved rounds (the order rotates every round) and are
+paired per round; tables show the median of the per-round values and the inter-quartile
+range [p25, p75]. CPU is ``time.process_time()`` of the process doing the work (all its
+threads), measured from the start of a round until the ingest acknowledged everything the
+round produced. A loopback ingest (``benchmarks/_ingest.py``) runs as its own process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from _apps import ASGI, FRAMEWORKS, child_env, variants_for  # noqa: E402
+
+PY = sys.executable
+
+QUICK = {
+    "overhead": {"requests": 300, "warmup": 2, "rounds": 9},
+    "throughput": {"events": 3000, "rounds": 7, "batch_size": 100},
+    "memory": {"events": 100_000, "repeats": 1},
+}
+FULL = {
+    "overhead": {"requests": 1000, "warmup": 3, "rounds": 31},
+    "throughput": {"events": 5000, "rounds": 25, "batch_size": 100},
+    "memory": {"events": 100_000, "repeats": 3},
+}
+PACKAGES = (
+    "peekapi-otel",
+    "peekapi",
+    "opentelemetry-api",
+    "opentelemetry-sdk",
+    "opentelemetry-instrumentation",
+    "opentelemetry-instrumentation-asgi",
+    "opentelemetry-instrumentation-wsgi",
+    "opentelemetry-instrumentation-fastapi",
+    "opentelemetry-instrumentation-flask",
+    "opentelemetry-instrumentation-django",
+    "fastapi",
+    "starlette",
+    "flask",
+    "werkzeug",
+    "django",
+)
+
+
+# --- small helpers ------------------------------------------------------------------
+
+
+def q(values: list[float]) -> tuple[float, float, float]:
+    """(median, p25, p75)."""
+    if not values:
+        return (float("nan"),) * 3
+    if len(values) == 1:
+        return values[0], values[0], values[0]
+    p25, p50, p75 = statistics.quantiles(values, n=4, method="inclusive")
+    return p50, p25, p75
+
+
+def fmt(values: list[float], digits: int = 1) -> str:
+    m, lo, hi = q(values)
+    return f"{m:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def table(title: str, header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    line = "  ".join("-" * w for w in widths)
+    out = [title, line, "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=False)), line]
+    out += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=False)) for r in rows]
+    out.append(line)
+    return "\n".join(out)
+
+
+def machine() -> dict[str, Any]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    return {
+        "cpu_count": os.cpu_count(),
+        "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "python": sys.version,
+        "implementation": platform.python_implementation(),
+        "loadavg_at_start": load,
+        "packages": versions,
+    }
+
+
+class Ingest:
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [PY, str(HERE / "_ingest.py")], stdout=subprocess.PIPE, text=True
+        )
+        assert self.proc.stdout is not None
+        self.port = int(self.proc.stdout.readline())
+        self.url = f"http://127.0.0.1:{self.port}/v1/events"
+
+    def count(self) -> int:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/count", timeout=5) as r:
+            return int(json.loads(r.read())["events"])
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def last_json(text: str) -> dict[str, Any]:
+    for line in reversed(text.splitlines()):
+        if line.startswith("@@"):
+            return json.loads(line[2:])
+    raise RuntimeError("no result line in output:\n" + text[-3000:])
+
+
+# --- 1 + 4: per-request overhead ----------------------------------------------------
+
+
+class Worker:
+    def __init__(self, framework: str, variant: str, ingest: str, logdir: Path) -> None:
+        self.variant = variant
+        storage = tempfile.mkdtemp(prefix=f"peekapi-bench-{framework}-{variant}-")
+        self.log = logdir / f"worker-{framework}-{variant}.log"
+        self.proc = subprocess.Popen(
+            [
+                PY,
+                str(HERE / "_worker.py"),
+                "--framework",
+                framework,
+                "--variant",
+                variant,
+                "--ingest",
+                ingest,
+                "--storage",
+                storage,
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=open(self.log, "w"),  # noqa: SIM115 - lives as long as the worker
+            text=True,
+            env=child_env(variant),
+            cwd=str(HERE.parent),
+        )
+
+    def read(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        while True:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise RuntimeError(
+                    f"worker {self.variant} died; see {self.log}:\n{self.log.read_text()[-3000:]}"
+                )
+            if line.startswith("@@"):
+                return json.loads(line[2:])
+
+    def cmd(self, text: str) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(text + "\n")
+        self.proc.stdin.flush()
+        return self.read()
+
+    def close(self) -> None:
+        try:
+            self.cmd("quit")
+        finally:
+            self.proc.wait(30)
+
+
+def overhead(
+    ingest: Ingest, cfg: dict[str, int], frameworks: list[str], logdir: Path, decompose: bool
+) -> dict:
+    n, rounds, warmup = cfg["requests"], cfg["rounds"], cfg["warmup"]
+    out: dict[str, Any] = {"config": cfg, "frameworks": {}, "decompose": decompose}
+    for fw in frameworks:
+        variants = list(variants_for(fw, decompose))
+        t0 = time.monotonic()
+        before = ingest.count()
+        workers = {v: Worker(fw, v, ingest.url, logdir) for v in variants}
+        infos = {v: w.read() for v, w in workers.items()}
+        for _ in range(warmup):
+            for v in variants:
+                workers[v].cmd(f"run {n}")
+        samples: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
+        for r in range(rounds):
+            k = r % len(variants)
+            for v in variants[k:] + variants[:k]:
+                res = workers[v].cmd(f"run {n}")
+                res["us_per_request"] = res["cpu"] / n * 1e6
+                samples[v].append(res)
+        stats = {v: w.cmd("stats") for v, w in workers.items()}
+        for w in workers.values():
+            w.close()
+        delivered = ingest.count() - before
+        senders = [
+            v for v in variants if v.startswith("otel_peek") or v in ("peekapi", "otel_proc")
+        ]
+        expected = len(senders) * n * (warmup + rounds) + (1 if fw == "django" else 0)
+        out["frameworks"][fw] = {
+            "requests_per_round": n,
+            "samples": samples,
+            "workers": infos,
+            "stats": stats,
+            "ingest_events_received": delivered,
+            "ingest_events_expected": expected,
+            "all_ok": all(s["ok"] for v in variants for s in samples[v]),
+            "seconds": round(time.monotonic() - t0, 1),
+        }
+        print(
+            f"  {fw}: {rounds} rounds x {n} requests x {len(variants)} variants in "
+            f"{time.monotonic() - t0:.1f}s; ingest got {delivered}/{expected} events",
+            flush=True,
+        )
+    return out
+
+
+def per_round(samples: dict[str, list[dict[str, Any]]], v: str) -> list[float]:
+    return [s["us_per_request"] for s in samples[v]]
+
+
+def overhead_tables(result: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
+    rows, cut_rows = [], []
+    summary: dict[str, Any] = {}
+    for fw, data in result["frameworks"].items():
+        s = data["samples"]
+        a, b, c, d = (per_round(s, v) for v in ("bare", "otel", "otel_peek", "peekapi"))
+        cb = [ci - bi for bi, ci in zip(b, c, strict=False)]
+        da = [di - ai for ai, di in zip(a, d, strict=False)]
+        ratio = [x / y if y > 0 else float("inf") for x, y in zip(cb, da, strict=False)]
+        target = "<= 1.0 (aim 0.5)" if fw in ("raw_asgi", "flask") else "-"
+        rows.append([fw, fmt(a), fmt(b), fmt(c), fmt(d), fmt(cb), fmt(da), fmt(ratio, 2), target])
+        summary[fw] = {
+            "bare_us": q(a),
+            "otel_us": q(b),
+            "otel_peek_us": q(c),
+            "peekapi_us": q(d),
+            "c_minus_b_us": q(cb),
+            "d_minus_a_us": q(da),
+            "ratio": q(ratio),
+            "per_round": {"c_minus_b": cb, "d_minus_a": da, "ratio": ratio},
+        }
+        if fw in ASGI:
+            bn, cn = per_round(s, "otel_nosr"), per_round(s, "otel_peek_nosr")
+            cbn = [ci - bi for bi, ci in zip(bn, cn, strict=False)]
+            ration = [x / y if y > 0 else float("inf") for x, y in zip(cbn, da, strict=False)]
+            saved_otel = [x - y for x, y in zip(b, bn, strict=False)]
+            saved_peek = [x - y for x, y in zip(c, cn, strict=False)]
+            cut_rows.append(
+                [
+                    fw,
+                    fmt(b),
+                    fmt(bn),
+                    fmt(c),
+                    fmt(cn),
+                    fmt(saved_peek),
+                    fmt(cbn),
+                    fmt(ration, 2),
+                ]
+            )
+            summary[fw]["no_send_receive"] = {
+                "otel_us": q(bn),
+                "otel_peek_us": q(cn),
+                "c_minus_b_us": q(cbn),
+                "ratio": q(ration),
+                "saved_otel_us": q(saved_otel),
+                "saved_otel_peek_us": q(saved_peek),
+            }
+    t1 = table(
+        "1. Per-request CPU, us/request, median [p25, p75] over rounds "
+        "(a bare, b OTel only, c OTel+peekapi-otel, d peekapi 0.1.0 middleware)",
+        [
+            "framework",
+            "a bare",
+            "b otel",
+            "c otel+ours",
+            "d peekapi",
+            "c-b (ours adds)",
+            "d-a (peekapi adds)",
+            "(c-b)/(d-a)",
+            "target",
+        ],
+        rows,
+    )
+    t4 = table(
+        '4. Cheap cut: exclude_spans=["send","receive"] (us/request, median [p25, p75])',
+        [
+            "framework",
+            "b otel",
+            "b' otel -s/r",
+            "c otel+ours",
+            "c' otel+ours -s/r",
+            "c-c' saved",
+            "c'-b' (ours adds)",
+            "(c'-b')/(d-a)",
+        ],
+        cut_rows,
+    )
+    t4 += (
+        "\nTrade-off: events are unchanged (the ASGI sizes are counted by our layer "
+        "inside the middleware, not from the send/receive spans); the user's traces lose "
+        "the http send/receive spans."
+    )
+    if result.get("decompose"):
+        drows = []
+        for fw, data in result["frameworks"].items():
+            s = data["samples"]
+            b, c = per_round(s, "otel"), per_round(s, "otel_peek")
+            p, h = per_round(s, "otel_proc"), per_round(s, "otel_hooks")
+            drows.append(
+                [
+                    fw,
+                    fmt([ci - bi for bi, ci in zip(b, c, strict=False)]),
+                    fmt([pi - bi for bi, pi in zip(b, p, strict=False)]),
+                    fmt([hi - bi for bi, hi in zip(b, h, strict=False)]),
+                    fmt([ci - pi - hi + bi for bi, ci, pi, hi in zip(b, c, p, h, strict=False)]),
+                ]
+            )
+            summary[fw]["decompose"] = {
+                "processor_us": q([pi - bi for bi, pi in zip(b, p, strict=False)]),
+                "hooks_us": q([hi - bi for bi, hi in zip(b, h, strict=False)]),
+            }
+        t4 += "\n\n" + table(
+            "1b. What c-b is made of (us/request, median [p25, p75]): processor + sampler "
+            "wrap without hooks, hooks without processor",
+            ["framework", "c-b all", "processor+sampler", "hooks only", "interaction"],
+            drows,
+        )
+    return t1, t4, summary
+
+
+# --- 2: export throughput -------------------------------------------------------------
+
+
+def throughput(ingest: Ingest, cfg: dict[str, int], logdir: Path) -> dict[str, Any]:
+    cmd = [
+        PY,
+        str(HERE / "_throughput.py"),
+        "--ingest",
+        ingest.url,
+        "--events",
+        str(cfg["events"]),
+        "--rounds",
+        str(cfg["rounds"]),
+        "--batch-size",
+        str(cfg["batch_size"]),
+    ]
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, env=child_env("bare"), cwd=str(HERE.parent)
+    )
+    (logdir / "throughput.log").write_text(proc.stderr)
+    if proc.returncode:
+        raise RuntimeError(proc.stderr[-3000:])
+    data = last_json(proc.stdout)
+    data["config"] = cfg
+    return data
+
+
+def throughput_table(data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    n = data["events_per_round"]
+    ours = [n / s["ours"] for s in data["samples_cpu_s"]]
+    theirs = [n / s["peekapi"] for s in data["samples_cpu_s"]]
+    ratio = [o / t for o, t in zip(ours, theirs, strict=False)]
+    rows = [
+        [
+            f"{n} x {len(ours)} rounds, batch {data['batch_size']}",
+            fmt(ours, 0),
+            fmt(theirs, 0),
+            fmt(ratio, 2),
+            ">= 2.0",
+            f"{data['ingest_events_received']}/{data['ingest_events_expected']}",
+        ]
+    ]
+    t = table(
+        "2. Export throughput: events per client CPU-second, span end -> acked (median [p25, p75])",
+        [
+            "run",
+            "peekapi-otel ev/CPU-s",
+            "peekapi ev/CPU-s",
+            "ratio ours/peekapi",
+            "target",
+            "acked",
+        ],
+        rows,
+    )
+    return t, {"ours_ev_per_cpu_s": q(ours), "peekapi_ev_per_cpu_s": q(theirs), "ratio": q(ratio)}
+
+
+# --- 3: memory and loss ---------------------------------------------------------------
+
+
+def memory(cfg: dict[str, int], logdir: Path) -> dict[str, Any]:
+    runs: dict[str, list[dict[str, Any]]] = {"ours": [], "peekapi": []}
+    for i in range(cfg["repeats"]):
+        for variant in ("ours", "peekapi") if i % 2 == 0 else ("peekapi", "ours"):
+            proc = subprocess.run(
+                [
+                    PY,
+                    str(HERE / "_memory.py"),
+                    "--variant",
+                    variant,
+                    "--events",
+                    str(cfg["events"]),
+                ],
+                capture_output=True,
+                text=True,
+                env=child_env("bare"),
+                cwd=str(HERE.parent),
+            )
+            (logdir / f"memory-{variant}-{i}.log").write_text(proc.stderr)
+            if proc.returncode:
+                raise RuntimeError(proc.stderr[-3000:])
+            runs[variant].append(last_json(proc.stdout))
+    return {"config": cfg, "runs": runs}
+
+
+def memory_table(data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    rows, summary = [], {}
+    for variant, runs in data["runs"].items():
+        growth = [r["growth_kb"] / 1024 for r in runs]
+        lost = [r["lost"] for r in runs]
+        dropped = runs[-1].get("dropped", {})
+        rows.append(
+            [
+                "peekapi-otel" if variant == "ours" else "peekapi 0.1.0",
+                fmt(growth, 1),
+                str(max(lost)),
+                str(runs[-1]["sent"]),
+                str(runs[-1]["spooled"]),
+                str(runs[-1]["events_on_disk"]),
+                json.dumps(dropped) if variant == "ours" else "(silent)",
+                f"{statistics.median(r['burst_s'] for r in runs):.1f}s",
+            ]
+        )
+        summary[variant] = {"growth_mb": q(growth), "lost_max": max(lost)}
+    n = data["runs"]["ours"][0]["events"]
+    t = table(
+        f"3. Memory and loss: {n} events with the ingest down (connection refused); "
+        "peak RSS growth median [p25, p75] over runs",
+        ["client", "peak RSS growth MB", "lost", "sent", "spooled", "on disk", "drops", "burst"],
+        rows,
+    )
+    ours, theirs = summary["ours"], summary["peekapi"]
+    ok = ours["lost_max"] == 0 and ours["growth_mb"][0] <= theirs["growth_mb"][0]
+    t += "\n(on disk for peekapi-otel includes the 200 warm-up events, also spooled)"
+    t += f"\ntarget (ours loses nothing, growth <= peekapi's): {'MET' if ok else 'NOT MET'}"
+    return t, summary
+
+
+# --- main -------------------------------------------------------------------------------
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="the < 2 minute run")
+    ap.add_argument("--json", default=str(HERE / "results" / "latest.json"), help="output file")
+    ap.add_argument("--only", default="overhead,throughput,memory", help="sections to run")
+    ap.add_argument("--frameworks", default=",".join(FRAMEWORKS))
+    ap.add_argument(
+        "--decompose",
+        action="store_true",
+        help="also run processor-only and hooks-only variants to split c-b",
+    )
+    args = ap.parse_args()
+
+    if importlib.util.find_spec("peekapi") is None:
+        print("The comparison needs the PeekAPI SDK: pip install peekapi==0.1.0", file=sys.stderr)
+        return 2
+    cfg = QUICK if args.quick else FULL
+    sections = set(args.only.split(","))
+    frameworks = [f for f in args.frameworks.split(",") if f]
+    out_path = Path(args.json)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    logdir = Path(tempfile.mkdtemp(prefix="peekapi-bench-logs-"))
+
+    started = time.monotonic()
+    result: dict[str, Any] = {
+        "mode": "quick" if args.quick else "full",
+        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine(),
+        "method": (
+            "CPU = time.process_time() of the measuring process (all threads), from round "
+            "start until the ingest acknowledged the round's events. Variants interleaved "
+            "in short rounds with rotating order, paired per round; median and IQR of "
+            "per-round values."
+        ),
+        "logs": str(logdir),
+    }
+    m = result["machine"]
+    print(
+        f"machine: {m['cpu_count']} CPUs, {m['platform']}, Python {sys.version.split()[0]}, "
+        f"load {m['loadavg_at_start']}; mode {result['mode']}",
+        flush=True,
+    )
+    print("packages: " + ", ".join(f"{k} {v}" for k, v in m["packages"].items()), flush=True)
+    tables: list[str] = []
+    ingest = Ingest()
+    try:
+        if "overhead" in sections:
+            print("1/4. per-request overhead ...", flush=True)
+            data = overhead(ingest, cfg["overhead"], frameworks, logdir, args.decompose)
+            t1, t4, summary = overhead_tables(data)
+            data["summary"] = summary
+            result["overhead"] = data
+            tables += [t1, t4]
+        if "throughput" in sections:
+            print("2. export throughput ...", flush=True)
+            data = throughput(ingest, cfg["throughput"], logdir)
+            t, data["summary"] = throughput_table(data)
+            result["throughput"] = data
+            tables.append(t)
+        if "memory" in sections:
+            print("3. memory and loss under pressure ...", flush=True)
+            data = memory(cfg["memory"], logdir)
+            t, data["summary"] = memory_table(data)
+            result["memory"] = data
+            tables.append(t)
+    finally:
+        ingest.stop()
+    result["seconds"] = round(time.monotonic() - started, 1)
+    out_path.write_text(json.dumps(result, indent=1, default=str))
+    print()
+    for t in tables:
+        print(t)
+        print()
+    print(f"total {result['seconds']}s; JSON (with raw samples): {out_path}; worker logs: {logdir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
