@@ -398,27 +398,11 @@ class Spool:
 
     def _try_claim(self, name: str, base: str, kind: str, offset: int) -> Claim | None:
         path = self.directory / name
-        try:
-            fd = os.open(path, os.O_RDONLY | _OPEN_FLAGS)
-        except OSError:
+        locked = _lock_unheld(path, kind)
+        if locked is None:
             return None
+        fd = locked[0]
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                os.close(fd)
-                return None
-            st = os.fstat(fd)
-            try:
-                current = os.lstat(path)
-            except OSError:
-                current = None
-            if current is None or current.st_ino != st.st_ino:
-                os.close(fd)  # renamed or removed by someone else meanwhile
-                return None
-            if kind == "tmp" and time.time() - st.st_mtime < _STALE_TMP_SECONDS:
-                os.close(fd)
-                return None
             new = f"{base}.{offset}.sending"
             if new != name:
                 os.rename(path, self.directory / new)
@@ -486,27 +470,41 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-def _evict(path: Path, kind: str, offset: int) -> tuple[int, int] | None:
-    """Delete a segment nobody holds; returns (bytes, events) removed."""
+def _lock_unheld(path: Path, kind: str) -> tuple[int, os.stat_result] | None:
+    """Open and lock a segment nobody holds: ``(fd, stat)`` with the lock, else ``None``.
+
+    Lock, then verify the path still names the locked file: it may have been renamed
+    (claimed, acknowledged) or removed between our open and our lock.
+    """
     try:
         fd = os.open(path, os.O_RDONLY | _OPEN_FLAGS)
     except OSError:
         return None
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return None
-        try:
-            if os.lstat(path).st_ino != os.fstat(fd).st_ino:
-                return None
-        except OSError:
-            return None
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         st = os.fstat(fd)
-        if kind == "tmp" and time.time() - st.st_mtime < _STALE_TMP_SECONDS:
-            return None  # just created: its writer is about to lock it
+        if os.lstat(path).st_ino == st.st_ino and not (
+            # Just created: its writer is about to lock it.
+            kind == "tmp" and time.time() - st.st_mtime < _STALE_TMP_SECONDS
+        ):
+            return fd, st
+    except OSError:
+        pass
+    os.close(fd)
+    return None
+
+
+def _evict(path: Path, kind: str, offset: int) -> tuple[int, int] | None:
+    """Delete a segment nobody holds; returns (bytes, events) removed."""
+    locked = _lock_unheld(path, kind)
+    if locked is None:
+        return None
+    fd, st = locked
+    try:
         data = os.pread(fd, st.st_size, 0)
         os.unlink(path)
         return st.st_size, data.count(b"\n", min(offset, len(data)))
+    except OSError:
+        return None
     finally:
         os.close(fd)
