@@ -35,7 +35,7 @@ def record_spans(n: int) -> list[Any]:
     from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 
     from peekapi_otel._events import is_request_span
-    from peekapi_otel.hooks import instrumentor_kwargs
+    from peekapi_otel.hooks import install_asgi_counter, instrumentor_kwargs
 
     spans: list[Any] = []
 
@@ -44,6 +44,9 @@ def record_spans(n: int) -> list[Any]:
             if is_request_span(span):
                 spans.append(span)
 
+    # As a PeekAPI processor does when it is created: OTel ASGI middlewares built from
+    # now on count the consumer and the bytes, so the spans carry what production has.
+    install_asgi_counter()
     provider = TracerProvider()
     provider.add_span_processor(Collect())
     app = fastapi_app()

@@ -51,10 +51,15 @@ def is_request_span(span: ReadableSpan) -> bool:
     return "http.request.method" in attrs or "http.method" in attrs
 
 
+# Attribute values are str, bool, int, float or tuples/lists of them (the SDK's own
+# cleaning), so plain type checks do; an ABC isinstance costs far more per call.
+_SEQUENCES: Final = (tuple, list)
+
+
 def _str(value: Any) -> str | None:
     if isinstance(value, str):
         return value
-    if isinstance(value, Sequence) and value and isinstance(value[0], str):
+    if isinstance(value, _SEQUENCES) and value and isinstance(value[0], str):
         return value[0]
     return None
 
@@ -69,7 +74,7 @@ def _int(value: Any) -> int | None:
             return int(value.strip())
         except ValueError:
             return None
-    if isinstance(value, Sequence) and value:
+    if isinstance(value, _SEQUENCES) and value:
         return _int(value[0])
     return None
 
