@@ -48,6 +48,6 @@ def health() -> dict[str, str]:
 
 
 if os.environ.get("PEEKAPI_PROGRAMMATIC"):
-    from peekapi_otel.hooks import instrumentor_kwargs
-
-    FastAPIInstrumentor.instrument_app(app, **instrumentor_kwargs("fastapi"))
+    # ASGI apps need no PeekAPI hooks: configure() came first, so the OpenTelemetry
+    # middleware counts the consumer and the body sizes itself.
+    FastAPIInstrumentor.instrument_app(app)
