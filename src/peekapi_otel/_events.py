@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
@@ -35,6 +36,9 @@ _RESP_LEN: Final = "http.response.header.content_length"
 _ENCODER: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
 
 
+# Few distinct consumers send most requests: remember their hashes (the raw values are
+# in this process's memory anyway, and never leave it).
+@functools.lru_cache(maxsize=4096)
 def hash_consumer(value: str) -> str:
     """The default consumer ID: ``hash_`` + 12 hex chars of SHA-256 of the full value."""
     return "hash_" + hashlib.sha256(value.encode("utf-8", "surrogateescape")).hexdigest()[:12]

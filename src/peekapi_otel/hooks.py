@@ -228,8 +228,10 @@ class _CountingASGI:
         if request is None:
             await self.app(scope, receive, send)
             return
+        # With a Content-Length there is nothing to count on the way in.
+        receive = receive if ATTR_REQUEST_SIZE in request.attrs else request.receive
         try:
-            await self.app(scope, request.receive, request.send)
+            await self.app(scope, receive, request.send)
         finally:
             request.finish()
 
