@@ -459,6 +459,27 @@ def test_server_never_answers_times_out(serve: Callable[..., RawServer]) -> None
     assert 0.4 <= elapsed < 2.5
 
 
+def test_a_trickling_reply_is_cut_at_the_timeout(serve: Callable[..., RawServer]) -> None:
+    def handler(server: RawServer, conn: Conn) -> None:
+        server.request(conn)
+        for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\n" + b"x" * 40:
+            if server.stopped.wait(0.1):
+                break
+            try:
+                conn.send(bytes([byte]))
+            except OSError:
+                break
+        conn.close()
+
+    server = serve(handler)
+    started = time.monotonic()
+    result = post(server.url(), timeout=0.8)
+    elapsed = time.monotonic() - started
+    # Every single recv gets a byte in time; the whole reply would take about 8 s.
+    assert result == SendResult(error="timed out after 0.8s")
+    assert 0.7 <= elapsed < 2.5
+
+
 def test_timeout_then_next_send_uses_a_new_connection(serve: Callable[..., RawServer]) -> None:
     def handler(server: RawServer, conn: Conn) -> None:
         server.request(conn)

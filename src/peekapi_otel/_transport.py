@@ -214,6 +214,7 @@ class HttpTransport:
         else:
             sock, reader = self._sock, self._file
             sock.settimeout(timeout)
+        reader.deadline = time.monotonic() + timeout
         sock.sendall(request)
         status, version, headers = _read_head(reader)
         # The server has taken the request: a reset from here on must not resend it.
@@ -233,13 +234,20 @@ class HttpTransport:
 class _Reader:
     """Buffered reads from a socket: ``recv`` once per arrival, lines cut from the buffer."""
 
-    __slots__ = ("_buf", "_sock")
+    __slots__ = ("_buf", "_sock", "deadline")
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         self._buf = b""
+        self.deadline = float("inf")
 
     def _fill(self) -> bool:
+        # The socket timeout bounds one recv; the deadline bounds the whole reply, so
+        # an ingest that trickles bytes cannot hold the sender past its timeout.
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("timed out")
+        self._sock.settimeout(remaining)
         data = self._sock.recv(_RECV)
         if not data:
             return False
