@@ -6,54 +6,19 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from cli.support import Result, run_cli
 from ingest import Ingest, Reply, free_port
 
 RUN_TIMEOUT = 30.0
 KEY = "proj-live-5e3c9a1b7d"
 
 
-def console_script() -> str:
-    return str(Path(sys.executable).parent / "peekapi-otel")
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-    seconds: float
-
-    @property
-    def text(self) -> str:
-        return self.out + self.err
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = RUN_TIMEOUT) -> Result:
-    """Run the console script; the process is killed by its PID if it outlives ``timeout``."""
-    started = time.monotonic()
-    proc = subprocess.Popen(
-        [console_script(), *args],
-        env={**os.environ, **(env or {})},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, 9)
-            proc.communicate(timeout=10)
-    return Result(proc.returncode, out, err, time.monotonic() - started)
-
-
 def check(env: dict[str, str]) -> Result:
-    return run_cli("check", env=env)
+    return run_cli("check", env=env, timeout=RUN_TIMEOUT)
 
 
 def test_ready(ingest: Ingest) -> None:

@@ -11,21 +11,18 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from cli.support import console_script
+
 pytestmark = pytest.mark.slow
 
 GRACE = 10.0
 VERDICT = "every request arrived exactly once"
-
-
-def console_script() -> str:
-    return str(Path(sys.executable).parent / "peekapi-otel")
 
 
 @dataclass

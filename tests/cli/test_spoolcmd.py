@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from cli.support import Result, run_cli
 from ingest import Ingest, Reply, free_port
 from peekapi_otel._options import Options
 
@@ -24,36 +23,8 @@ T1 = 1704164645 * 10**9
 T2 = T1 + 3600 * 10**9
 
 
-def console_script() -> str:
-    return str(Path(sys.executable).parent / "peekapi-otel")
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def text(self) -> str:
-        return self.out + self.err
-
-
 def spool_cli(*args: str, env: dict[str, str]) -> Result:
-    proc = subprocess.Popen(
-        [console_script(), "spool", *args],
-        env={**os.environ, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        out, err = proc.communicate(timeout=RUN_TIMEOUT)
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, 9)
-            proc.communicate(timeout=10)
-    return Result(proc.returncode, out, err)
+    return run_cli("spool", *args, env=env, timeout=RUN_TIMEOUT)
 
 
 def event(n: int) -> dict[str, Any]:
