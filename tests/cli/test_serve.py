@@ -453,7 +453,9 @@ def test_load_every_event_stored_once(ingest: Ingest) -> None:
     assert not any(t.is_alive() for t in threads)
     assert failures == []
     total = sum(sent)
-    assert total / elapsed >= 0.9 * LOAD_RATE, f"only {total / elapsed:.0f} events/s"
+    # Not a speed check (benchmarks do those): only that the load this test claims was
+    # really applied; generous, so a loaded CI machine that lags the pacing still passes.
+    assert total / elapsed >= 0.5 * LOAD_RATE, f"the senders only managed {total / elapsed:.0f}/s"
     conn = sqlite3.connect(f"{ingest.db.resolve().as_uri()}?mode=ro", uri=True)
     try:
         count, distinct = conn.execute(
