@@ -208,7 +208,7 @@ def test_301_is_not_followed(
 
 def test_hanging_ingest_costs_app_nothing_and_loses_nothing(ingest: Ingest, tmp_path: Path) -> None:
     ingest.default = Reply(hang=True)
-    pipeline = Pipeline(options(ingest.url, tmp_path, timeout=0.3), policy=fast_policy())
+    pipeline = Pipeline(options(ingest.url, tmp_path, timeout=1.0), policy=fast_policy())
     try:
         spans = [make_span() for _ in range(500)]
         worst = 0.0
@@ -216,7 +216,9 @@ def test_hanging_ingest_costs_app_nothing_and_loses_nothing(ingest: Ingest, tmp_
             before = time.perf_counter()
             pipeline.submit(span)
             worst = max(worst, time.perf_counter() - before)
-        assert worst < 0.05  # submit never waits for the network
+        # Waiting for the network would cost a whole 1 s timeout; the margin below that
+        # leaves room for a loaded machine's scheduling hiccups.
+        assert worst < 0.5  # submit never waits for the network
         assert wait_until(lambda: ingest.hung >= 2, 10)  # tried, timed out, tried again
         assert ingest.keys() == {}
         ingest.default = Reply()
