@@ -22,7 +22,7 @@ CAPTURE_RESPONSE: Final = "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESP
 SANITIZE: Final = "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS"
 # Cookies never identify a consumer: redact them at capture time too, before any of our
 # code runs (consumer headers are hashed by the processor instead).
-_SANITIZED: Final = ("cookie", "set-cookie", "proxy-authorization")
+SANITIZED: Final = ("cookie", "set-cookie", "proxy-authorization")
 
 
 def merge_env_list(name: str, items: tuple[str, ...] | list[str]) -> None:
@@ -38,7 +38,7 @@ def set_capture_defaults() -> None:
     """Capture the content-length headers for body sizes and redact cookies."""
     merge_env_list(CAPTURE_REQUEST, ["content-length"])
     merge_env_list(CAPTURE_RESPONSE, ["content-length"])
-    merge_env_list(SANITIZE, list(_SANITIZED))
+    merge_env_list(SANITIZE, list(SANITIZED))
 
 
 def find_processor(provider: TracerProvider) -> PeekApiSpanProcessor | None:

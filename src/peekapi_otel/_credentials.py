@@ -117,8 +117,3 @@ def protect(span: ReadableSpan) -> None:
     attrs = getattr(span, "_attributes", None)
     if SUPPORTED and type(attrs) is BoundedAttributes:
         attrs.__class__ = _GuardedAttributes
-
-
-def clean_existing(attrs: dict[str, Any]) -> dict[str, Any]:
-    """Clean a plain mapping (spans that started before the guard was installed)."""
-    return {k: clean_value(k, v) if k.startswith(_PREFIXES) else v for k, v in attrs.items()}

@@ -171,6 +171,18 @@ def _captured_headers(attrs: Mapping[str, Any]) -> dict[str, str]:
     }
 
 
+def identify(
+    identify_consumer: Callable[[Mapping[str, str]], str | None], headers: Mapping[str, str]
+) -> str | None:
+    """The user's consumer ID for ``headers``; ``None`` (counted) when the callback raises."""
+    try:
+        result = identify_consumer(headers)
+    except Exception as exc:  # noqa: BLE001 - user callback; counted, event kept
+        STATS.drop("consumer_error", detail=f"identify_consumer raised {exc!r}")
+        return None
+    return str(result)[:MAX_CONSUMER] if result else None
+
+
 def _consumer(
     attrs: Mapping[str, Any],
     consumer_headers: Sequence[str],
@@ -184,12 +196,7 @@ def _consumer(
     if identify_consumer is not None:
         # No hook saw the raw request: offer what header capture recorded (credential
         # headers already hashed or redacted).
-        try:
-            result = identify_consumer(_captured_headers(attrs))
-        except Exception as exc:  # noqa: BLE001 - user callback; counted, event kept
-            STATS.drop("consumer_error", detail=f"identify_consumer raised {exc!r}")
-            return None
-        return str(result)[:MAX_CONSUMER] if result else None
+        return identify(identify_consumer, _captured_headers(attrs))
     # No hook ran: the credential guard already replaced captured consumer headers
     # by their hash, so the value can be used as it is.
     for name in consumer_headers:
@@ -255,18 +262,6 @@ def encode_event(event: Event, max_bytes: int) -> bytes | None:
 def encode_batch(lines: Sequence[bytes]) -> bytes:
     """A JSON array body from already-encoded events."""
     return b"[" + b",".join(lines) + b"]"
-
-
-def event_key(line: bytes) -> tuple[str, str] | None:
-    """``(trace_id, span_id)`` of an encoded event, or ``None``; used by tests and tools."""
-    try:
-        meta = json.loads(line).get("metadata") or {}
-    except (ValueError, AttributeError):
-        return None
-    trace_id, span_id = meta.get("trace_id"), meta.get("span_id")
-    if isinstance(trace_id, str) and isinstance(span_id, str):
-        return trace_id, span_id
-    return None
 
 
 def _raw_attributes(span: ReadableSpan) -> Mapping[str, Any]:

@@ -26,15 +26,12 @@ from opentelemetry.instrumentation.distro import BaseDistro
 from opentelemetry.sdk._configuration import _OTelSDKConfigurator
 from opentelemetry.sdk.trace import TracerProvider
 
-from peekapi_otel._configure import SANITIZE, attach, merge_env_list
+from peekapi_otel._configure import SANITIZE, SANITIZED, attach, merge_env_list
 from peekapi_otel._shutdown import install_sigterm_handler
 from peekapi_otel.hooks import instrumentor_kwargs
 
 _logger = logging.getLogger(__name__)
 
-# Redacted at capture time by the instrumentations themselves (consumer headers are
-# hashed by the processor instead, so the consumer can still be derived).
-_SANITIZED: Final = ("cookie", "set-cookie", "proxy-authorization")
 
 # instrumentor entry-point name -> (module, class, hooks flavour)
 _INSTRUMENTORS: Final = {
@@ -77,7 +74,7 @@ def _defaults() -> None:
     os.environ.setdefault("OTEL_TRACES_EXPORTER", "none")
     os.environ.setdefault("OTEL_METRICS_EXPORTER", "none")
     os.environ.setdefault("OTEL_LOGS_EXPORTER", "none")
-    merge_env_list(SANITIZE, list(_SANITIZED))
+    merge_env_list(SANITIZE, list(SANITIZED))
 
 
 class PeekApiDistro(BaseDistro):
@@ -173,7 +170,7 @@ def pre_instrument(**kwargs: Any) -> None:
     """``opentelemetry_pre_instrument`` hook: runs whichever distro and configurator won."""
     try:
         if not _State.distro_active:
-            merge_env_list(SANITIZE, list(_SANITIZED))
+            merge_env_list(SANITIZE, list(SANITIZED))
             _chain_hooks_into_instrumentors()
     except Exception:  # must never stop auto-instrumentation
         _logger.exception("peekapi-otel pre-instrument hook failed")

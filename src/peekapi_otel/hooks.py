@@ -36,12 +36,11 @@ from peekapi_otel._events import (
     ATTR_QUERY,
     ATTR_REQUEST_SIZE,
     ATTR_RESPONSE_SIZE,
-    MAX_CONSUMER,
     hash_consumer,
+    identify,
 )
 from peekapi_otel._guard import guard, report
 from peekapi_otel._options import ConsumerIdentifier
-from peekapi_otel._stats import STATS
 
 __all__ = ["instrumentor_kwargs"]
 
@@ -70,18 +69,12 @@ def configure_hooks(
     _Config.identify_consumer = identify_consumer
 
 
-def _identify(headers: Callable[[], dict[str, str]], first: Callable[[], str | None]) -> str:
-    """Consumer ID for a request ('' when there is none)."""
-    identify = _Config.identify_consumer
-    if identify is None:
-        value = first()
-        return hash_consumer(value) if value else ""
-    try:
-        result = identify(headers())
-    except Exception as exc:  # noqa: BLE001 - user callback; counted, event kept
-        STATS.drop("consumer_error", detail=f"identify_consumer raised {exc!r}")
+def _identify(headers: Callable[[], dict[str, str]]) -> str:
+    """Consumer ID from the user's ``identify_consumer`` ('' when there is none)."""
+    identify_consumer = _Config.identify_consumer
+    if identify_consumer is None:
         return ""
-    return str(result)[:MAX_CONSUMER] if result else ""
+    return identify(identify_consumer, headers()) or ""
 
 
 def _has_plain_dict() -> bool:
@@ -173,7 +166,7 @@ class _AsgiRequest:
             raw = next((found[name] for name in wanted if name in found), None)
             consumer = hash_consumer(raw.decode("latin-1")) if raw else ""
         else:
-            consumer = _identify(lambda: _asgi_headers(scope), lambda: None)
+            consumer = _identify(lambda: _asgi_headers(scope))
         if consumer:
             attrs[ATTR_CONSUMER] = consumer
         method = str(scope.get("method", ""))
@@ -284,7 +277,7 @@ def _environ_request(span: Span, environ: Mapping[str, Any]) -> None:
         raw = next((environ[k] for k in _Config.environ_keys if environ.get(k)), None)
         consumer = hash_consumer(str(raw)) if raw else ""
     else:
-        consumer = _identify(lambda: _environ_headers(environ), lambda: None)
+        consumer = _identify(lambda: _environ_headers(environ))
     if consumer:
         attrs[ATTR_CONSUMER] = consumer
     if "RAW_URI" not in environ and "REQUEST_URI" not in environ:
