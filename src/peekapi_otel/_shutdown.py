@@ -16,6 +16,13 @@ Two cases (OTEL-FACTS Q7):
   atexit flushes, and :func:`release_held_signal` unblocks it last: the process still ends
   by SIGTERM, as the server meant, only after the flush.
 
+A signal handler runs wherever the main thread happens to be, and that can be a place
+that ignores exceptions (a weakref callback, ``__del__``): there the ``SystemExit`` would
+be printed as "Exception ignored" and the process would go on. Our exit is a
+:class:`_Terminated`, which an ``unraisablehook`` recognises and sends again with
+``_thread.interrupt_main`` from a short-lived thread a moment later (from the hook
+itself it would land inside the hook), so it lands at an ordinary point instead.
+
 The handlers take no lock and do no I/O while the main thread is inside pipeline code
 (where it may hold a lock the flush needs): the action is deferred to the moment the main
 thread leaves that code (:func:`run_deferred`), which is microseconds later.
@@ -23,15 +30,21 @@ thread leaves that code (:func:`run_deferred`), which is microseconds later.
 
 from __future__ import annotations
 
+import _thread
 import os
 import signal
+import sys
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from types import FrameType
 from typing import Any, Final
 
 _EXIT_CODE: Final = 128 + signal.SIGTERM
+#: Bounds the re-sends of an exit swallowed by a context that ignores exceptions.
+_MAX_RESENDS: Final = 8
+_RESEND_DELAY: Final = 0.01
 _GUARDED_MODULE: Final = "peekapi_otel._pipeline"
 
 #: True while an action waits for the main thread to leave pipeline code. Read on every
@@ -42,6 +55,12 @@ _listeners: list[weakref.WeakMethod[Callable[[], None]]] = []
 _installed_pid = 0
 _exiting = False
 _held = False  # SIGTERM blocked on the main thread until the exit flush is done
+_resent = 0
+_previous_unraisablehook: Callable[[Any], object] | None = None
+
+
+class _Terminated(SystemExit):
+    """The exit a SIGTERM asks for; its own type so a swallowed one can be recognised."""
 
 
 def _inside_pipeline(frame: FrameType | None) -> bool:
@@ -92,7 +111,36 @@ def set_exiting() -> None:
 
 
 def _exit() -> None:
-    raise SystemExit(_EXIT_CODE)
+    raise _Terminated(_EXIT_CODE)
+
+
+def _unraisable(unraisable: Any) -> None:
+    global _resent
+    if (
+        isinstance(unraisable.exc_value, _Terminated)
+        and _resent < _MAX_RESENDS
+        and signal.getsignal(signal.SIGTERM) is _on_sigterm
+    ):
+        _resent += 1
+        try:
+            _thread.start_new_thread(_resend, ())
+            return
+        except RuntimeError:
+            pass  # no thread to be had: the process goes on, as it would without us
+    previous = _previous_unraisablehook or sys.__unraisablehook__
+    previous(unraisable)
+
+
+def _resend() -> None:
+    time.sleep(_RESEND_DELAY)
+    _thread.interrupt_main(signal.SIGTERM)
+
+
+def _install_unraisablehook() -> None:
+    global _previous_unraisablehook
+    if sys.unraisablehook is not _unraisable:
+        _previous_unraisablehook = sys.unraisablehook
+        sys.unraisablehook = _unraisable
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -157,6 +205,7 @@ def install_sigterm_handler() -> bool:
     except (ValueError, OSError):
         return False
     _installed_pid = os.getpid()
+    _install_unraisablehook()
     return True
 
 

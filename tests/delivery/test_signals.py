@@ -5,6 +5,8 @@ sent by PID."""
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -162,3 +164,55 @@ def _ordered_keys(path: Path) -> list[tuple[str, str]]:
         trace_id, _, span_id = line.partition(" ")
         out.append((trace_id, span_id))
     return out
+
+
+_SWALLOWED = """
+import atexit, signal, time, weakref
+import peekapi_otel
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+
+peekapi_otel.configure()
+atexit.register(lambda: print("atexit ran", flush=True))
+tracer = trace.get_tracer("t")
+with tracer.start_as_current_span(
+    "GET /x", kind=SpanKind.SERVER,
+    attributes={"http.request.method": "GET", "url.path": "/x", "http.response.status_code": 200},
+):
+    pass
+
+class Box:
+    pass
+
+def callback(_ref):
+    signal.raise_signal(signal.SIGTERM)
+    sum(range(10))  # the handler runs at this call, inside a callback that ignores exceptions
+
+box = Box()
+ref = weakref.ref(box, callback)
+del box
+for _ in range(200):
+    time.sleep(0.01)
+print("still running", flush=True)
+"""
+
+
+def test_sigterm_handled_where_exceptions_are_ignored(ingest: Ingest, tmp_path: Path) -> None:
+    """uvicorn re-raises SIGTERM after its shutdown; the handler can then run inside a
+    weakref callback, where a ``SystemExit`` is printed and dropped. The exit must still
+    happen, quietly, through atexit."""
+    script = tmp_path / "swallowed.py"
+    script.write_text(_SWALLOWED)
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        env=child_env(ingest.url, tmp_path / "spool"),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 143, done.stdout + done.stderr
+    assert "atexit ran" in done.stdout
+    assert "still running" not in done.stdout
+    assert "Exception ignored" not in done.stderr, done.stderr
+    assert len(ingest.keys()) == 1  # the exit flush delivered the one event
