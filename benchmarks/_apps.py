@@ -55,9 +55,9 @@ def child_env(variant: str) -> dict[str, str]:
     }
     if variant.startswith("otel_peek"):
         # What PeekApiDistro._defaults() merges in (cookies redacted at capture time).
-        from peekapi_otel.distro import _SANITIZED
+        from peekapi_otel._configure import SANITIZED
 
-        env[SANITIZE] = ",".join(_SANITIZED)
+        env[SANITIZE] = ",".join(SANITIZED)
     return env
 
 
