@@ -1,10 +1,11 @@
 """From finished request spans to acknowledged events.
 
-The request path (``submit``) turns the span into one encoded event and appends it to a
-deque: no lock, no I/O. Two daemon threads per process do the rest:
+The request path (``submit``) only appends the finished span to a deque: no lock, no
+I/O, no encoding. Two daemon threads per process do the rest:
 
-* the *batcher* cuts batches; a batch goes to the in-memory outbox, or to the disk spool
-  when the outbox holds ``max_buffer_size`` events or the ingest is failing;
+* the *batcher* encodes the queued spans into event lines and cuts batches; a batch goes
+  to the in-memory outbox, or to the disk spool when the outbox holds
+  ``max_buffer_size`` events or the ingest is failing;
 * the *sender* (``peekapi-sender``) POSTs outbox batches, retries with backoff, and drains
   the spool (at start-up, every 60 s, and as soon as the ingest answers again).
 
@@ -24,7 +25,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from os import getpid
 from typing import Final
 
@@ -63,11 +64,12 @@ class Pipeline:
         auth_pause: float = AUTH_PAUSE,
     ) -> None:
         self.options = options
-        # The hand-off queue holds encoded lines (a few hundred bytes each) only until the
-        # batcher moves them to the outbox or the spool. A disk stall (fsync under load)
-        # can starve the batcher for a moment while requests keep coming, so the queue
-        # gets slack beyond max_buffer_size before anything is dropped.
-        self._max_queue = options.max_buffer_size * 4
+        # The hand-off queue holds finished spans only until the batcher encodes them
+        # (in one warm loop per batch: several times cheaper than one at a time between
+        # requests) and moves them to the outbox or the spool. A disk stall (fsync under
+        # load) can starve the batcher for a moment while requests keep coming, so the
+        # queue gets slack beyond max_buffer_size before anything is dropped.
+        self._max_queue = options.max_buffer_size * 2
         self._batch_size = options.batch_size
         self._encoder = EventEncoder(
             path_source=options.path_source,
@@ -106,7 +108,7 @@ class Pipeline:
 
     def _init_state(self) -> None:
         self._pid = os.getpid()
-        self._queue: deque[bytes] = deque()
+        self._queue: deque[ReadableSpan] = deque()
         self._pending: list[bytes] = []  # batcher thread only
         self._outbox: deque[list[bytes]] = deque()
         self._outbox_events = 0
@@ -122,6 +124,7 @@ class Pipeline:
         self._flush_deadline = 0.0
         self._deadline: float | None = None
         self._terminating = False
+        self._spooled_here = False  # this process put events on disk since it started
         self._watch_signals = True
         self._healthy = True
         self._paused_until = 0.0
@@ -138,7 +141,7 @@ class Pipeline:
     # --- producer side (app threads) -------------------------------------------------
 
     def submit(self, span: ReadableSpan) -> None:
-        """Queue one request span as an encoded event. O(1), no lock, no I/O."""
+        """Queue one request span. O(1), no lock, no I/O."""
         if self._pid != getpid():
             self._after_fork_in_child()
         STATS.add_seen()
@@ -146,23 +149,13 @@ class Pipeline:
             if self._closed:
                 STATS.drop("disabled", 1, "the PeekAPI exporter was shut down")
                 return
-            try:
-                line = self._encoder.encode(span)
-            except Exception as exc:  # noqa: BLE001 - one bad span must not reach the app
-                STATS.drop("internal_error", 1, f"could not convert a span: {exc!r}")
-                return
-            if line is None:
-                STATS.drop(
-                    "oversize", 1, f"event over max_event_bytes={self.options.max_event_bytes}"
-                )
-                return
             queue = self._queue
             if len(queue) >= self._max_queue:
                 # Only when the batcher thread is starved: it empties this queue into
                 # batches (and the spool) far faster than requests fill it.
                 STATS.drop("queue_full", 1, "the background batcher is not keeping up")
                 return
-            queue.append(line)
+            queue.append(span)
             if (len(queue) >= self._batch_size or self._terminating) and (
                 not self._batcher_wake.is_set()
             ):
@@ -251,8 +244,25 @@ class Pipeline:
 
     def _take_queue(self) -> None:
         queue, pending = self._queue, self._pending
-        for _ in range(len(queue)):
-            pending.append(queue.popleft())
+        pending.extend(self._encode(queue.popleft() for _ in range(len(queue))))
+
+    def _encode(self, spans: Iterable[ReadableSpan]) -> list[bytes]:
+        """Event lines for ``spans``; a span that cannot be encoded is counted, not sent."""
+        encode = self._encoder.encode
+        lines = []
+        for span in spans:
+            try:
+                line = encode(span)
+            except Exception as exc:  # noqa: BLE001 - one bad span must not stop the rest
+                STATS.drop("internal_error", 1, f"could not convert a span: {exc!r}")
+                continue
+            if line is None:
+                STATS.drop(
+                    "oversize", 1, f"event over max_event_bytes={self.options.max_event_bytes}"
+                )
+                continue
+            lines.append(line)
+        return lines
 
     def _cut_batches(self, partial: bool) -> None:
         size = self.options.batch_size
@@ -283,6 +293,7 @@ class Pipeline:
     def _spool(self, batch: list[bytes]) -> None:
         written = self.spool.write(batch)
         if written:
+            self._spooled_here = True
             STATS.add("spooled", written)
 
     def _spill_memory(self) -> None:
@@ -344,7 +355,7 @@ class Pipeline:
             self._handle_live(batch)
             return True
         now = time.monotonic()
-        if self._paused_until > now or (self._stop.is_set() and not self._terminating):
+        if self._paused_until > now or (self._stop.is_set() and not self._may_recover()):
             return False
         if not self._healthy:
             if now < self._next_probe:
@@ -405,11 +416,12 @@ class Pipeline:
         return True
 
     def _may_recover(self) -> bool:
-        """Recovery stops at shutdown, except after SIGTERM spooled our memory: then
-        shutdown sends it from disk, within its deadline."""
+        """At shutdown, recovery goes on only when this process spooled events (a burst
+        over ``max_buffer_size``, or SIGTERM spilling memory) and only within the
+        deadline: what it spooled is sent now rather than by the next process."""
         if not self._stop.is_set():
             return True
-        return self._terminating and (
+        return (self._terminating or self._spooled_here) and (
             self._deadline is None or time.monotonic() < self._deadline - 0.1
         )
 
@@ -622,7 +634,7 @@ class Pipeline:
         if self._pid != os.getpid():
             return
         if not self._threads:
-            self._spool(list(self._queue))
+            self._spool(self._encode(list(self._queue)))
             self._queue.clear()
             self.spool.close_segment()
             return

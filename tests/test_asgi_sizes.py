@@ -1,0 +1,99 @@
+"""Request and response sizes counted by the ASGI layer for every kind of framing: a
+Content-Length, a chunked HTTP/1.1 body, an HTTP/2 body with no length header, an
+HTTP/1.1 request with no body headers, a streamed response and HEAD. The app runs
+through the real OpenTelemetry ASGI middleware; events come from ``capture_events``."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+from opentelemetry.sdk.trace import TracerProvider
+
+from peekapi_otel.testing import capture_events
+
+CHUNKS = (b"hello ", b"chunked ", b"world")
+
+
+async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    read = 0
+    while True:
+        message = await receive()
+        read += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    if scope["path"] == "/stream":
+        for part in (b"a" * 10, b"b" * 20):
+            await send({"type": "http.response.body", "body": part, "more_body": True})
+        await send({"type": "http.response.body", "body": b"c" * 5})
+    else:
+        await send({"type": "http.response.body", "body": str(read).encode()})
+
+
+def _call(
+    app: Any, method: str, path: str, headers: list[tuple[bytes, bytes]], *, version: str
+) -> None:
+    messages = [
+        {"type": "http.request", "body": chunk, "more_body": i < len(CHUNKS) - 1}
+        for i, chunk in enumerate(CHUNKS if method == "POST" else (b"",))
+    ]
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": version,
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"testserver"), *headers],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop(0)
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        return None
+
+    asyncio.run(app(scope, receive, send))
+
+
+BODY = sum(len(c) for c in CHUNKS)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "version", "sizes"),
+    [
+        ("POST", "/", [(b"content-length", str(BODY).encode())], "1.1", (BODY, 2)),
+        ("POST", "/", [(b"transfer-encoding", b"chunked")], "1.1", (BODY, 2)),
+        ("POST", "/", [], "2", (BODY, 2)),
+        ("GET", "/", [], "1.1", (0, 1)),
+        ("GET", "/", [], "1.0", (0, 1)),
+        ("GET", "/stream", [], "1.1", (0, 35)),
+        ("HEAD", "/", [], "1.1", (0, 0)),
+    ],
+    ids=["content-length", "chunked", "http2-no-length", "no-body", "http1.0", "stream", "head"],
+)
+def test_sizes(
+    method: str,
+    path: str,
+    headers: list[tuple[bytes, bytes]],
+    version: str,
+    sizes: tuple[int, int],
+) -> None:
+    provider = TracerProvider()
+    with capture_events(provider) as captured:
+        # Built after the processor exists, as the zero-code path builds it.
+        app = OpenTelemetryMiddleware(_app, tracer_provider=provider)
+        _call(app, method, path, [(b"x-api-key", b"k1"), *headers], version=version)
+        (event,) = captured.events
+    assert (event["request_size"], event["response_size"]) == sizes
+    assert event["consumer_id"].startswith("hash_")
