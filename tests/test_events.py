@@ -484,3 +484,48 @@ def test_fast_encoder_matches_the_reference_encoding(
     limit = settings.pop("max_event_bytes", 65536)
     expected = encode_event(span_to_event(span, **settings), limit)  # type: ignore[arg-type]
     assert EventEncoder(max_event_bytes=limit, **settings).encode(span) == expected  # type: ignore[arg-type]
+
+
+def test_one_encoder_over_many_requests_matches_the_reference() -> None:
+    """The encoder caches the method/path/status part per route; the same route with
+    other methods and statuses, raw paths, a status-less error span, ties in the
+    millisecond rounding and more routes than the cache holds all stay exact."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.trace import Status
+
+    from peekapi_otel._events import _HEADS_MAX, EventEncoder
+
+    tracer = TracerProvider().get_tracer("encoder")
+    encoder = EventEncoder()
+    cases: list[tuple[dict[str, Any], int]] = []
+    for status in (200, 404, 200, 500):
+        for method in ("GET", "post", "GET"):
+            cases.append(
+                ({"http.method": method, "http.route": "/i/{id}", "http.status_code": status}, 0)
+            )
+    cases.append(({"http.request.method": "GET", "http.route": "/i/{id}"}, 0))  # error, no status
+    cases.append(
+        ({"http.request.method": "GET", "url.path": "/raw/1", "http.response.status_code": 201}, 0)
+    )
+    for duration in (125_000, 135_000, 5_000, 4_999, 0, -7, 1_234_567):
+        cases.append(
+            ({"http.method": "GET", "http.route": "/t", "http.status_code": 200}, duration)
+        )
+    for n in range(_HEADS_MAX + 10):
+        cases.append(({"http.method": "GET", "http.route": f"/r{n}", "http.status_code": 200}, 0))
+    cases.append(({"http.method": "GET", "http.route": "/i/{id}", "http.status_code": 200}, 0))
+    for attrs, duration in cases:
+        span = tracer.start_span("GET /x", kind=SpanKind.SERVER, attributes=attrs, start_time=START)
+        if "status_code" not in str(attrs):
+            span.set_status(Status(StatusCode.ERROR))
+        span.end(end_time=START + (duration or 12_345_678))
+        assert encoder.encode(span) == encode_event(span_to_event(span), 65536), attrs
+
+
+@pytest.mark.parametrize(
+    ("duration", "expected"),
+    [(125_000, 0.13), (124_999, 0.12), (5_000, 0.01), (4_999, 0.0), (-10, 0.0), (1_234_567, 1.23)],
+)
+def test_milliseconds_round_half_up_on_exact_nanoseconds(duration: int, expected: float) -> None:
+    event = span_to_event(make_span({"http.method": "GET"}, end=START + duration))
+    assert event["response_time_ms"] == expected

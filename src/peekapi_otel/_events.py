@@ -33,6 +33,7 @@ ATTR_QUERY: Final = "peekapi.query"
 _UTC: Final = datetime.timezone.utc
 _REQ_LEN: Final = "http.request.header.content_length"
 _RESP_LEN: Final = "http.response.header.content_length"
+_HEADS_MAX: Final = 4096  # cached line heads (route, method, status) per encoder
 _ENCODER: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
 
 
@@ -206,6 +207,11 @@ def _consumer(
     return None
 
 
+def millis(ns: int) -> float:
+    """A duration in ns as milliseconds with 2 decimals, half up, never negative."""
+    return (ns + 5_000) // 10_000 / 100 if ns > 0 else 0.0
+
+
 def timestamp(ns: int) -> str:
     seconds, rem = divmod(ns, 1_000_000_000)
     moment = datetime.datetime.fromtimestamp(seconds, _UTC).replace(microsecond=rem // 1000)
@@ -237,7 +243,7 @@ def span_to_event(
         "method": _method(attrs),
         "path": path[:MAX_PATH],
         "status_code": _status(span, attrs),
-        "response_time_ms": round(max(end - start, 0) / 1e6, 2),
+        "response_time_ms": millis(end - start),
         "request_size": _size(attrs, ATTR_REQUEST_SIZE, _REQ_LEN),
         "response_size": _size(attrs, ATTR_RESPONSE_SIZE, _RESP_LEN),
         "consumer_id": _consumer(attrs, consumer_headers, identify_consumer),
@@ -306,15 +312,7 @@ class EventEncoder:
             else:
                 self._meta_prefix = _ENCODER.encode(self._metadata)[:-1] + ","
         self._second: tuple[int, str] = (-1, "")
-
-    def _timestamp(self, ns: int) -> str:
-        seconds, rem = divmod(ns, 1_000_000_000)
-        cached = self._second
-        if cached[0] != seconds:
-            base = datetime.datetime.fromtimestamp(seconds, _UTC).strftime("%Y-%m-%dT%H:%M:%S")
-            cached = self._second = (seconds, base)
-        micros = rem // 1000
-        return f"{cached[1]}.{micros:06d}+00:00" if micros else f"{cached[1]}+00:00"
+        self._heads: dict[tuple[Any, ...], str] = {}
 
     def _slow(self, span: ReadableSpan) -> bytes | None:
         event = span_to_event(
@@ -329,10 +327,88 @@ class EventEncoder:
 
     def encode(self, span: ReadableSpan) -> bytes | None:
         """The wire line for ``span``; ``None`` when it exceeds ``max_event_bytes``."""
-        ctx = span.context
-        if ctx is None or self._meta_prefix is None:
+        try:
+            # The SDK's own fields: the public properties are Python calls, and this
+            # runs once per request.
+            ctx = span._context
+            attrs = span._attributes._dict  # type: ignore[union-attr]
+            start = span._start_time
+            end = span._end_time
+        except AttributeError:
             return self._slow(span)
-        attrs = _raw_attributes(span)
+        if (
+            ctx is None
+            or type(attrs) is not dict
+            or start is None
+            or end is None
+            or self._meta_prefix is None
+        ):
+            return self._slow(span)
+        get = attrs.get
+        head: str | None = None
+        route = get("http.route") if self._route_first and not self._query else None
+        if type(route) is str and route:
+            # With a route, method, path and status come from five attributes that
+            # repeat across requests: their encoded form is cached.
+            key = (
+                route,
+                get("http.request.method"),
+                get("http.method"),
+                get("http.response.status_code"),
+                get("http.status_code"),
+            )
+            heads = self._heads
+            cacheable = True
+            try:
+                head = heads.get(key)
+            except TypeError:  # an unhashable attribute value: no caching
+                cacheable = False
+            if head is None:
+                head = self._head(span, attrs)
+                if cacheable:
+                    if len(heads) >= _HEADS_MAX:
+                        heads.clear()
+                    heads[key] = head
+        else:
+            head = self._head(span, attrs)
+        request_size = get(ATTR_REQUEST_SIZE)
+        if type(request_size) is not int or request_size < 0:
+            request_size = _size(attrs, ATTR_REQUEST_SIZE, _REQ_LEN)
+        response_size = get(ATTR_RESPONSE_SIZE)
+        if type(response_size) is not int or response_size < 0:
+            response_size = _size(attrs, ATTR_RESPONSE_SIZE, _RESP_LEN)
+        consumer = get(ATTR_CONSUMER)
+        if type(consumer) is str and consumer:
+            consumer = encode_basestring(consumer[:MAX_CONSUMER])
+        elif ATTR_REQUEST_SIZE in attrs:
+            consumer = "null"
+        else:
+            consumer = _consumer(attrs, self._consumer_headers, self._identify)
+            consumer = "null" if consumer is None else encode_basestring(consumer)
+        duration = end - start
+        seconds, rem = divmod(start, 1_000_000_000)
+        second = self._second
+        if second[0] != seconds:
+            second = self._second = (seconds, _second_text(seconds))
+        micros = rem // 1000
+        try:
+            trace_id = ctx.trace_id.to_bytes(16, "big").hex()
+            span_id = ctx.span_id.to_bytes(8, "big").hex()
+        except OverflowError:  # not a valid id: the slow path writes it as it is
+            return self._slow(span)
+        line = (
+            f"{head}{(duration + 5_000) // 10_000 / 100 if duration > 0 else 0.0!r},"
+            f'"request_size":{request_size},"response_size":{response_size},'
+            f'"consumer_id":{consumer},"metadata":{self._meta_prefix}'
+            f'"trace_id":"{trace_id}","span_id":"{span_id}"}},'
+            f'"timestamp":"{second[1]}{f".{micros:06d}" if micros else ""}+00:00"}}'
+        ).encode("utf-8", "surrogateescape")
+        if len(line) > self._max:
+            return self._slow(span)  # drops metadata, or gives up, exactly as the slow path
+        return line
+
+    def _head(self, span: ReadableSpan, attrs: Mapping[str, Any]) -> str:
+        """The line up to the ``response_time_ms`` value: method, path and status."""
         get = attrs.get
         # Each field has an inline branch for the values the instrumentations set (plain
         # str and int) and falls back to the shared helper for anything else, so the
@@ -369,32 +445,11 @@ class EventEncoder:
             status = get("http.status_code")
         if type(status) is not int:
             status = _status(span, attrs)
-        request_size = get(ATTR_REQUEST_SIZE)
-        if type(request_size) is not int or request_size < 0:
-            request_size = _size(attrs, ATTR_REQUEST_SIZE, _REQ_LEN)
-        response_size = get(ATTR_RESPONSE_SIZE)
-        if type(response_size) is not int or response_size < 0:
-            response_size = _size(attrs, ATTR_RESPONSE_SIZE, _RESP_LEN)
-        consumer = get(ATTR_CONSUMER)
-        if type(consumer) is str and consumer:
-            consumer = consumer[:MAX_CONSUMER]
-        elif ATTR_REQUEST_SIZE in attrs:
-            consumer = None
-        else:
-            consumer = _consumer(attrs, self._consumer_headers, self._identify)
-        start = span.start_time or 0
-        end = span.end_time or start
-        enc = encode_basestring
-        line = (
-            f'{{"method":{enc(method)},"path":{enc(path[:MAX_PATH])},'
-            f'"status_code":{status},'
-            f'"response_time_ms":{round(max(end - start, 0) / 1e6, 2)!r},'
-            f'"request_size":{request_size},'
-            f'"response_size":{response_size},'
-            f'"consumer_id":{"null" if consumer is None else enc(consumer)},'
-            f'"metadata":{self._meta_prefix}"trace_id":"{ctx.trace_id:032x}",'
-            f'"span_id":"{ctx.span_id:016x}"}},"timestamp":"{self._timestamp(start)}"}}'
-        ).encode("utf-8", "surrogateescape")
-        if len(line) > self._max:
-            return self._slow(span)  # drops metadata, or gives up, exactly as the slow path
-        return line
+        return (
+            f'{{"method":{encode_basestring(method)},"path":{encode_basestring(path[:MAX_PATH])},'
+            f'"status_code":{status},"response_time_ms":'
+        )
+
+
+def _second_text(seconds: int) -> str:
+    return datetime.datetime.fromtimestamp(seconds, _UTC).strftime("%Y-%m-%dT%H:%M:%S")

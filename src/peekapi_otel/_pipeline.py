@@ -1,7 +1,9 @@
 """From finished request spans to acknowledged events.
 
 The request path (``submit``) only appends the finished span to a deque: no lock, no
-I/O, no encoding. Two daemon threads per process do the rest:
+I/O, no encoding (unless the batcher has fallen behind: then the request thread encodes,
+so a burst holds small lines in memory rather than whole spans). Two daemon threads per
+process do the rest:
 
 * the *batcher* encodes the queued spans into event lines and cuts batches; a batch goes
   to the in-memory outbox, or to the disk spool when the outbox holds
@@ -70,6 +72,9 @@ class Pipeline:
         # load) can starve the batcher for a moment while requests keep coming, so the
         # queue gets slack beyond max_buffer_size before anything is dropped.
         self._max_queue = options.max_buffer_size * 2
+        # Past this many queued spans the batcher is behind (it is woken at batch_size):
+        # encode on the request thread, as a span weighs several times its line.
+        self._spans_max = max(options.batch_size * 4, 256)
         self._batch_size = options.batch_size
         self._encoder = EventEncoder(
             path_source=options.path_source,
@@ -108,7 +113,7 @@ class Pipeline:
 
     def _init_state(self) -> None:
         self._pid = os.getpid()
-        self._queue: deque[ReadableSpan] = deque()
+        self._queue: deque[ReadableSpan | bytes] = deque()
         self._pending: list[bytes] = []  # batcher thread only
         self._outbox: deque[list[bytes]] = deque()
         self._outbox_events = 0
@@ -155,7 +160,13 @@ class Pipeline:
                 # batches (and the spool) far faster than requests fill it.
                 STATS.drop("queue_full", 1, "the background batcher is not keeping up")
                 return
-            queue.append(span)
+            if len(queue) < self._spans_max:
+                queue.append(span)
+            else:
+                line = self._encode_one(span)
+                if line is None:
+                    return
+                queue.append(line)
             if (len(queue) >= self._batch_size or self._terminating) and (
                 not self._batcher_wake.is_set()
             ):
@@ -246,23 +257,38 @@ class Pipeline:
         queue, pending = self._queue, self._pending
         pending.extend(self._encode(queue.popleft() for _ in range(len(queue))))
 
-    def _encode(self, spans: Iterable[ReadableSpan]) -> list[bytes]:
-        """Event lines for ``spans``; a span that cannot be encoded is counted, not sent."""
+    def _encode(self, items: Iterable[ReadableSpan | bytes]) -> list[bytes]:
+        """Event lines for queued spans (and lines encoded already); a span that cannot
+        be encoded is counted, not sent."""
         encode = self._encoder.encode
         lines = []
-        for span in spans:
+        for item in items:
+            if isinstance(item, bytes):
+                lines.append(item)
+                continue
             try:
-                line = encode(span)
+                line = encode(item)
             except Exception as exc:  # noqa: BLE001 - one bad span must not stop the rest
                 STATS.drop("internal_error", 1, f"could not convert a span: {exc!r}")
                 continue
             if line is None:
-                STATS.drop(
-                    "oversize", 1, f"event over max_event_bytes={self.options.max_event_bytes}"
-                )
+                self._drop_oversize()
                 continue
             lines.append(line)
         return lines
+
+    def _encode_one(self, span: ReadableSpan) -> bytes | None:
+        try:
+            line = self._encoder.encode(span)
+        except Exception as exc:  # noqa: BLE001 - one bad span must not reach the app
+            STATS.drop("internal_error", 1, f"could not convert a span: {exc!r}")
+            return None
+        if line is None:
+            self._drop_oversize()
+        return line
+
+    def _drop_oversize(self) -> None:
+        STATS.drop("oversize", 1, f"event over max_event_bytes={self.options.max_event_bytes}")
 
     def _cut_batches(self, partial: bool) -> None:
         size = self.options.batch_size
