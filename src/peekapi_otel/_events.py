@@ -47,9 +47,15 @@ def hash_consumer(value: str) -> str:
 
 def is_request_span(span: ReadableSpan) -> bool:
     """One event per request: a local-root SERVER span that carries an HTTP method."""
-    if span.kind is not SpanKind.SERVER:
+    try:
+        # The SDK's own fields: this runs for every span the app ends.
+        kind = span._kind
+        parent = span._parent
+    except AttributeError:
+        kind = span.kind
+        parent = span.parent
+    if kind is not SpanKind.SERVER:
         return False
-    parent = span.parent
     if parent is not None and not parent.is_remote:
         return False
     attrs = _raw_attributes(span)
@@ -273,8 +279,11 @@ def encode_batch(lines: Sequence[bytes]) -> bytes:
 def _raw_attributes(span: ReadableSpan) -> Mapping[str, Any]:
     # The plain dict under the read-only view: every lookup through the view is Python
     # code (Mapping.get and a KeyError per miss), and an event makes a dozen of them.
-    raw = getattr(getattr(span, "_attributes", None), "_dict", None)
-    if isinstance(raw, dict):
+    try:
+        raw = span._attributes._dict  # type: ignore[union-attr]
+    except AttributeError:
+        return span.attributes or {}
+    if type(raw) is dict:
         return raw
     return span.attributes or {}
 

@@ -74,7 +74,7 @@ class PeekApiSpanProcessor(SpanProcessor):
 
     def on_end(self, span: ReadableSpan) -> None:
         try:
-            if span.kind is SpanKind.SERVER and self._registered and is_request_span(span):
+            if self._registered and is_request_span(span):
                 self.exporter.submit(span)
         except Exception as exc:  # noqa: BLE001 - never into the app; counted
             report(exc)
