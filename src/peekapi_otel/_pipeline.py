@@ -46,6 +46,7 @@ _logger = logging.getLogger(__name__)
 RECOVERY_INTERVAL: Final = 60.0
 AUTH_PAUSE: Final = 300.0
 _TERMINATING_TICK: Final = 0.05
+WAKE_EVENTS: Final = 256
 
 
 class Pipeline:
@@ -67,14 +68,18 @@ class Pipeline:
     ) -> None:
         self.options = options
         # The hand-off queue holds finished spans only until the batcher encodes them
-        # (in one warm loop per batch: several times cheaper than one at a time between
-        # requests) and moves them to the outbox or the spool. A disk stall (fsync under
-        # load) can starve the batcher for a moment while requests keep coming, so the
-        # queue gets slack beyond max_buffer_size before anything is dropped.
+        # (off the request path) and moves them to the outbox or the spool. A disk stall
+        # (fsync under load) can starve the batcher for a moment while requests keep
+        # coming, so the queue gets slack beyond max_buffer_size before anything is
+        # dropped.
         self._max_queue = options.max_buffer_size * 2
-        # Past this many queued spans the batcher is behind (it is woken at batch_size):
-        # encode on the request thread, as a span weighs several times its line.
-        self._spans_max = max(options.batch_size * 4, 256)
+        # Each wake of the background threads costs the request threads cache misses
+        # and GIL hand-offs, so they wake for a few batches at a time (or at
+        # flush_interval); every batch still holds batch_size events.
+        self._wake_at = max(options.batch_size, min(WAKE_EVENTS, options.max_buffer_size))
+        # Past this many queued spans the batcher is behind: encode on the request
+        # thread, as a span weighs about ten times its line.
+        self._spans_max = max(self._wake_at * 4, 256)
         self._batch_size = options.batch_size
         self._encoder = EventEncoder(
             path_source=options.path_source,
@@ -167,7 +172,7 @@ class Pipeline:
                 if line is None:
                     return
                 queue.append(line)
-            if (len(queue) >= self._batch_size or self._terminating) and (
+            if (len(queue) >= self._wake_at or self._terminating) and (
                 not self._batcher_wake.is_set()
             ):
                 self._batcher_wake.set()
