@@ -1,0 +1,88 @@
+"""The benchmark harness still drives the product: each framework's peekapi-otel variant
+runs a few requests through ``benchmarks/_worker.py`` exactly as ``run.py`` does, and
+every request arrives once at a loopback ingest. (Timings are not asserted here.)"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ingest import Ingest
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+REQUESTS = 25
+
+
+def _ask(proc: subprocess.Popen[str], command: str | None) -> dict[str, Any]:
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+    if command is not None:
+        proc.stdin.write(command + "\n")
+        proc.stdin.flush()
+    for _ in range(1000):  # skip anything an app prints that is not a reply
+        line = proc.stdout.readline()
+        if not line:
+            raise AssertionError(f"worker exited: {proc.wait(10)}")
+        if line.startswith("@@"):
+            reply: dict[str, Any] = json.loads(line[2:])
+            return reply
+    raise AssertionError("no reply")
+
+
+@pytest.mark.parametrize(
+    ("framework", "variant"),
+    [
+        ("raw_asgi", "otel_peek"),
+        ("fastapi", "otel_peek_nosr"),
+        ("raw_wsgi", "otel_peek"),
+        ("flask", "otel_peek"),
+        ("django", "otel_peek"),
+    ],
+)
+def test_worker_delivers_every_request(
+    ingest: Ingest, tmp_path: Path, framework: str, variant: str
+) -> None:
+    sys.path.insert(0, str(BENCH))
+    try:
+        from _apps import child_env  # type: ignore[import-not-found]
+    finally:
+        sys.path.remove(str(BENCH))
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(BENCH / "_worker.py"),
+            "--framework",
+            framework,
+            "--variant",
+            variant,
+            "--ingest",
+            ingest.url,
+            "--storage",
+            str(tmp_path),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_env(variant),
+        cwd=str(BENCH.parent),
+    )
+    try:
+        assert _ask(proc, None)["processor"] is True
+        assert _ask(proc, f"run {REQUESTS}")["ok"] is True
+        stats = _ask(proc, "stats")
+        assert stats["seen"] == stats["sent"] == REQUESTS
+        assert _ask(proc, "quit") == {"bye": True}
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        stderr = proc.stderr.read() if proc.stderr else ""
+    keys = ingest.keys()
+    assert sum(keys.values()) == len(keys) == REQUESTS, stderr
