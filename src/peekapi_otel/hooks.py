@@ -25,9 +25,8 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final
 
-from opentelemetry import trace
 from opentelemetry.attributes import BoundedAttributes
-from opentelemetry.trace import Span
+from opentelemetry.trace import Span, get_current_span
 
 from peekapi_otel._events import (
     ATTR_CONSUMER,
@@ -173,15 +172,20 @@ class _AsgiRequest:
         identify = _Config.identify_consumer
         consumer: str
         if identify is None:
-            raw = next((found[name] for name in wanted if name in found), None)
+            raw: bytes | None = None
+            for name in wanted:  # the first configured header present wins
+                if name in found:
+                    raw = found[name]
+                    break
             consumer = hash_consumer(raw.decode("latin-1")) if raw else ""
         else:
             consumer = _identify(lambda: _asgi_headers(scope))
         if consumer:
             attrs[ATTR_CONSUMER] = consumer
-        method = str(scope.get("method", ""))
-        if method.upper() not in _STANDARD_METHODS:
-            attrs[ATTR_METHOD] = method.upper()
+        if scope.get("method") not in _STANDARD_METHODS:
+            method = str(scope.get("method", "")).upper()
+            if method not in _STANDARD_METHODS:
+                attrs[ATTR_METHOD] = method
         self.attrs = attrs
 
     async def receive(self) -> Any:
@@ -225,7 +229,7 @@ class _CountingASGI:
         request: _AsgiRequest | None = None
         if scope.get("type") == "http":
             try:
-                span = trace.get_current_span()
+                span = get_current_span()
                 if span.is_recording():
                     request = _AsgiRequest(span, scope, receive, send)
             except Exception as exc:  # noqa: BLE001 - never into the app; counted
