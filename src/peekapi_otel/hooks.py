@@ -290,7 +290,11 @@ def _environ_request(span: Span, environ: Mapping[str, Any]) -> None:
         size = 0
     attrs: dict[str, Any] = {ATTR_REQUEST_SIZE: size}
     if _Config.identify_consumer is None:
-        raw = next((environ[k] for k in _Config.environ_keys if environ.get(k)), None)
+        raw = None
+        for key in _Config.environ_keys:  # the first configured header set wins
+            raw = environ.get(key)
+            if raw:
+                break
         consumer = hash_consumer(str(raw)) if raw else ""
     else:
         consumer = _identify(lambda: _environ_headers(environ))
@@ -301,9 +305,10 @@ def _environ_request(span: Span, environ: Mapping[str, Any]) -> None:
         # conventions put no path on the span at all (OTEL-FACTS Q2).
         attrs[ATTR_PATH] = (environ.get("SCRIPT_NAME") or "") + (environ.get("PATH_INFO") or "/")
         attrs[ATTR_QUERY] = environ.get("QUERY_STRING") or ""
-    method = str(environ.get("REQUEST_METHOD", ""))
-    if method.upper() not in _STANDARD_METHODS:
-        attrs[ATTR_METHOD] = method.upper()
+    if environ.get("REQUEST_METHOD") not in _STANDARD_METHODS:
+        method = str(environ.get("REQUEST_METHOD", "")).upper()
+        if method not in _STANDARD_METHODS:
+            attrs[ATTR_METHOD] = method
     _put(span, attrs)
 
 
