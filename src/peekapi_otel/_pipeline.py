@@ -447,9 +447,10 @@ class Pipeline:
         return True
 
     def _may_recover(self) -> bool:
-        """At shutdown, recovery goes on only when this process spooled events (a burst
-        over ``max_buffer_size``, or SIGTERM spilling memory) and only within the
-        deadline: what it spooled is sent now rather than by the next process."""
+        """At shutdown, recovery goes on only when this process spooled events (an
+        outage, a burst over ``max_buffer_size``, SIGTERM spilling memory), only while
+        the ingest answers, and only within the deadline: what it spooled is sent now
+        rather than by the next process."""
         if not self._stop.is_set():
             return True
         return (self._terminating or self._spooled_here) and (
