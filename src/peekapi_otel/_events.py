@@ -394,7 +394,6 @@ class EventEncoder:
         else:
             consumer = _consumer(attrs, self._consumer_headers, self._identify)
             consumer = "null" if consumer is None else encode_basestring(consumer)
-        duration = end - start
         seconds, rem = divmod(start, 1_000_000_000)
         second = self._second
         if second[0] != seconds:
@@ -406,7 +405,7 @@ class EventEncoder:
         except OverflowError:  # not a valid id: the slow path writes it as it is
             return self._slow(span)
         line = (
-            f"{head}{(duration + 5_000) // 10_000 / 100 if duration > 0 else 0.0!r},"
+            f"{head}{millis(end - start)!r},"
             f'"request_size":{request_size},"response_size":{response_size},'
             f'"consumer_id":{consumer},"metadata":{self._meta_prefix}'
             f'"trace_id":"{trace_id}","span_id":"{span_id}"}},'

@@ -265,21 +265,12 @@ class Pipeline:
     def _encode(self, items: Iterable[ReadableSpan | bytes]) -> list[bytes]:
         """Event lines for queued spans (and lines encoded already); a span that cannot
         be encoded is counted, not sent."""
-        encode = self._encoder.encode
+        encode = self._encode_one
         lines = []
         for item in items:
-            if isinstance(item, bytes):
-                lines.append(item)
-                continue
-            try:
-                line = encode(item)
-            except Exception as exc:  # noqa: BLE001 - one bad span must not stop the rest
-                STATS.drop("internal_error", 1, f"could not convert a span: {exc!r}")
-                continue
-            if line is None:
-                self._drop_oversize()
-                continue
-            lines.append(line)
+            line = item if isinstance(item, bytes) else encode(item)
+            if line is not None:
+                lines.append(line)
         return lines
 
     def _encode_one(self, span: ReadableSpan) -> bytes | None:
@@ -289,11 +280,8 @@ class Pipeline:
             STATS.drop("internal_error", 1, f"could not convert a span: {exc!r}")
             return None
         if line is None:
-            self._drop_oversize()
+            STATS.drop("oversize", 1, f"event over max_event_bytes={self.options.max_event_bytes}")
         return line
-
-    def _drop_oversize(self) -> None:
-        STATS.drop("oversize", 1, f"event over max_event_bytes={self.options.max_event_bytes}")
 
     def _cut_batches(self, partial: bool) -> None:
         size = self.options.batch_size
