@@ -160,19 +160,20 @@ class Pipeline:
                 STATS.drop("disabled", 1, "the PeekAPI exporter was shut down")
                 return
             queue = self._queue
-            if len(queue) >= self._max_queue:
+            queued = len(queue)
+            if queued >= self._max_queue:
                 # Only when the batcher thread is starved: it empties this queue into
                 # batches (and the spool) far faster than requests fill it.
                 STATS.drop("queue_full", 1, "the background batcher is not keeping up")
                 return
-            if len(queue) < self._spans_max:
+            if queued < self._spans_max:
                 queue.append(span)
             else:
                 line = self._encode_one(span)
                 if line is None:
                     return
                 queue.append(line)
-            if (len(queue) >= self._wake_at or self._terminating) and (
+            if (queued + 1 >= self._wake_at or self._terminating) and (
                 not self._batcher_wake.is_set()
             ):
                 self._batcher_wake.set()
