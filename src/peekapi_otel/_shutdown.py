@@ -16,6 +16,11 @@ Two cases (OTEL-FACTS Q7):
   atexit flushes, and :func:`release_held_signal` unblocks it last: the process still ends
   by SIGTERM, as the server meant, only after the flush.
 
+A SIGTERM that arrives while the interpreter is still starting (a worker that a server
+restarts and stops at once, with ``sitecustomize`` still importing instrumentations)
+ends the process by the signal, as without us: an exception there is a fatal start-up
+error, and nothing has been recorded yet.
+
 A signal handler runs wherever the main thread happens to be, and that can be a place
 that ignores exceptions (a weakref callback, ``__del__``): there the ``SystemExit`` would
 be printed as "Exception ignored" and the process would go on. Our exit is a
@@ -143,7 +148,32 @@ def _install_unraisablehook() -> None:
         sys.unraisablehook = _unraisable
 
 
+def _starting_up(frame: FrameType | None) -> bool:
+    """The interpreter is still importing ``site`` (``opentelemetry-instrument`` runs the
+    distro from ``sitecustomize``): no app runs yet, and an exception here is a fatal
+    start-up error."""
+    while frame is not None:
+        if frame.f_code.co_filename == "<frozen site>" or frame.f_globals.get("__name__") == "site":
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _default_action(signum: int) -> None:
+    """End the process by the signal, as it would have ended without our handler."""
+    try:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+    except (ValueError, OSError):
+        raise _Terminated(_EXIT_CODE) from None
+
+
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    if _starting_up(frame):
+        # A server that restarts a worker and is stopped at once (uvicorn --workers)
+        # sends SIGTERM to a child still starting; nothing has been recorded there.
+        _default_action(signum)
+        return
     _run(_exit, frame)
 
 

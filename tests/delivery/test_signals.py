@@ -216,3 +216,44 @@ def test_sigterm_handled_where_exceptions_are_ignored(ingest: Ingest, tmp_path: 
     assert "still running" not in done.stdout
     assert "Exception ignored" not in done.stderr, done.stderr
     assert len(ingest.keys()) == 1  # the exit flush delivered the one event
+
+
+_SLOW_START = """
+import sys, time
+from peekapi_otel import _shutdown
+assert _shutdown.install_sigterm_handler()
+print("starting", flush=True)
+for _ in range(3000):  # a slow start-up, bounded: at most 30 s
+    time.sleep(0.01)
+print("started", flush=True)
+"""
+
+
+def test_sigterm_while_the_interpreter_starts(tmp_path: Path) -> None:
+    """A worker that a server restarts and stops at once gets SIGTERM while
+    ``sitecustomize`` (where the distro installs the handler) still runs. It must end by
+    the signal, as without us, not with a fatal start-up error."""
+    (tmp_path / "sitecustomize.py").write_text(_SLOW_START)
+    env = child_env("http://127.0.0.1:9/v1/events", tmp_path / "spool")
+    env["PYTHONPATH"] = str(tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "print('app ran', flush=True)"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "starting"
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    assert proc.returncode == -signal.SIGTERM, out + err
+    assert "started" not in out
+    assert "app ran" not in out
+    assert "Fatal Python error" not in err, err
+    assert "Traceback" not in err, err
