@@ -5,9 +5,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
-from opentelemetry.trace import Link, SpanKind, TraceState
+from opentelemetry.sdk.trace.sampling import (
+    Decision,
+    ParentBased,
+    Sampler,
+    SamplingResult,
+    StaticSampler,
+)
+from opentelemetry.trace import Link, SpanKind, TraceState, get_current_span
 from opentelemetry.util.types import Attributes
+
+_DROP = Decision.DROP
+_RECORD_ONLY = Decision.RECORD_ONLY
+_SERVER = SpanKind.SERVER
 
 
 class ServerRecordOnly(Sampler):
@@ -36,14 +46,104 @@ class ServerRecordOnly(Sampler):
         result = self.inner.should_sample(
             parent_context, trace_id, name, kind, attributes, links, trace_state
         )
-        if result.decision is Decision.DROP and kind is SpanKind.SERVER:
-            return SamplingResult(Decision.RECORD_ONLY, attributes, result.trace_state)
+        if result.decision is _DROP and kind is _SERVER:
+            return SamplingResult(_RECORD_ONLY, attributes, result.trace_state)
         return result
 
     def get_description(self) -> str:
         return f"PeekApiServerRecordOnly{{{self.inner.get_description()}}}"
 
 
+class _ParentOnly(ServerRecordOnly):
+    """The same over a sampler whose decision depends on the parent alone.
+
+    That is the SDK's default ``ParentBased(ALWAYS_ON)`` and the other ``parentbased_*``
+    and ``always_*`` choices with static delegates. The sampler runs for every span, and
+    the wrapped one takes three calls and two parent look-ups each time; this takes the
+    same decisions from a table with one look-up.
+    """
+
+    def __init__(
+        self, inner: Sampler, table: tuple[Decision, Decision, Decision, Decision, Decision]
+    ):
+        super().__init__(inner)
+        (
+            self._root,
+            self._remote_sampled,
+            self._remote_not_sampled,
+            self._local_sampled,
+            self._local_not_sampled,
+        ) = table
+
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        parent = get_current_span(parent_context).get_span_context()
+        if parent is not None and parent.is_valid:
+            state: TraceState | None = parent.trace_state
+            if parent.is_remote:
+                if parent.trace_flags.sampled:
+                    decision = self._remote_sampled
+                else:
+                    decision = self._remote_not_sampled
+            elif parent.trace_flags.sampled:
+                decision = self._local_sampled
+            else:
+                decision = self._local_not_sampled
+        else:
+            state = None
+            decision = self._root
+        if decision is _DROP:
+            if kind is _SERVER:
+                return SamplingResult(_RECORD_ONLY, attributes, state)
+            return SamplingResult(_DROP, None, state)
+        return SamplingResult(decision, attributes, state)
+
+
+def _static(sampler: object) -> Decision | None:
+    """The decision of an SDK ``StaticSampler`` (ALWAYS_ON/ALWAYS_OFF), else ``None``."""
+    if isinstance(sampler, StaticSampler) and (
+        type(sampler).should_sample is StaticSampler.should_sample
+    ):
+        decision = getattr(sampler, "_decision", None)
+        if isinstance(decision, Decision):
+            return decision
+    return None
+
+
+def _table(sampler: Sampler) -> tuple[Decision, Decision, Decision, Decision, Decision] | None:
+    """Root, remote sampled/not sampled, local sampled/not sampled decisions, when
+    ``sampler`` takes no other input (else ``None``: it is wrapped as it is)."""
+    static = _static(sampler)
+    if static is not None:
+        return (static,) * 5
+    if not isinstance(sampler, ParentBased) or (
+        type(sampler).should_sample is not ParentBased.should_sample
+    ):
+        return None
+    names = (
+        "_root",
+        "_remote_parent_sampled",
+        "_remote_parent_not_sampled",
+        "_local_parent_sampled",
+        "_local_parent_not_sampled",
+    )
+    decisions = tuple(_static(getattr(sampler, name, None)) for name in names)
+    if any(d is None for d in decisions):
+        return None
+    return decisions  # type: ignore[return-value]  # checked: no None left
+
+
 def wrap(sampler: Sampler) -> Sampler:
     """Wrap once: an already wrapped sampler is returned as it is."""
-    return sampler if isinstance(sampler, ServerRecordOnly) else ServerRecordOnly(sampler)
+    if isinstance(sampler, ServerRecordOnly):
+        return sampler
+    table = _table(sampler)
+    return ServerRecordOnly(sampler) if table is None else _ParentOnly(sampler, table)
