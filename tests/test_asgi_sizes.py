@@ -97,3 +97,33 @@ def test_sizes(
         (event,) = captured.events
     assert (event["request_size"], event["response_size"]) == sizes
     assert event["consumer_id"].startswith("hash_")
+
+
+@pytest.mark.parametrize(
+    ("headers", "sizes", "consumer"),
+    [
+        ([(b"X-Api-Key", b"k1"), (b"Content-Length", str(BODY).encode())], (BODY, 2), "k1"),
+        (
+            [(b"Transfer-Encoding", b"chunked"), (b"AUTHORIZATION", b"Bearer t")],
+            (BODY, 2),
+            "Bearer t",
+        ),
+        # The first configured consumer header present wins, wherever it comes.
+        ([(b"authorization", b"Bearer t"), (b"x-api-key", b"k1")], (0, 2), "k1"),
+        # An empty header is no credential: the next configured one counts (as in WSGI).
+        ([(b"x-api-key", b""), (b"authorization", b"Bearer t")], (0, 2), "Bearer t"),
+    ],
+    ids=["capitalised", "upper-case", "priority", "empty-first-choice"],
+)
+def test_header_names_in_any_case(
+    headers: list[tuple[bytes, bytes]], sizes: tuple[int, int], consumer: str
+) -> None:
+    from peekapi_otel._events import hash_consumer
+
+    provider = TracerProvider()
+    with capture_events(provider) as captured:
+        app = OpenTelemetryMiddleware(_app, tracer_provider=provider)
+        _call(app, "POST", "/", headers, version="1.1")
+        (event,) = captured.events
+    assert (event["request_size"], event["response_size"]) == sizes
+    assert event["consumer_id"] == hash_consumer(consumer)

@@ -16,6 +16,8 @@ from peekapi_otel._options import Options
 from peekapi_otel.hooks import configure_hooks, install_asgi_counter
 
 _GUARDED_KINDS = (SpanKind.SERVER, SpanKind.CLIENT)
+_SERVER = SpanKind.SERVER
+_CLIENT = SpanKind.CLIENT
 
 
 class PeekApiSpanProcessor(SpanProcessor):
@@ -62,19 +64,27 @@ class PeekApiSpanProcessor(SpanProcessor):
                 _credentials.protect(span)
 
     # The two per-span callbacks run for every span of the app (an ASGI request makes
-    # four), so they use ``try`` rather than ``with guard:`` and test the kind first.
+    # four): they read the SDK's ``_kind`` field (the property is a Python call), test
+    # the kind first, and use ``try`` rather than ``with guard:``.
 
     def _on_ending(self, span: Span) -> None:
         try:
-            kind = span.kind
-            if kind is SpanKind.SERVER or kind is SpanKind.CLIENT:
+            try:
+                kind = span._kind
+            except AttributeError:
+                kind = span.kind
+            if kind is _SERVER or kind is _CLIENT:
                 _credentials.scrub(span)
         except Exception as exc:  # noqa: BLE001 - never into the app; counted
             report(exc)
 
     def on_end(self, span: ReadableSpan) -> None:
         try:
-            if self._registered and is_request_span(span):
+            try:
+                kind = span._kind
+            except AttributeError:
+                kind = span.kind
+            if kind is _SERVER and self._registered and is_request_span(span):
                 self.exporter.submit(span)
         except Exception as exc:  # noqa: BLE001 - never into the app; counted
             report(exc)

@@ -51,6 +51,7 @@ _STANDARD_METHODS: Final = frozenset(
 #: HTTP versions whose request body must be announced by a header (HTTP/2 and 3 frame
 #: bodies without one).
 _BODY_NEEDS_FRAMING: Final = frozenset({"1.0", "1.1"})
+_FRAMING: Final = frozenset({b"content-length", b"transfer-encoding"})
 
 
 class _Config:
@@ -58,6 +59,12 @@ class _Config:
 
     consumer_headers: tuple[str, ...] = ("x-api-key", "authorization")
     wanted: tuple[bytes, ...] = (b"x-api-key", b"authorization")
+    #: Lower-case request header names the ASGI layer looks at, and each consumer
+    #: header's rank (the first configured header present wins).
+    rank: dict[bytes, int] = {b"x-api-key": 0, b"authorization": 1}
+    interesting: frozenset[bytes] = frozenset(
+        (b"content-length", b"transfer-encoding", b"x-api-key", b"authorization")
+    )
     environ_keys: tuple[str, ...] = ("HTTP_X_API_KEY", "HTTP_AUTHORIZATION")
     identify_consumer: ConsumerIdentifier | None = None
 
@@ -67,6 +74,10 @@ def configure_hooks(
 ) -> None:
     _Config.consumer_headers = tuple(consumer_headers)
     _Config.wanted = tuple(h.encode("latin-1") for h in consumer_headers)
+    _Config.rank = {}
+    for rank, name in enumerate(_Config.wanted):
+        _Config.rank.setdefault(name, rank)
+    _Config.interesting = frozenset(_Config.rank) | _FRAMING
     _Config.environ_keys = tuple("HTTP_" + h.upper().replace("-", "_") for h in consumer_headers)
     _Config.identify_consumer = identify_consumer
 
@@ -98,21 +109,22 @@ def _put(span: Span, attrs: dict[str, Any]) -> None:
     ``set_attributes`` takes the span's lock and validates and copies every value, which
     costs several microseconds per call. Ours are plain str/int that need none of it, so
     on the SDK's container they go straight into its dict (under its lock) whenever the
-    result is the same: the span is live, no limit applies and no key is replaced.
+    result is the same: the span is live and no limit applies. (A ``peekapi.*`` key
+    that is there already keeps its place instead of moving to the end.)
     """
     bounded = getattr(span, "_attributes", None)
-    if (
-        _DIRECT
-        and isinstance(bounded, BoundedAttributes)
-        and not bounded._immutable
-        and bounded.max_value_len is None
-        and (bounded.maxlen is None or len(bounded._dict) + len(attrs) <= bounded.maxlen)
-        and bounded._dict.keys().isdisjoint(attrs)
-    ):
-        with bounded._lock:
-            bounded._dict.update(attrs)
-    else:
-        span.set_attributes(attrs)
+    if _DIRECT and isinstance(bounded, BoundedAttributes):
+        raw = bounded._dict
+        maxlen = bounded.maxlen
+        if (
+            not bounded._immutable
+            and bounded.max_value_len is None
+            and (maxlen is None or len(raw) + len(attrs) <= maxlen)
+        ):
+            with bounded._lock:
+                raw.update(attrs)
+            return
+    span.set_attributes(attrs)
 
 
 # --- ASGI (FastAPI, Starlette, raw OpenTelemetryMiddleware) -------------------------
@@ -147,21 +159,30 @@ class _AsgiRequest:
         self.read = self.sent = 0
         self.done = False
         self.head = scope.get("method") == "HEAD"
-        wanted = _Config.wanted
+        interesting = _Config.interesting
+        rank = _Config.rank
         content_length: int | None = None
         chunked = False
-        found: dict[bytes, bytes] = {}
+        raw: bytes | None = None
+        raw_rank = len(rank)
         for key, value in scope.get("headers") or ():
-            lower = key.lower()
-            if lower == b"content-length":
+            if key not in interesting:
+                # ASGI servers send lower-case names; anything else is lowered first.
+                if key.islower():
+                    continue
+                key = key.lower()
+                if key not in interesting:
+                    continue
+            if key == b"content-length":
                 try:
                     content_length = int(value)
                 except ValueError:
                     pass
-            elif lower == b"transfer-encoding":
+            elif key == b"transfer-encoding":
                 chunked = True
-            elif lower in wanted and lower not in found:
-                found[lower] = value
+            elif value and rank[key] < raw_rank:  # an empty header is no credential
+                raw_rank = rank[key]
+                raw = value
         attrs: dict[str, Any] = {}
         if content_length is not None:
             attrs[ATTR_REQUEST_SIZE] = content_length
@@ -172,11 +193,6 @@ class _AsgiRequest:
         identify = _Config.identify_consumer
         consumer: str
         if identify is None:
-            raw: bytes | None = None
-            for name in wanted:  # the first configured header present wins
-                if name in found:
-                    raw = found[name]
-                    break
             consumer = hash_consumer(raw.decode("latin-1")) if raw else ""
         else:
             consumer = _identify(lambda: _asgi_headers(scope))
@@ -217,6 +233,31 @@ class _AsgiRequest:
             report(exc)
 
 
+def _span_reader() -> Callable[[], Span | None]:
+    """The current span, read straight from the context variable when the default
+    runtime context is in use (``get_current_span`` is four Python calls)."""
+    try:
+        from opentelemetry.context import _RUNTIME_CONTEXT
+        from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
+        from opentelemetry.trace.propagation import _SPAN_KEY
+
+        if type(_RUNTIME_CONTEXT) is ContextVarsRuntimeContext:
+            variable = _RUNTIME_CONTEXT._current_context
+            key = _SPAN_KEY
+
+            def read() -> Span | None:
+                span = variable.get().get(key)
+                return span if isinstance(span, Span) else None
+
+            return read
+    except (ImportError, AttributeError):
+        pass
+    return get_current_span
+
+
+_current_span: Final = _span_reader()
+
+
 class _CountingASGI:
     """Sits inside OpenTelemetryMiddleware, where the server span is the current span."""
 
@@ -229,8 +270,8 @@ class _CountingASGI:
         request: _AsgiRequest | None = None
         if scope.get("type") == "http":
             try:
-                span = get_current_span()
-                if span.is_recording():
+                span = _current_span()
+                if span is not None and span.is_recording():
                     request = _AsgiRequest(span, scope, receive, send)
             except Exception as exc:  # noqa: BLE001 - never into the app; counted
                 report(exc)
