@@ -487,9 +487,10 @@ def test_fast_encoder_matches_the_reference_encoding(
 
 
 def test_one_encoder_over_many_requests_matches_the_reference() -> None:
-    """The encoder caches the method/path/status part per route; the same route with
-    other methods and statuses, raw paths, a status-less error span, ties in the
-    millisecond rounding and more routes than the cache holds all stay exact."""
+    """The encoder caches the method/path/status part per route or raw path; the same
+    route with other methods and statuses, raw paths, status-less spans with and without
+    an error, non-standard methods, a route and a raw path with the same text, ties in
+    the millisecond rounding and more routes than the cache holds all stay exact."""
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.trace import Status
 
@@ -497,29 +498,58 @@ def test_one_encoder_over_many_requests_matches_the_reference() -> None:
 
     tracer = TracerProvider().get_tracer("encoder")
     encoder = EventEncoder()
-    cases: list[tuple[dict[str, Any], int]] = []
+    cases: list[tuple[dict[str, Any], int, bool]] = []
     for status in (200, 404, 200, 500):
         for method in ("GET", "post", "GET"):
             cases.append(
-                ({"http.method": method, "http.route": "/i/{id}", "http.status_code": status}, 0)
+                (
+                    {"http.method": method, "http.route": "/i/{id}", "http.status_code": status},
+                    0,
+                    False,
+                )
             )
-    cases.append(({"http.request.method": "GET", "http.route": "/i/{id}"}, 0))  # error, no status
-    cases.append(
-        ({"http.request.method": "GET", "url.path": "/raw/1", "http.response.status_code": 201}, 0)
-    )
+    for error in (False, True, False, True):  # no status code: 500 on error, else 0
+        cases.append(({"http.request.method": "GET", "http.route": "/i/{id}"}, 0, error))
+        cases.append(({"http.request.method": "GET", "url.path": "/raw/1"}, 0, error))
+    for original in ("PURGE", "MKCOL", "PURGE"):
+        other = {"http.request.method": "_OTHER", "http.request.method_original": original}
+        cases.append(({**other, "http.route": "/o", "http.response.status_code": 200}, 0, False))
+        cases.append(({**other, "url.path": "/o", "http.response.status_code": 200}, 0, False))
+    for method, status in (("GET", 201), ("GET", 201), ("put", 201), ("GET", 503)):
+        for path_attrs in (
+            {"url.path": "/raw/1"},
+            {"http.target": "/raw/1?q=1"},
+            {"http.target": "items"},
+            {"http.route": "items"},  # the route gets its slash, the raw path not
+        ):
+            cases.append(
+                (
+                    {
+                        "http.request.method": method,
+                        "http.response.status_code": status,
+                        **path_attrs,
+                    },
+                    0,
+                    False,
+                )
+            )
     for duration in (125_000, 135_000, 5_000, 4_999, 0, -7, 1_234_567):
         cases.append(
-            ({"http.method": "GET", "http.route": "/t", "http.status_code": 200}, duration)
+            ({"http.method": "GET", "http.route": "/t", "http.status_code": 200}, duration, False)
         )
     for n in range(_HEADS_MAX + 10):
-        cases.append(({"http.method": "GET", "http.route": f"/r{n}", "http.status_code": 200}, 0))
-    cases.append(({"http.method": "GET", "http.route": "/i/{id}", "http.status_code": 200}, 0))
-    for attrs, duration in cases:
+        cases.append(
+            ({"http.method": "GET", "http.route": f"/r{n}", "http.status_code": 200}, 0, False)
+        )
+    cases.append(
+        ({"http.method": "GET", "http.route": "/i/{id}", "http.status_code": 200}, 0, False)
+    )
+    for attrs, duration, error in cases:
         span = tracer.start_span("GET /x", kind=SpanKind.SERVER, attributes=attrs, start_time=START)
-        if "status_code" not in str(attrs):
+        if error:
             span.set_status(Status(StatusCode.ERROR))
         span.end(end_time=START + (duration or 12_345_678))
-        assert encoder.encode(span) == encode_event(span_to_event(span), 65536), attrs
+        assert encoder.encode(span) == encode_event(span_to_event(span), 65536), (attrs, error)
 
 
 @pytest.mark.parametrize(

@@ -33,7 +33,7 @@ ATTR_QUERY: Final = "peekapi.query"
 _UTC: Final = datetime.timezone.utc
 _REQ_LEN: Final = "http.request.header.content_length"
 _RESP_LEN: Final = "http.response.header.content_length"
-_HEADS_MAX: Final = 4096  # cached line heads (route, method, status) per encoder
+_HEADS_MAX: Final = 4096  # cached line heads (path, method, status) and consumers per encoder
 _ENCODER: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
 
 
@@ -322,6 +322,7 @@ class EventEncoder:
                 self._meta_prefix = _ENCODER.encode(self._metadata)[:-1] + ","
         self._second: tuple[int, str] = (-1, "")
         self._heads: dict[tuple[Any, ...], str] = {}
+        self._consumers: dict[str, str] = {}  # consumer ID -> its JSON string
 
     def _slow(self, span: ReadableSpan) -> bytes | None:
         event = span_to_event(
@@ -354,30 +355,35 @@ class EventEncoder:
         ):
             return self._slow(span)
         get = attrs.get
+        # Method, path and status repeat across requests: their encoded form is cached
+        # when it depends on the key alone (a plain method and an int status, and a
+        # route or a raw path attribute).
+        key: tuple[Any, ...] | None = None
+        method = get("http.request.method")
+        if method is None:
+            method = get("http.method")
+        status = get("http.response.status_code")
+        if status is None:
+            status = get("http.status_code")
+        if type(method) is str and method and method != "_OTHER" and type(status) is int:
+            route = get("http.route") if self._route_first and not self._query else None
+            if type(route) is str and route:
+                key = (True, route, method, status)
+            elif not self._query:
+                raw = get("url.path")
+                if raw is None:
+                    raw = get("http.target")
+                if type(raw) is str:
+                    key = (False, raw, method, status)
         head: str | None = None
-        route = get("http.route") if self._route_first and not self._query else None
-        if type(route) is str and route:
-            # With a route, method, path and status come from five attributes that
-            # repeat across requests: their encoded form is cached.
-            key = (
-                route,
-                get("http.request.method"),
-                get("http.method"),
-                get("http.response.status_code"),
-                get("http.status_code"),
-            )
+        if key is not None:
             heads = self._heads
-            cacheable = True
-            try:
-                head = heads.get(key)
-            except TypeError:  # an unhashable attribute value: no caching
-                cacheable = False
+            head = heads.get(key)
             if head is None:
                 head = self._head(span, attrs)
-                if cacheable:
-                    if len(heads) >= _HEADS_MAX:
-                        heads.clear()
-                    heads[key] = head
+                if len(heads) >= _HEADS_MAX:
+                    heads.clear()
+                heads[key] = head
         else:
             head = self._head(span, attrs)
         request_size = get(ATTR_REQUEST_SIZE)
@@ -388,7 +394,13 @@ class EventEncoder:
             response_size = _size(attrs, ATTR_RESPONSE_SIZE, _RESP_LEN)
         consumer = get(ATTR_CONSUMER)
         if type(consumer) is str and consumer:
-            consumer = encode_basestring(consumer[:MAX_CONSUMER])
+            encoded = self._consumers.get(consumer)
+            if encoded is None:
+                encoded = encode_basestring(consumer[:MAX_CONSUMER])
+                if len(self._consumers) >= _HEADS_MAX:
+                    self._consumers.clear()
+                self._consumers[consumer] = encoded
+            consumer = encoded
         elif ATTR_REQUEST_SIZE in attrs:
             consumer = "null"
         else:
