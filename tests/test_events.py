@@ -559,3 +559,37 @@ def test_one_encoder_over_many_requests_matches_the_reference() -> None:
 def test_milliseconds_round_half_up_on_exact_nanoseconds(duration: int, expected: float) -> None:
     event = span_to_event(make_span({"http.method": "GET"}, end=START + duration))
     assert event["response_time_ms"] == expected
+
+
+def test_millisecond_text_is_the_float_repr() -> None:
+    """The encoder writes ``response_time_ms`` from integers; it must read exactly as
+    ``repr(millis(ns))`` (what ``json`` writes for the reference event)."""
+    import random
+
+    from peekapi_otel._events import _millis_text, millis
+
+    rng = random.Random(7)
+    durations = [
+        *range(-10, 200_000, 7),
+        *(10**k + d for k in range(3, 23) for d in (-5_001, -5_000, -1, 0, 1, 4_999, 5_000)),
+    ]
+    durations += [rng.randrange(0, 10**13) for _ in range(20_000)]
+    durations += [rng.randrange(0, 10**22) for _ in range(20_000)]
+    for ns in durations:
+        assert _millis_text(ns) == repr(millis(ns)), ns
+
+
+@pytest.mark.parametrize("micros", [0, 1, 9, 10, 999, 1_000, 1_001, 100_000, 999_999])
+def test_timestamp_fraction_matches_isoformat(micros: int) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from peekapi_otel._events import EventEncoder
+
+    start = 1_764_000_000_000_000_000 + micros * 1_000 + 999  # sub-microsecond part ignored
+    span = (
+        TracerProvider()
+        .get_tracer("t")
+        .start_span("GET", kind=SpanKind.SERVER, attributes=dict(NEW), start_time=start)
+    )
+    span.end(end_time=start + 1)
+    assert EventEncoder().encode(span) == encode_event(span_to_event(span), 65536)

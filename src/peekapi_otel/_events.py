@@ -218,6 +218,25 @@ def millis(ns: int) -> float:
     return (ns + 5_000) // 10_000 / 100 if ns > 0 else 0.0
 
 
+#: ".01" ... ".99" as ``repr`` writes the fraction of a float with at most two decimals.
+_HUNDREDTHS: Final = tuple("." + (f"{n:02d}".rstrip("0") or "0") for n in range(100))
+#: "000" ... "999": microseconds are written as two of these.
+_THOUSANDS: Final = tuple(f"{n:03d}" for n in range(1000))
+#: Below this many hundredths, ``repr(hundredths / 100)`` is the plain decimal.
+_PLAIN_DECIMAL: Final = 10**15
+
+
+def _millis_text(ns: int) -> str:
+    """``repr(millis(ns))``, from integer arithmetic and a table."""
+    if ns <= 0:
+        return "0.0"
+    hundredths = (ns + 5_000) // 10_000
+    if hundredths >= _PLAIN_DECIMAL:
+        return repr(hundredths / 100)
+    whole, fraction = divmod(hundredths, 100)
+    return f"{whole}{_HUNDREDTHS[fraction]}"
+
+
 def timestamp(ns: int) -> str:
     seconds, rem = divmod(ns, 1_000_000_000)
     moment = datetime.datetime.fromtimestamp(seconds, _UTC).replace(microsecond=rem // 1000)
@@ -411,17 +430,22 @@ class EventEncoder:
         if second[0] != seconds:
             second = self._second = (seconds, _second_text(seconds))
         micros = rem // 1000
+        if micros:
+            high, low = divmod(micros, 1000)
+            fraction = "." + _THOUSANDS[high] + _THOUSANDS[low]
+        else:
+            fraction = ""  # as isoformat() writes a whole second
         try:
             trace_id = ctx.trace_id.to_bytes(16, "big").hex()
             span_id = ctx.span_id.to_bytes(8, "big").hex()
         except OverflowError:  # not a valid id: the slow path writes it as it is
             return self._slow(span)
         line = (
-            f"{head}{millis(end - start)!r},"
+            f"{head}{_millis_text(end - start)},"
             f'"request_size":{request_size},"response_size":{response_size},'
             f'"consumer_id":{consumer},"metadata":{self._meta_prefix}'
             f'"trace_id":"{trace_id}","span_id":"{span_id}"}},'
-            f'"timestamp":"{second[1]}{f".{micros:06d}" if micros else ""}+00:00"}}'
+            f'"timestamp":"{second[1]}{fraction}+00:00"}}'
         ).encode("utf-8", "surrogateescape")
         if len(line) > self._max:
             return self._slow(span)  # drops metadata, or gives up, exactly as the slow path
