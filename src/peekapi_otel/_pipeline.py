@@ -1,13 +1,13 @@
 """From finished request spans to acknowledged events.
 
-The request path (``submit``) only appends the finished span to a deque: no lock, no
-I/O, no encoding (unless the batcher has fallen behind: then the request thread encodes,
-so a burst holds small lines in memory rather than whole spans). Two daemon threads per
-process do the rest:
+The request path (``submit``) encodes the finished span into its event line while the
+span is still in the CPU's cache, and appends the line to a deque: no lock, no I/O, and
+the span is freed at once (a queued span weighs about ten times its line, and holding
+spans makes the garbage collector run). Two daemon threads per process do the rest:
 
-* the *batcher* encodes the queued spans into event lines and cuts batches; a batch goes
-  to the in-memory outbox, or to the disk spool when the outbox holds
-  ``max_buffer_size`` events or the ingest is failing;
+* the *batcher* cuts the queued lines into batches; a batch goes to the in-memory
+  outbox, or to the disk spool when the outbox holds ``max_buffer_size`` events or the
+  ingest is failing;
 * the *sender* (``peekapi-sender``) POSTs outbox batches, retries with backoff, and drains
   the spool (at start-up, every 60 s, and as soon as the ingest answers again).
 
@@ -27,7 +27,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from os import getpid
 from typing import Final
 
@@ -46,7 +46,7 @@ _logger = logging.getLogger(__name__)
 RECOVERY_INTERVAL: Final = 60.0
 AUTH_PAUSE: Final = 300.0
 _TERMINATING_TICK: Final = 0.05
-WAKE_EVENTS: Final = 256
+WAKE_EVENTS: Final = 1024
 
 
 class Pipeline:
@@ -67,19 +67,15 @@ class Pipeline:
         auth_pause: float = AUTH_PAUSE,
     ) -> None:
         self.options = options
-        # The hand-off queue holds finished spans only until the batcher encodes them
-        # (off the request path) and moves them to the outbox or the spool. A disk stall
-        # (fsync under load) can starve the batcher for a moment while requests keep
-        # coming, so the queue gets slack beyond max_buffer_size before anything is
-        # dropped.
+        # The hand-off queue holds event lines only until the batcher moves them to the
+        # outbox or the spool. A disk stall (fsync under load) can starve the batcher for
+        # a moment while requests keep coming, so the queue gets slack beyond
+        # max_buffer_size before anything is dropped.
         self._max_queue = options.max_buffer_size * 2
         # Each wake of the background threads costs the request threads cache misses
-        # and GIL hand-offs, so they wake for a few batches at a time (or at
+        # and GIL hand-offs, so they wake for many batches at a time (or at
         # flush_interval); every batch still holds batch_size events.
         self._wake_at = max(options.batch_size, min(WAKE_EVENTS, options.max_buffer_size))
-        # Past this many queued spans the batcher is behind: encode on the request
-        # thread, as a span weighs about ten times its line.
-        self._spans_max = max(self._wake_at * 4, 256)
         self._batch_size = options.batch_size
         self._encoder = EventEncoder(
             path_source=options.path_source,
@@ -118,7 +114,7 @@ class Pipeline:
 
     def _init_state(self) -> None:
         self._pid = os.getpid()
-        self._queue: deque[ReadableSpan | bytes] = deque()
+        self._queue: deque[bytes] = deque()
         self._pending: list[bytes] = []  # batcher thread only
         self._outbox: deque[list[bytes]] = deque()
         self._outbox_events = 0
@@ -151,7 +147,7 @@ class Pipeline:
     # --- producer side (app threads) -------------------------------------------------
 
     def submit(self, span: ReadableSpan) -> None:
-        """Queue one request span. O(1), no lock, no I/O."""
+        """Encode and queue one request span. O(1), no lock, no I/O."""
         if self._pid != getpid():
             self._after_fork_in_child()
         STATS.add_seen()
@@ -166,13 +162,10 @@ class Pipeline:
                 # batches (and the spool) far faster than requests fill it.
                 STATS.drop("queue_full", 1, "the background batcher is not keeping up")
                 return
-            if queued < self._spans_max:
-                queue.append(span)
-            else:
-                line = self._encode_one(span)
-                if line is None:
-                    return
-                queue.append(line)
+            line = self._encode_one(span)
+            if line is None:
+                return
+            queue.append(line)
             if (queued + 1 >= self._wake_at or self._terminating) and (
                 not self._batcher_wake.is_set()
             ):
@@ -261,20 +254,10 @@ class Pipeline:
 
     def _take_queue(self) -> None:
         queue, pending = self._queue, self._pending
-        pending.extend(self._encode(queue.popleft() for _ in range(len(queue))))
-
-    def _encode(self, items: Iterable[ReadableSpan | bytes]) -> list[bytes]:
-        """Event lines for queued spans (and lines encoded already); a span that cannot
-        be encoded is counted, not sent."""
-        encode = self._encode_one
-        lines = []
-        for item in items:
-            line = item if isinstance(item, bytes) else encode(item)
-            if line is not None:
-                lines.append(line)
-        return lines
+        pending.extend([queue.popleft() for _ in range(len(queue))])
 
     def _encode_one(self, span: ReadableSpan) -> bytes | None:
+        """The span's event line; a span that cannot be encoded is counted, not sent."""
         try:
             line = self._encoder.encode(span)
         except Exception as exc:  # noqa: BLE001 - one bad span must not reach the app
@@ -655,7 +638,7 @@ class Pipeline:
         if self._pid != os.getpid():
             return
         if not self._threads:
-            self._spool(self._encode(list(self._queue)))
+            self._spool(list(self._queue))
             self._queue.clear()
             self.spool.close_segment()
             return
