@@ -54,3 +54,89 @@ def test_fastapi_drops_send_receive_spans_only_when_traces_go_nowhere(
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
     assert "exclude_spans" not in distro._with_hooks("fastapi", {})
     assert "exclude_spans" not in distro._with_hooks("starlette", {})
+
+
+def _span_names_of_one_request(cut: bool, **middleware_kwargs: object) -> tuple[list[str], dict]:
+    """Run one request through a hand-built OpenTelemetryMiddleware with a PeekAPI
+    processor attached; the span names an exporter sees and the event."""
+    import asyncio
+
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from peekapi_otel import hooks
+    from peekapi_otel.testing import capture_events
+
+    async def app(scope: dict, receive: object, send: object) -> None:  # type: ignore[type-arg]
+        await send({"type": "http.response.start", "status": 200, "headers": []})  # type: ignore[operator]
+        await send({"type": "http.response.body", "body": b"hello"})  # type: ignore[operator]
+
+    async def receive() -> dict:  # type: ignore[type-arg]
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict) -> None:  # type: ignore[type-arg]
+        return None
+
+    scope = {
+        "type": "http",
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/x",
+        "raw_path": b"/x",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"h"), (b"x-api-key", b"k")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
+    provider = TracerProvider()
+    spans = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    old = hooks._Config.cut_message_spans
+    hooks._Config.cut_message_spans = cut
+    try:
+        with capture_events(provider) as captured:
+            middleware = OpenTelemetryMiddleware(app, tracer_provider=provider, **middleware_kwargs)  # type: ignore[arg-type]
+            asyncio.run(middleware(scope, receive, send))
+            (event,) = captured.events
+    finally:
+        hooks._Config.cut_message_spans = old
+    return sorted(s.name for s in spans.get_finished_spans()), event
+
+
+def test_asgi_middleware_leaves_out_message_spans_only_when_told_and_not_chosen() -> None:
+    full = ["GET /x", "GET /x http send", "GET /x http send"]
+    cut, event = _span_names_of_one_request(cut=True)
+    assert cut == ["GET /x"]
+    assert (event["response_size"], event["consumer_id"]) == (5, _hash("k"))
+    assert _span_names_of_one_request(cut=False)[0] == full
+    # The caller's explicit choice wins, whatever it is.
+    assert _span_names_of_one_request(cut=True, exclude_spans=None)[0] == full
+    assert _span_names_of_one_request(cut=True, exclude_spans=["send"])[0] == ["GET /x"]
+    assert _span_names_of_one_request(cut=True, exclude_spans=["receive"])[0] == full
+
+
+def test_distro_tells_asgi_middlewares_to_cut_only_when_traces_go_nowhere(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from peekapi_otel import hooks
+
+    # The distro writes its defaults into the environment and marks itself active.
+    monkeypatch.setattr(os, "environ", dict(os.environ))
+    monkeypatch.setattr(distro._State, "distro_active", False)
+    monkeypatch.setattr(hooks._Config, "cut_message_spans", False)
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
+    distro.PeekApiDistro()._configure()
+    assert hooks._Config.cut_message_spans is False
+    monkeypatch.delenv("OTEL_TRACES_EXPORTER")
+    distro.PeekApiDistro()._configure()
+    assert hooks._Config.cut_message_spans is True
+
+
+def _hash(value: str) -> str:
+    from peekapi_otel._events import hash_consumer
+
+    return hash_consumer(value)

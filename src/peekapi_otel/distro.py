@@ -26,6 +26,7 @@ from opentelemetry.instrumentation.distro import BaseDistro
 from opentelemetry.sdk._configuration import _OTelSDKConfigurator
 from opentelemetry.sdk.trace import TracerProvider
 
+from peekapi_otel import hooks
 from peekapi_otel._configure import SANITIZE, SANITIZED, attach, merge_env_list
 from peekapi_otel._shutdown import install_sigterm_handler
 from peekapi_otel.hooks import instrumentor_kwargs
@@ -84,6 +85,8 @@ class PeekApiDistro(BaseDistro):
         try:
             _defaults()
             _State.distro_active = True
+            # Starlette and hand-built ASGI middlewares: the same rule as for FastAPI.
+            hooks._Config.cut_message_spans = _traces_go_nowhere()
         except Exception:  # must never stop auto-instrumentation
             _logger.exception("peekapi-otel distro could not set its defaults")
 

@@ -21,6 +21,7 @@ second).
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final
@@ -67,6 +68,10 @@ class _Config:
     )
     environ_keys: tuple[str, ...] = ("HTTP_X_API_KEY", "HTTP_AUTHORIZATION")
     identify_consumer: ConsumerIdentifier | None = None
+    #: Set by the distro when no trace exporter is configured: an OpenTelemetry ASGI
+    #: middleware built without an explicit ``exclude_spans`` leaves out its per-message
+    #: ``http send``/``http receive`` spans, which nobody could see.
+    cut_message_spans = False
 
 
 def configure_hooks(
@@ -290,7 +295,8 @@ _ASGI_PATCHED: Final = "_peekapi_counting"
 
 
 def install_asgi_counter() -> bool:
-    """Make every OpenTelemetryMiddleware created from now on count with _CountingASGI."""
+    """Make every OpenTelemetryMiddleware created from now on count with _CountingASGI
+    (and leave out the per-message spans when ``_Config.cut_message_spans`` says so)."""
     try:
         from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
     except ImportError:
@@ -298,6 +304,7 @@ def install_asgi_counter() -> bool:
     if getattr(OpenTelemetryMiddleware, _ASGI_PATCHED, False):
         return True
     original = OpenTelemetryMiddleware.__init__
+    signature = inspect.signature(original)
 
     @functools.wraps(original)
     def __init__(self: Any, app: Any, *args: Any, **kwargs: Any) -> None:
@@ -305,6 +312,10 @@ def install_asgi_counter() -> bool:
         with guard:
             if not isinstance(self.app, _CountingASGI):
                 self.app = _CountingASGI(self.app)
+            if _Config.cut_message_spans and (
+                "exclude_spans" not in signature.bind(self, app, *args, **kwargs).arguments
+            ):
+                self.exclude_receive_span = self.exclude_send_span = True
 
     OpenTelemetryMiddleware.__init__ = __init__  # type: ignore[method-assign]
     setattr(OpenTelemetryMiddleware, _ASGI_PATCHED, True)
