@@ -56,12 +56,18 @@ class PeekApiSpanProcessor(SpanProcessor):
             _Registry.processors += 1
         self._registered = True
 
-    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        if _credentials.SCRUB_AT_END:
-            return
-        with guard:
-            if span.kind in _GUARDED_KINDS:
-                _credentials.protect(span)
+    if _credentials.SCRUB_AT_END:
+        # Credentials are cleaned as the span ends (``_on_ending``); the SDK still calls
+        # this for every span, so it does nothing at all.
+        def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+            pass
+
+    else:  # pragma: no cover - an SDK without ``_on_ending``
+
+        def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+            with guard:
+                if span.kind in _GUARDED_KINDS:
+                    _credentials.protect(span)
 
     # The two per-span callbacks run for every span of the app (an ASGI request makes
     # four): they read the SDK's ``_kind`` field (the property is a Python call), test

@@ -163,7 +163,8 @@ class _AsgiRequest:
         self.upstream_send = send
         self.read = self.sent = 0
         self.done = False
-        self.head = scope.get("method") == "HEAD"
+        method = scope.get("method")
+        self.head = method == "HEAD"
         interesting = _Config.interesting
         rank = _Config.rank
         content_length: int | None = None
@@ -203,8 +204,8 @@ class _AsgiRequest:
             consumer = _identify(lambda: _asgi_headers(scope))
         if consumer:
             attrs[ATTR_CONSUMER] = consumer
-        if scope.get("method") not in _STANDARD_METHODS:
-            method = str(scope.get("method", "")).upper()
+        if method not in _STANDARD_METHODS:
+            method = str(method or "").upper()
             if method not in _STANDARD_METHODS:
                 attrs[ATTR_METHOD] = method
         self.attrs = attrs
@@ -288,7 +289,8 @@ class _CountingASGI:
         try:
             await self.app(scope, receive, request.send)
         finally:
-            request.finish()
+            if not request.done:  # the app ended without a last body message
+                request.finish()
 
 
 _ASGI_PATCHED: Final = "_peekapi_counting"
