@@ -13,7 +13,13 @@ from opentelemetry.sdk.trace import Event as SpanEvent
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
-from peekapi_otel._events import encode_event, hash_consumer, is_request_span, span_to_event
+from peekapi_otel._events import (
+    encode_event,
+    hash_consumer,
+    is_request_span,
+    record,
+    span_to_event,
+)
 
 TRACE_ID = 0x0AF7651916CD43DD8448EB211C80319C
 SPAN_ID = 0x00F067AA0BA902B7
@@ -401,6 +407,23 @@ _ENCODER_CASES = [
         {"http.method": "GET", "http.target": "/x" + "y" * 2000},
         {"max_event_bytes": 1000},
     ),
+    (  # the same two with a status code: the request path queues a record
+        {"http.method": "GET", "http.target": "/x" + "y" * 3000, "http.status_code": 200},
+        {"metadata": {"big": "z" * 500}, "max_event_bytes": 3200},
+    ),
+    (
+        {"http.method": "GET", "url.path": "/x" + "y" * 2000, "http.response.status_code": 200},
+        {"max_event_bytes": 1000},
+    ),
+    (  # a record with an id the fast path cannot write
+        {
+            "http.method": "GET",
+            "url.path": "/q",
+            "url.query": "b=1&a=2",
+            "http.response.status_code": 200,
+        },
+        {"collect_query_string": True, "metadata": {"trace_id": "mine"}},
+    ),
     ({"http.method": "GET", "http.target": "/x"}, {"metadata": {"trace_id": "mine"}}),
     (  # old-mode ASGI: target without query, the query only in the URL
         {
@@ -483,7 +506,12 @@ def test_fast_encoder_matches_the_reference_encoding(
     settings = dict(opts)
     limit = settings.pop("max_event_bytes", 65536)
     expected = encode_event(span_to_event(span, **settings), limit)  # type: ignore[arg-type]
-    assert EventEncoder(max_event_bytes=limit, **settings).encode(span) == expected  # type: ignore[arg-type]
+    encoder = EventEncoder(max_event_bytes=limit, **settings)  # type: ignore[arg-type]
+    assert encoder.encode(span) == expected
+    # The record the request path queues instead of the span encodes the same.
+    fields = record(span)
+    if fields is not None:
+        assert encoder.encode_record(fields) == expected
 
 
 def test_one_encoder_over_many_requests_matches_the_reference() -> None:
@@ -498,6 +526,7 @@ def test_one_encoder_over_many_requests_matches_the_reference() -> None:
 
     tracer = TracerProvider().get_tracer("encoder")
     encoder = EventEncoder()
+    records = EventEncoder()  # its own head cache, filled from records only
     cases: list[tuple[dict[str, Any], int, bool]] = []
     for status in (200, 404, 200, 500):
         for method in ("GET", "post", "GET"):
@@ -549,7 +578,11 @@ def test_one_encoder_over_many_requests_matches_the_reference() -> None:
         if error:
             span.set_status(Status(StatusCode.ERROR))
         span.end(end_time=START + (duration or 12_345_678))
-        assert encoder.encode(span) == encode_event(span_to_event(span), 65536), (attrs, error)
+        expected = encode_event(span_to_event(span), 65536)
+        assert encoder.encode(span) == expected, (attrs, error)
+        fields = record(span)
+        if fields is not None:
+            assert records.encode_record(fields) == expected, (attrs, error)
 
 
 @pytest.mark.parametrize(
@@ -593,3 +626,30 @@ def test_timestamp_fraction_matches_isoformat(micros: int) -> None:
     )
     span.end(end_time=start + 1)
     assert EventEncoder().encode(span) == encode_event(span_to_event(span), 65536)
+
+
+def test_record_only_when_the_attributes_decide_the_event() -> None:
+    """A record leaves the span behind, so it is made only when the event needs nothing
+    but the attributes: an int status code and a raw path attribute."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    tracer = TracerProvider().get_tracer("record")
+
+    def ended(attrs: dict[str, Any]) -> ReadableSpan:
+        span = tracer.start_span("GET /x", kind=SpanKind.SERVER, attributes=attrs)
+        span.end()
+        return span  # type: ignore[return-value]
+
+    assert record(ended({**NEW})) is not None
+    assert record(ended({**OLD})) is not None
+    assert record(ended({"http.method": "GET", "http.target": "/x"})) is None  # no status
+    assert (
+        record(ended({"http.method": "GET", "http.status_code": True, "http.target": "/x"})) is None
+    )
+    assert record(ended({"http.method": "GET", "http.status_code": 200})) is None  # name only
+    assert (
+        record(ended({"http.method": "GET", "http.status_code": 200, "http.url": "http://h/x"}))
+        is None
+    )
+    # Not the SDK's attribute container (a span built by hand): encoded at once instead.
+    assert record(make_span(NEW)) is None

@@ -11,8 +11,9 @@ from json.encoder import encode_basestring
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace import SpanContext, SpanKind, StatusCode
 
 from peekapi_otel._stats import STATS
 
@@ -224,6 +225,7 @@ _HUNDREDTHS: Final = tuple("." + (f"{n:02d}".rstrip("0") or "0") for n in range(
 _THOUSANDS: Final = tuple(f"{n:03d}" for n in range(1000))
 #: Below this many hundredths, ``repr(hundredths / 100)`` is the plain decimal.
 _PLAIN_DECIMAL: Final = 10**15
+_NO_RESOURCE: Final = Resource.get_empty()
 
 
 def _millis_text(ns: int) -> str:
@@ -307,6 +309,51 @@ def _raw_attributes(span: ReadableSpan) -> Mapping[str, Any]:
     return span.attributes or {}
 
 
+#: What a request span's event is made of when its attributes alone decide method, path
+#: and status: the attribute dict, the span context, start and end. Queuing this instead
+#: of the span frees the span (and its garbage-collected parts) at once.
+Record = tuple[dict[str, Any], SpanContext, int, int]
+
+
+def record(span: ReadableSpan) -> Record | None:
+    """The span's :data:`Record`, or ``None`` when its event needs more of the span (no
+    int status code or no raw path attribute, or not the SDK's own span)."""
+    try:
+        attrs = span._attributes._dict  # type: ignore[union-attr]
+        fields = (attrs, span._context, span._start_time, span._end_time)
+    except AttributeError:
+        return None
+    if type(attrs) is not dict:
+        return None
+    get = attrs.get
+    status = get("http.response.status_code")
+    if status is None:
+        status = get("http.status_code")
+    path = get("url.path")
+    if path is None:
+        path = get("http.target")
+    if type(status) is int and type(path) is str and None not in fields:
+        return fields  # type: ignore[return-value]  # checked: no None
+    return None
+
+
+def _stand_in(
+    attrs: Any, ctx: SpanContext | None = None, start: int | None = None, end: int | None = None
+) -> ReadableSpan:
+    """A span rebuilt from a :data:`Record` for the encoder's fallbacks: with an int
+    status code and a raw path attribute, the event needs nothing else of the span.
+    (The explicit resource matters: the default one runs the resource detectors.)"""
+    return ReadableSpan(
+        name="",
+        context=ctx,
+        attributes=attrs,
+        kind=SpanKind.SERVER,
+        start_time=start,
+        end_time=end,
+        resource=_NO_RESOURCE,
+    )
+
+
 class EventEncoder:
     """Encodes request spans straight to the wire line.
 
@@ -365,6 +412,21 @@ class EventEncoder:
             end = span._end_time
         except AttributeError:
             return self._slow(span)
+        return self._fast(span, attrs, ctx, start, end)
+
+    def encode_record(self, record: Record) -> bytes | None:
+        """The wire line for a span's :func:`record`, as :meth:`encode` writes it."""
+        attrs, ctx, start, end = record
+        return self._fast(None, attrs, ctx, start, end)
+
+    def _fast(
+        self,
+        span: ReadableSpan | None,
+        attrs: Any,
+        ctx: SpanContext | None,
+        start: int | None,
+        end: int | None,
+    ) -> bytes | None:
         if (
             ctx is None
             or type(attrs) is not dict
@@ -372,7 +434,7 @@ class EventEncoder:
             or end is None
             or self._meta_prefix is None
         ):
-            return self._slow(span)
+            return self._slow(span or _stand_in(attrs, ctx, start, end))
         get = attrs.get
         # Method, path and status repeat across requests: their encoded form is cached
         # when it depends on the key alone (a plain method and an int status, and a
@@ -439,7 +501,7 @@ class EventEncoder:
             trace_id = ctx.trace_id.to_bytes(16, "big").hex()
             span_id = ctx.span_id.to_bytes(8, "big").hex()
         except OverflowError:  # not a valid id: the slow path writes it as it is
-            return self._slow(span)
+            return self._slow(span or _stand_in(attrs, ctx, start, end))
         line = (
             f"{head}{_millis_text(end - start)},"
             f'"request_size":{request_size},"response_size":{response_size},'
@@ -448,18 +510,20 @@ class EventEncoder:
             f'"timestamp":"{second[1]}{fraction}+00:00"}}'
         ).encode("utf-8", "surrogateescape")
         if len(line) > self._max:
-            return self._slow(span)  # drops metadata, or gives up, exactly as the slow path
+            # Drops metadata, or gives up, exactly as the slow path.
+            return self._slow(span or _stand_in(attrs, ctx, start, end))
         return line
 
-    def _head(self, span: ReadableSpan, attrs: Mapping[str, Any]) -> str:
-        """The line up to the ``response_time_ms`` value: method, path and status."""
+    def _head(self, span: ReadableSpan | None, attrs: Mapping[str, Any]) -> str:
+        """The line up to the ``response_time_ms`` value: method, path and status
+        (``span`` is ``None`` for a record, whose fallbacks need only its attributes)."""
         get = attrs.get
         # Each field has an inline branch for the values the instrumentations set (plain
         # str and int) and falls back to the shared helper for anything else, so the
         # output stays that of span_to_event.
         path: str | None = None
         if self._query:
-            path, query = _path(span, attrs, self._route_first)
+            path, query = _path(span or _stand_in(attrs), attrs, self._route_first)
             if query:
                 path = f"{path}?{_sorted_query(query)}"
         else:
@@ -476,7 +540,7 @@ class EventEncoder:
                 elif type(raw) is str:
                     path = raw
             if path is None:
-                path = _path(span, attrs, self._route_first)[0]
+                path = _path(span or _stand_in(attrs), attrs, self._route_first)[0]
         method = get("http.request.method")
         if method is None:
             method = get("http.method")
@@ -488,7 +552,7 @@ class EventEncoder:
         if status is None:
             status = get("http.status_code")
         if type(status) is not int:
-            status = _status(span, attrs)
+            status = _status(span or _stand_in(attrs), attrs)
         return (
             f'{{"method":{encode_basestring(method)},"path":{encode_basestring(path[:MAX_PATH])},'
             f'"status_code":{status},"response_time_ms":'

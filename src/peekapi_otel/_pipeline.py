@@ -1,13 +1,15 @@
 """From finished request spans to acknowledged events.
 
-The request path (``submit``) encodes the finished span into its event line while the
-span is still in the CPU's cache, and appends the line to a deque: no lock, no I/O, and
-the span is freed at once (a queued span weighs about ten times its line, and holding
-spans makes the garbage collector run). Two daemon threads per process do the rest:
+The request path (``submit``) appends the span's record (its attribute dict, context and
+times, see :func:`record`) to a deque: no lock, no I/O, no encoding, and the span itself
+is freed at once (holding spans makes the garbage collector run). A span whose event
+needs more than its record, and every span while the batcher is behind, is encoded on
+the request thread instead. Two daemon threads per process do the rest:
 
-* the *batcher* cuts the queued lines into batches; a batch goes to the in-memory
-  outbox, or to the disk spool when the outbox holds ``max_buffer_size`` events or the
-  ingest is failing;
+* the *batcher* encodes the queued records in one go (the encoder stays in the CPU's
+  caches, where one encode per request between two requests' worth of other code does
+  not) and cuts batches; a batch goes to the in-memory outbox, or to the disk spool when
+  the outbox holds ``max_buffer_size`` events or the ingest is failing;
 * the *sender* (``peekapi-sender``) POSTs outbox batches, retries with backoff, and drains
   the spool (at start-up, every 60 s, and as soon as the ingest answers again).
 
@@ -29,12 +31,12 @@ import weakref
 from collections import deque
 from collections.abc import Callable
 from os import getpid
-from typing import Final
+from typing import Final, TypeVar
 
 from opentelemetry.sdk.trace import ReadableSpan
 
 from peekapi_otel import _shutdown
-from peekapi_otel._events import EventEncoder, encode_batch
+from peekapi_otel._events import EventEncoder, Record, encode_batch, record
 from peekapi_otel._options import Options
 from peekapi_otel._retry import Outcome, RetryPolicy, classify
 from peekapi_otel._spool import Claim, Spool
@@ -47,6 +49,7 @@ RECOVERY_INTERVAL: Final = 60.0
 AUTH_PAUSE: Final = 300.0
 _TERMINATING_TICK: Final = 0.05
 WAKE_EVENTS: Final = 1024
+_T = TypeVar("_T")
 
 
 class Pipeline:
@@ -67,15 +70,18 @@ class Pipeline:
         auth_pause: float = AUTH_PAUSE,
     ) -> None:
         self.options = options
-        # The hand-off queue holds event lines only until the batcher moves them to the
-        # outbox or the spool. A disk stall (fsync under load) can starve the batcher for
-        # a moment while requests keep coming, so the queue gets slack beyond
-        # max_buffer_size before anything is dropped.
+        # The hand-off queue holds records (and lines) only until the batcher encodes
+        # them and moves them to the outbox or the spool. A disk stall (fsync under load)
+        # can starve the batcher for a moment while requests keep coming, so the queue
+        # gets slack beyond max_buffer_size before anything is dropped.
         self._max_queue = options.max_buffer_size * 2
         # Each wake of the background threads costs the request threads cache misses
         # and GIL hand-offs, so they wake for many batches at a time (or at
         # flush_interval); every batch still holds batch_size events.
         self._wake_at = max(options.batch_size, min(WAKE_EVENTS, options.max_buffer_size))
+        # Past this many queued items the batcher is behind: encode on the request
+        # thread, as a record (its attribute dict) weighs several times its line.
+        self._records_max = self._wake_at * 4
         self._batch_size = options.batch_size
         self._encoder = EventEncoder(
             path_source=options.path_source,
@@ -114,7 +120,7 @@ class Pipeline:
 
     def _init_state(self) -> None:
         self._pid = os.getpid()
-        self._queue: deque[bytes] = deque()
+        self._queue: deque[bytes | Record] = deque()
         self._pending: list[bytes] = []  # batcher thread only
         self._outbox: deque[list[bytes]] = deque()
         self._outbox_events = 0
@@ -147,7 +153,7 @@ class Pipeline:
     # --- producer side (app threads) -------------------------------------------------
 
     def submit(self, span: ReadableSpan) -> None:
-        """Encode and queue one request span. O(1), no lock, no I/O."""
+        """Queue one request span's record (or its line). O(1), no lock, no I/O."""
         if self._pid != getpid():
             self._after_fork_in_child()
         STATS.add_seen()
@@ -162,10 +168,14 @@ class Pipeline:
                 # batches (and the spool) far faster than requests fill it.
                 STATS.drop("queue_full", 1, "the background batcher is not keeping up")
                 return
-            line = self._encode_one(span)
-            if line is None:
-                return
-            queue.append(line)
+            item: bytes | Record | None = None
+            if queued < self._records_max:
+                item = record(span)
+            if item is None:
+                item = self._encode_one(span)
+                if item is None:
+                    return
+            queue.append(item)
             if (queued + 1 >= self._wake_at or self._terminating) and (
                 not self._batcher_wake.is_set()
             ):
@@ -254,12 +264,25 @@ class Pipeline:
 
     def _take_queue(self) -> None:
         queue, pending = self._queue, self._pending
-        pending.extend([queue.popleft() for _ in range(len(queue))])
+        pending.extend(self._lines([queue.popleft() for _ in range(len(queue))]))
+
+    def _lines(self, items: list[bytes | Record]) -> list[bytes]:
+        """Event lines for queued items; a record that cannot be encoded is counted."""
+        encode = self._encoder.encode_record
+        lines: list[bytes] = []
+        for item in items:
+            line = item if isinstance(item, bytes) else self._counted(encode, item)
+            if line is not None:
+                lines.append(line)
+        return lines
 
     def _encode_one(self, span: ReadableSpan) -> bytes | None:
         """The span's event line; a span that cannot be encoded is counted, not sent."""
+        return self._counted(self._encoder.encode, span)
+
+    def _counted(self, encode: Callable[[_T], bytes | None], item: _T) -> bytes | None:
         try:
-            line = self._encoder.encode(span)
+            line = encode(item)
         except Exception as exc:  # noqa: BLE001 - one bad span must not reach the app
             STATS.drop("internal_error", 1, f"could not convert a span: {exc!r}")
             return None
@@ -638,7 +661,7 @@ class Pipeline:
         if self._pid != os.getpid():
             return
         if not self._threads:
-            self._spool(list(self._queue))
+            self._spool(self._lines(list(self._queue)))
             self._queue.clear()
             self.spool.close_segment()
             return
