@@ -79,9 +79,9 @@ class Pipeline:
         # and GIL hand-offs, so they wake for many batches at a time (or at
         # flush_interval); every batch still holds batch_size events.
         self._wake_at = max(options.batch_size, min(WAKE_EVENTS, options.max_buffer_size))
-        # Past this many queued items the batcher is behind: encode on the request
-        # thread, as a record (its attribute dict) weighs several times its line.
-        self._records_max = self._wake_at * 4
+        # Past the wake threshold the batcher is behind: encode on the request thread,
+        # as a record (its attribute dict) weighs several times its line.
+        self._records_max = self._wake_at
         self._batch_size = options.batch_size
         self._encoder = EventEncoder(
             path_source=options.path_source,
