@@ -31,7 +31,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable
 from os import getpid
-from typing import Final, TypeVar
+from typing import Final
 
 from opentelemetry.sdk.trace import ReadableSpan
 
@@ -49,7 +49,6 @@ RECOVERY_INTERVAL: Final = 60.0
 AUTH_PAUSE: Final = 300.0
 _TERMINATING_TICK: Final = 0.05
 WAKE_EVENTS: Final = 1024
-_T = TypeVar("_T")
 
 
 class Pipeline:
@@ -271,24 +270,37 @@ class Pipeline:
         encode = self._encoder.encode_record
         lines: list[bytes] = []
         for item in items:
-            line = item if isinstance(item, bytes) else self._counted(encode, item)
-            if line is not None:
+            if isinstance(item, bytes):
+                lines.append(item)
+                continue
+            try:
+                line = encode(item)
+            except Exception as exc:  # noqa: BLE001 - one bad record must not stop the rest
+                self._drop_unencodable(exc)
+                continue
+            if line is None:
+                self._drop_oversize()
+            else:
                 lines.append(line)
         return lines
 
     def _encode_one(self, span: ReadableSpan) -> bytes | None:
         """The span's event line; a span that cannot be encoded is counted, not sent."""
-        return self._counted(self._encoder.encode, span)
-
-    def _counted(self, encode: Callable[[_T], bytes | None], item: _T) -> bytes | None:
         try:
-            line = encode(item)
+            line = self._encoder.encode(span)
         except Exception as exc:  # noqa: BLE001 - one bad span must not reach the app
-            STATS.drop("internal_error", 1, f"could not convert a span: {exc!r}")
+            self._drop_unencodable(exc)
             return None
         if line is None:
-            STATS.drop("oversize", 1, f"event over max_event_bytes={self.options.max_event_bytes}")
+            self._drop_oversize()
         return line
+
+    @staticmethod
+    def _drop_unencodable(exc: Exception) -> None:
+        STATS.drop("internal_error", 1, f"could not convert a span: {exc!r}")
+
+    def _drop_oversize(self) -> None:
+        STATS.drop("oversize", 1, f"event over max_event_bytes={self.options.max_event_bytes}")
 
     def _cut_batches(self, partial: bool) -> None:
         size = self.options.batch_size

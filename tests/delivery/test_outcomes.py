@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -228,3 +229,38 @@ def test_hanging_ingest_costs_app_nothing_and_loses_nothing(ingest: Ingest, tmp_
         pipeline.shutdown()
     assert ingest.keys() == {key_of(s): 1 for s in spans}
     assert dropped(stats()) == {}
+
+
+def test_oversize_events_are_counted_on_both_encoding_paths(ingest: Ingest, tmp_path: Path) -> None:
+    """A span whose attributes decide its event is queued as a record and encoded by the
+    batcher; one that needs more of the span is encoded at once. Either way an event
+    over max_event_bytes is counted, not sent, and the others go out."""
+    pipeline = Pipeline(options(ingest.url, tmp_path, max_event_bytes=1000), policy=fast_policy())
+    try:
+        before = stats()["dropped"]["oversize"]
+        long = "/x" + "y" * 2000
+        big = make_span(path=long, route=long)  # a record: int status and a path
+        no_status = _span_without_status(long)  # encoded at once
+        fine = [make_span(), _span_without_status("/ok")]
+        for span in (big, no_status, *fine):
+            pipeline.submit(span)
+        assert pipeline.force_flush(10)
+        assert ingest.keys() == {key_of(s): 1 for s in fine}
+        assert stats()["dropped"]["oversize"] - before == 2
+    finally:
+        pipeline.shutdown()
+
+
+def _span_without_status(path: str) -> Any:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.trace import SpanKind
+
+    span = (
+        TracerProvider()
+        .get_tracer("t")
+        .start_span(
+            "GET", kind=SpanKind.SERVER, attributes={"http.request.method": "GET", "url.path": path}
+        )
+    )
+    span.end()
+    return span
