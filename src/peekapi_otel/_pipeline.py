@@ -124,6 +124,9 @@ class Pipeline:
         self._outbox: deque[list[bytes]] = deque()
         self._outbox_events = 0
         self._inflight: list[bytes] | None = None
+        # Lines of batches that were taken over (and spooled) while their POST went on,
+        # and that POST was acknowledged: recovery in this process skips them on disk.
+        self._delivered_on_disk: set[bytes] = set()
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._batcher_wake = threading.Event()
@@ -415,8 +418,13 @@ class Pipeline:
         with self._lock:
             # Spooled under the lock: a flush waiting for ``_inflight`` must find it on
             # disk, and shutdown must not take over a batch that is being spooled.
-            if left and self._inflight is batch:
-                self._spool(left)
+            if self._inflight is batch:
+                if left:
+                    self._spool(left)
+            elif not left:
+                # Taken over and spooled (SIGTERM, a timed-out flush), then delivered
+                # after all: do not send it again from disk.
+                self._delivered_on_disk.update(batch)
             self._inflight = None
             self._changed.notify_all()
 
@@ -467,11 +475,17 @@ class Pipeline:
     def _send_claimed(self, claim: Claim) -> bool:
         """Send the claim's next batch; ``False`` when it must wait for a later drain."""
         batch = claim.batch(self.options.batch_size)
-        left = self._send(batch, recovered=True)
-        if left is batch:
+        todo = batch
+        delivered = self._delivered_on_disk
+        if delivered:
+            todo = [line for line in batch if line not in delivered]
+        left = self._send(todo, recovered=True) if todo else []
+        if left is todo:
             return False
         if left:
             self._spool(left)  # a split batch partly sent: the rest waits in a new segment
+        if delivered:
+            delivered.difference_update(batch)
         claim.ack(len(batch))
         return True
 

@@ -264,3 +264,40 @@ def _span_without_status(path: str) -> Any:
     )
     span.end()
     return span
+
+
+def test_batch_taken_over_then_delivered_is_not_sent_again(tmp_path: Path) -> None:
+    """SIGTERM spools the batch whose POST is under way, so nothing is lost if the
+    process dies before the answer. When the answer is a 200 after all, this process
+    must not send that batch again from disk (another process may: SPEC's one duplicate
+    batch)."""
+    import threading
+
+    from peekapi_otel import _shutdown
+
+    entered, release = threading.Event(), threading.Event()
+
+    def answer(events: list[dict[str, Any]]) -> SendResult:
+        if not entered.is_set():
+            entered.set()
+            release.wait(10)  # the first POST is under way until released
+        return SendResult(status=200)
+
+    transport = Scripted(responder=answer)
+    pipeline = Pipeline(
+        options("http://127.0.0.1:9/v1/events", tmp_path), transport=transport, policy=fast_policy()
+    )
+    try:
+        spans = [make_span() for _ in range(5)]
+        for span in spans:
+            pipeline.submit(span)
+        assert entered.wait(10), "the batch was never sent"
+        _shutdown.notify_terminating()  # what SIGTERM does first
+        assert wait_until(lambda: pipeline.spool.info().events == 5, 10), "not spooled"
+        release.set()
+        assert wait_until(lambda: pipeline.spool.info().events == 0, 10), "not drained"
+        pipeline.shutdown()
+        assert transport.delivered() == {key_of(s): 1 for s in spans}
+    finally:
+        release.set()
+        pipeline.shutdown()
