@@ -127,3 +127,39 @@ def test_header_names_in_any_case(
         (event,) = captured.events
     assert (event["request_size"], event["response_size"]) == sizes
     assert event["consumer_id"] == hash_consumer(consumer)
+
+
+def test_capture_events_gives_the_asgi_layer_and_the_guard_their_settings_back() -> None:
+    """``capture_events`` with its own consumer headers must leave the process as it
+    found it: afterwards ``x-api-key`` identifies consumers again on ASGI, and captured
+    ``authorization`` headers are hashed again by the credential guard."""
+    from peekapi_otel._credentials import _Policy
+    from peekapi_otel._events import hash_consumer
+
+    provider = TracerProvider()
+    before = (_Policy.hashed, _Policy.redacted, _Policy.guarded, _Policy.guarded_set)
+    with capture_events(provider, consumer_headers=("x-tenant",)) as captured:
+        app = OpenTelemetryMiddleware(_app, tracer_provider=provider)
+        _call(app, "GET", "/", [(b"x-tenant", b"t1"), (b"x-api-key", b"k1")], version="1.1")
+        (event,) = captured.events
+    assert event["consumer_id"] == hash_consumer("t1")
+    assert (_Policy.hashed, _Policy.redacted, _Policy.guarded, _Policy.guarded_set) == before
+    with capture_events(provider) as captured:
+        app = OpenTelemetryMiddleware(_app, tracer_provider=provider)
+        _call(app, "GET", "/", [(b"x-tenant", b"t1"), (b"x-api-key", b"k1")], version="1.1")
+        (event,) = captured.events
+    assert event["consumer_id"] == hash_consumer("k1")
+
+
+def test_nested_capture_events_gives_the_outer_processor_its_asgi_settings_back() -> None:
+    from peekapi_otel._events import hash_consumer
+
+    provider = TracerProvider()
+    headers = [(b"x-outer", b"o1"), (b"x-api-key", b"k1")]
+    with capture_events(provider, consumer_headers=("x-outer",)) as outer:
+        with capture_events(TracerProvider()):
+            pass
+        app = OpenTelemetryMiddleware(_app, tracer_provider=provider)
+        _call(app, "GET", "/", headers, version="1.1")
+        (event,) = outer.events
+    assert event["consumer_id"] == hash_consumer("o1")

@@ -59,7 +59,6 @@ class _Config:
     """Set by the active :class:`PeekApiSpanProcessor`; read by the hooks."""
 
     consumer_headers: tuple[str, ...] = ("x-api-key", "authorization")
-    wanted: tuple[bytes, ...] = (b"x-api-key", b"authorization")
     #: Lower-case request header names the ASGI layer looks at, and each consumer
     #: header's rank (the first configured header present wins).
     rank: dict[bytes, int] = {b"x-api-key": 0, b"authorization": 1}
@@ -78,11 +77,11 @@ def configure_hooks(
     consumer_headers: Sequence[str], identify_consumer: ConsumerIdentifier | None
 ) -> None:
     _Config.consumer_headers = tuple(consumer_headers)
-    _Config.wanted = tuple(h.encode("latin-1") for h in consumer_headers)
-    _Config.rank = {}
-    for rank, name in enumerate(_Config.wanted):
-        _Config.rank.setdefault(name, rank)
-    _Config.interesting = frozenset(_Config.rank) | _FRAMING
+    ranks: dict[bytes, int] = {}
+    for rank, name in enumerate(consumer_headers):
+        ranks.setdefault(name.encode("latin-1"), rank)
+    _Config.rank = ranks
+    _Config.interesting = frozenset(ranks) | _FRAMING
     _Config.environ_keys = tuple("HTTP_" + h.upper().replace("-", "_") for h in consumer_headers)
     _Config.identify_consumer = identify_consumer
 

@@ -24,13 +24,13 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
-from peekapi_otel._credentials import _Policy
+from peekapi_otel._credentials import set_consumer_headers
 from peekapi_otel._exporter import PeekApiSpanExporter
 from peekapi_otel._options import Options
 from peekapi_otel._processor import PeekApiSpanProcessor
 from peekapi_otel._sampling import wrap
 from peekapi_otel._transport import SendResult
-from peekapi_otel.hooks import _Config
+from peekapi_otel.hooks import _Config, configure_hooks
 
 __all__ = ["CapturedEvents", "InMemoryTransport", "capture_events"]
 
@@ -98,8 +98,7 @@ def capture_events(
     }
     # Hooks and the credential guard read process-wide settings that the processor
     # sets; give the app's own processor its settings back afterwards.
-    saved_hooks = (_Config.consumer_headers, _Config.environ_keys, _Config.identify_consumer)
-    saved_policy = (_Policy.hashed, _Policy.redacted)
+    saved = (_Config.consumer_headers, _Config.identify_consumer)
     transport = InMemoryTransport()
     exporter = PeekApiSpanExporter(options=Options.from_env({}, **settings), _transport=transport)
     processor = PeekApiSpanProcessor(exporter)
@@ -111,5 +110,7 @@ def capture_events(
     finally:
         processor.shutdown()
         shutil.rmtree(spool, ignore_errors=True)
-        _Config.consumer_headers, _Config.environ_keys, _Config.identify_consumer = saved_hooks
-        _Policy.hashed, _Policy.redacted = saved_policy
+        # Through the setters, which also rebuild what they derive (the ASGI header
+        # tables, the credential guard's key sets).
+        configure_hooks(*saved)
+        set_consumer_headers(saved[0])
