@@ -50,7 +50,6 @@ def main() -> None:
 
     from peekapi_otel import _credentials
     from peekapi_otel._configure import attach
-    from peekapi_otel._exporter import PeekApiSpanExporter
 
     p0 = TracerProvider()
     otel = AsgiDriver(OpenTelemetryMiddleware(raw_asgi_app, tracer_provider=p0))
@@ -69,7 +68,7 @@ def main() -> None:
     p3.add_span_processor(SpanProcessor())
     noop = AsgiDriver(OpenTelemetryMiddleware(raw_asgi_app, tracer_provider=p3))
 
-    real_submit = PeekApiSpanExporter.submit
+    real_submit = proc._submit  # the processor hands request spans straight to this
     supported = _credentials.SUPPORTED
 
     from peekapi_otel._processor import PeekApiSpanProcessor
@@ -78,9 +77,7 @@ def main() -> None:
 
     def setup(name: str) -> None:
         _credentials.SUPPORTED = "noprotect" not in name and supported
-        PeekApiSpanExporter.submit = (  # type: ignore[method-assign]
-            (lambda self, span: None) if "nosubmit" in name else real_submit
-        )
+        proc._submit = (lambda span: None) if "nosubmit" in name else real_submit
         PeekApiSpanProcessor.on_start = (  # type: ignore[method-assign]
             (lambda self, span, parent_context=None: None) if "noonstart" in name else real_on_start
         )

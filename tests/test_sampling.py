@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from opentelemetry.context import Context
+from opentelemetry.context import Context, attach, detach
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import (
     ALWAYS_OFF,
@@ -25,6 +25,7 @@ from opentelemetry.sdk.trace.sampling import (
     TraceIdRatioBased,
 )
 from opentelemetry.trace import (
+    INVALID_SPAN_CONTEXT,
     NonRecordingSpan,
     SpanContext,
     SpanKind,
@@ -44,10 +45,29 @@ def _parent(remote: bool, sampled: bool) -> Context:
     return set_span_in_context(NonRecordingSpan(ctx))
 
 
+class _OtherSpan(NonRecordingSpan):
+    """A span type the wrap has no shortcut for: it asks the API."""
+
+
+def _local_parent(sampled: bool) -> Context:
+    """A real SDK span as the parent: local, with the SDK's default trace state."""
+    sampler = ALWAYS_ON if sampled else ALWAYS_OFF
+    span = (
+        TracerProvider(sampler=wrap(sampler)).get_tracer("t").start_span("s", kind=SpanKind.SERVER)
+    )
+    return set_span_in_context(span)
+
+
 PARENTS: list[Context | None] = [
     None,
     Context(),
     *(_parent(remote, sampled) for remote, sampled in itertools.product((1, 0), (1, 0))),
+    _local_parent(sampled=True),
+    _local_parent(sampled=False),
+    set_span_in_context(NonRecordingSpan(INVALID_SPAN_CONTEXT)),
+    set_span_in_context(_OtherSpan(SpanContext(0x1234, 0x5678, False, TraceFlags(1), STATE))),
+    set_span_in_context(_OtherSpan(SpanContext(0x1234, 0x5678, True, TraceFlags(0)))),
+    Context({"current-span": "not a span"}),
 ]
 
 STATIC_CHOICES: list[Sampler] = [
@@ -69,14 +89,36 @@ def test_table_wrap_decides_as_the_general_wrap(inner: Sampler) -> None:
     fast = wrap(inner)
     assert type(fast) is not ServerRecordOnly, "a static choice should get the table wrap"
     general = ServerRecordOnly(inner)
-    attributes = {"http.request.method": "GET"}
-    for parent, kind in itertools.product(PARENTS, [*SpanKind, None]):
-        want = general.should_sample(parent, 0xABC, "GET /", kind, attributes)
-        got = fast.should_sample(parent, 0xABC, "GET /", kind, attributes)
-        assert got.decision is want.decision, (parent, kind)
-        assert dict(got.attributes) == dict(want.attributes), (parent, kind)
-        assert got.trace_state == want.trace_state, (parent, kind)
+    cases = itertools.product(PARENTS, [*SpanKind, None], [{"http.request.method": "GET"}, None])
+    for parent, kind, attributes in cases:
+        for current in (False, True):
+            # The parent passed in, or (as the SDK does for child spans) the current one.
+            token = attach(parent) if current and parent is not None else None
+            passed = None if token is not None else parent
+            try:
+                want = general.should_sample(passed, 0xABC, "GET /", kind, attributes)
+                got = fast.should_sample(passed, 0xABC, "GET /", kind, attributes)
+            finally:
+                if token is not None:
+                    detach(token)
+            case = (parent, kind, attributes, current)
+            assert got.decision is want.decision, case
+            assert dict(got.attributes) == dict(want.attributes), case
+            assert got.trace_state == want.trace_state, case
+            assert (got.trace_state is None) == (want.trace_state is None), case
     assert fast.get_description() == general.get_description()
+
+
+def test_shared_results_are_not_changed_by_the_spans_that_use_them() -> None:
+    """A result without attributes is shared; spans get copies of its attributes."""
+    provider = TracerProvider(sampler=wrap(DEFAULT_ON))
+    tracer = provider.get_tracer("t")
+    with tracer.start_as_current_span("server", kind=SpanKind.SERVER):
+        first = tracer.start_span("a")
+        first.set_attribute("k", "v")
+        second = tracer.start_span("b")
+    assert dict(second.attributes or {}) == {}
+    assert dict(first.attributes or {}) == {"k": "v"}
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanContext, SpanKind, StatusCode
 
+from peekapi_otel._context import IS_REMOTE, TUPLE_LAYOUT
 from peekapi_otel._stats import STATS
 
 Event = dict[str, Any]
@@ -49,17 +50,24 @@ def hash_consumer(value: str) -> str:
 def is_request_span(span: ReadableSpan) -> bool:
     """One event per request: a local-root SERVER span that carries an HTTP method."""
     try:
-        # The SDK's own fields: this runs for every span the app ends.
+        # The SDK's own fields: this runs for every SERVER span the app ends.
         kind = span._kind
         parent = span._parent
+        attrs = span._attributes._dict  # type: ignore[union-attr]
     except AttributeError:
         kind = span.kind
         parent = span.parent
+        attrs = None
     if kind is not SpanKind.SERVER:
         return False
-    if parent is not None and not parent.is_remote:
-        return False
-    attrs = _raw_attributes(span)
+    if parent is not None:
+        if TUPLE_LAYOUT and type(parent) is SpanContext:
+            if not parent[IS_REMOTE]:
+                return False
+        elif not parent.is_remote:
+            return False
+    if type(attrs) is not dict:
+        attrs = _raw_attributes(span)
     return "http.request.method" in attrs or "http.method" in attrs
 
 

@@ -48,6 +48,9 @@ class PeekApiSpanProcessor(SpanProcessor):
             raise ValueError("pass options either to the exporter or to the processor")
         self.exporter = exporter
         self.options: Options = exporter.options
+        # Straight to the pipeline: ``on_end`` runs for every span of the app.
+        pipeline = exporter._pipeline
+        self._submit = exporter.submit if pipeline is None else pipeline.submit
         exporter._via_processor = True
         _credentials.set_consumer_headers(self.options.consumer_headers)
         configure_hooks(self.options.consumer_headers, self.options.identify_consumer)
@@ -91,7 +94,7 @@ class PeekApiSpanProcessor(SpanProcessor):
             except AttributeError:
                 kind = span.kind
             if kind is _SERVER and self._registered and is_request_span(span):
-                self.exporter.submit(span)
+                self._submit(span)
         except Exception as exc:  # noqa: BLE001 - never into the app; counted
             report(exc)
 

@@ -27,8 +27,9 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final
 
 from opentelemetry.attributes import BoundedAttributes
-from opentelemetry.trace import Span, get_current_span
+from opentelemetry.trace import Span
 
+from peekapi_otel._context import CONTEXT_GET, SDK_SPAN, SPAN_KEY, current_recording_span
 from peekapi_otel._events import (
     ATTR_CONSUMER,
     ATTR_METHOD,
@@ -145,6 +146,8 @@ def _asgi_headers(scope: Mapping[str, Any]) -> dict[str, str]:
 
 
 class _AsgiRequest:
+    """One request's counts, from the scope to the last body message."""
+
     __slots__ = (
         "attrs",
         "done",
@@ -156,14 +159,91 @@ class _AsgiRequest:
         "upstream_send",
     )
 
-    def __init__(self, span: Span, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        self.span = span
-        self.upstream_receive = receive
-        self.upstream_send = send
-        self.read = self.sent = 0
-        self.done = False
-        method = scope.get("method")
-        self.head = method == "HEAD"
+    attrs: dict[str, Any]
+    done: bool
+    head: bool
+    read: int
+    sent: int
+    span: Span
+    upstream_receive: Any
+    upstream_send: Any
+
+    async def receive(self) -> Any:
+        message = await self.upstream_receive()
+        if message.get("type") == "http.request":
+            self.read += len(message.get("body") or b"")
+        return message
+
+    def send(self, message: Any) -> Awaitable[None]:
+        # A plain function handing back the upstream awaitable: one coroutine less per
+        # message than an ``async def`` wrapper.
+        if not self.done and message.get("type") == "http.response.body":
+            self.sent += len(message.get("body") or b"")
+            if not message.get("more_body", False):
+                # Before passing it on: the middleware ends the span after the last chunk.
+                self.finish()
+        return self.upstream_send(message)  # type: ignore[no-any-return]
+
+    def finish(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        try:
+            attrs = self.attrs
+            if ATTR_REQUEST_SIZE not in attrs:
+                attrs[ATTR_REQUEST_SIZE] = self.read
+            attrs[ATTR_RESPONSE_SIZE] = 0 if self.head else self.sent
+            _put(self.span, attrs)
+        except Exception as exc:  # noqa: BLE001 - never into the app; counted
+            report(exc)
+
+
+_new_request = object.__new__
+
+
+class _CountingASGI:
+    """Sits inside OpenTelemetryMiddleware, where the server span is the current span.
+
+    This runs for every request between two requests' worth of OpenTelemetry code, so
+    each Python call it saves shows: the span is read straight from the context
+    variable, the scope is read inline and the request's state is filled in here.
+    """
+
+    __slots__ = ("app",)
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        request: _AsgiRequest | None = None
+        if scope.get("type") == "http":
+            try:
+                span: Any = None
+                if CONTEXT_GET is not None:
+                    span = CONTEXT_GET().get(SPAN_KEY)
+                if type(span) is not SDK_SPAN or span._end_time is not None:
+                    span = current_recording_span()
+                if span is not None:
+                    request = self._start(span, scope, send)
+            except Exception as exc:  # noqa: BLE001 - never into the app; counted
+                report(exc)
+        if request is None:
+            await self.app(scope, receive, send)
+            return
+        if ATTR_REQUEST_SIZE not in request.attrs:
+            # No Content-Length: count what the app reads.
+            request.upstream_receive = receive
+            request.read = 0
+            receive = request.receive
+        try:
+            await self.app(scope, receive, request.send)
+        finally:
+            if not request.done:  # the app ended without a last body message
+                request.finish()
+
+    @staticmethod
+    def _start(span: Span, scope: dict[str, Any], send: Any) -> _AsgiRequest:
+        """The consumer, the announced request size and the method from the scope."""
         interesting = _Config.interesting
         rank = _Config.rank
         content_length: int | None = None
@@ -195,101 +275,26 @@ class _AsgiRequest:
             # HTTP/1.x: no Content-Length and no Transfer-Encoding means no body
             # (RFC 9112 6.3), so there is nothing to count on the way in.
             attrs[ATTR_REQUEST_SIZE] = 0
-        identify = _Config.identify_consumer
-        consumer: str
-        if identify is None:
-            consumer = hash_consumer(raw.decode("latin-1")) if raw else ""
+        if _Config.identify_consumer is None:
+            if raw:
+                attrs[ATTR_CONSUMER] = hash_consumer(raw.decode("latin-1"))
         else:
             consumer = _identify(lambda: _asgi_headers(scope))
-        if consumer:
-            attrs[ATTR_CONSUMER] = consumer
+            if consumer:
+                attrs[ATTR_CONSUMER] = consumer
+        method = scope.get("method")
         if method not in _STANDARD_METHODS:
             method = str(method or "").upper()
             if method not in _STANDARD_METHODS:
                 attrs[ATTR_METHOD] = method
-        self.attrs = attrs
-
-    async def receive(self) -> Any:
-        message = await self.upstream_receive()
-        if message.get("type") == "http.request":
-            self.read += len(message.get("body") or b"")
-        return message
-
-    def send(self, message: Any) -> Awaitable[None]:
-        # A plain function handing back the upstream awaitable: one coroutine less per
-        # message than an ``async def`` wrapper.
-        if not self.done and message.get("type") == "http.response.body":
-            self.sent += len(message.get("body") or b"")
-            if not message.get("more_body", False):
-                # Before passing it on: the middleware ends the span after the last chunk.
-                self.finish()
-        return self.upstream_send(message)  # type: ignore[no-any-return]
-
-    def finish(self) -> None:
-        if self.done:
-            return
-        self.done = True
-        try:
-            attrs = self.attrs
-            attrs.setdefault(ATTR_REQUEST_SIZE, self.read)
-            attrs[ATTR_RESPONSE_SIZE] = 0 if self.head else self.sent
-            _put(self.span, attrs)
-        except Exception as exc:  # noqa: BLE001 - never into the app; counted
-            report(exc)
-
-
-def _span_reader() -> Callable[[], Span | None]:
-    """The current span, read straight from the context variable when the default
-    runtime context is in use (``get_current_span`` is four Python calls)."""
-    try:
-        from opentelemetry.context import _RUNTIME_CONTEXT
-        from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
-        from opentelemetry.trace.propagation import _SPAN_KEY
-
-        if type(_RUNTIME_CONTEXT) is ContextVarsRuntimeContext:
-            variable = _RUNTIME_CONTEXT._current_context
-            key = _SPAN_KEY
-
-            def read() -> Span | None:
-                span = variable.get().get(key)
-                return span if isinstance(span, Span) else None
-
-            return read
-    except (ImportError, AttributeError):
-        pass
-    return get_current_span
-
-
-_current_span: Final = _span_reader()
-
-
-class _CountingASGI:
-    """Sits inside OpenTelemetryMiddleware, where the server span is the current span."""
-
-    __slots__ = ("app",)
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        request: _AsgiRequest | None = None
-        if scope.get("type") == "http":
-            try:
-                span = _current_span()
-                if span is not None and span.is_recording():
-                    request = _AsgiRequest(span, scope, receive, send)
-            except Exception as exc:  # noqa: BLE001 - never into the app; counted
-                report(exc)
-        if request is None:
-            await self.app(scope, receive, send)
-            return
-        # With a Content-Length there is nothing to count on the way in.
-        receive = receive if ATTR_REQUEST_SIZE in request.attrs else request.receive
-        try:
-            await self.app(scope, receive, request.send)
-        finally:
-            if not request.done:  # the app ended without a last body message
-                request.finish()
+        request = _new_request(_AsgiRequest)
+        request.span = span
+        request.attrs = attrs
+        request.upstream_send = send
+        request.head = method == "HEAD"
+        request.sent = 0
+        request.done = False
+        return request
 
 
 _ASGI_PATCHED: Final = "_peekapi_counting"
