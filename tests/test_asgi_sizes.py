@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 
 from peekapi_otel.testing import capture_events
 
@@ -24,7 +24,14 @@ async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         read += len(message.get("body", b""))
         if not message.get("more_body", False):
             break
+    if scope["path"] == "/fail-before-response":
+        raise RuntimeError("the app failed before answering")
     await send({"type": "http.response.start", "status": 200, "headers": []})
+    if scope["path"] in ("/fail-mid-stream", "/no-last-body"):
+        await send({"type": "http.response.body", "body": b"x" * 7, "more_body": True})
+        if scope["path"] == "/fail-mid-stream":
+            raise RuntimeError("the app failed while streaming")
+        return
     if scope["path"] == "/stream":
         for part in (b"a" * 10, b"b" * 20):
             await send({"type": "http.response.body", "body": part, "more_body": True})
@@ -97,6 +104,42 @@ def test_sizes(
         (event,) = captured.events
     assert (event["request_size"], event["response_size"]) == sizes
     assert event["consumer_id"].startswith("hash_")
+
+
+@pytest.mark.parametrize(
+    ("path", "sizes"),
+    [
+        ("/fail-before-response", (BODY, 0)),
+        ("/fail-mid-stream", (BODY, 7)),
+        ("/no-last-body", (BODY, 7)),
+    ],
+)
+def test_sizes_when_the_app_ends_without_a_last_body(path: str, sizes: tuple[int, int]) -> None:
+    """Whatever way the app ends, the event has the consumer and the bytes counted so far."""
+    provider = TracerProvider()
+    with capture_events(provider) as captured:
+        app = OpenTelemetryMiddleware(_app, tracer_provider=provider)
+        headers = [(b"x-api-key", b"k1"), (b"transfer-encoding", b"chunked")]
+        if path.startswith("/fail"):
+            with pytest.raises(RuntimeError):
+                _call(app, "POST", path, headers, version="1.1")
+        else:
+            _call(app, "POST", path, headers, version="1.1")
+        (event,) = captured.events
+    assert (event["request_size"], event["response_size"]) == sizes
+    assert event["consumer_id"].startswith("hash_")
+
+
+@pytest.mark.parametrize("path", ["/", "/stream"])
+def test_sizes_under_attribute_limits(path: str) -> None:
+    """With a value-length limit the SDK's own setter is used for every update."""
+    provider = TracerProvider(span_limits=SpanLimits(max_attribute_length=64))
+    with capture_events(provider) as captured:
+        app = OpenTelemetryMiddleware(_app, tracer_provider=provider)
+        headers = [(b"x-api-key", b"k1"), (b"transfer-encoding", b"chunked")]
+        _call(app, "POST", path, headers, version="1.1")
+        (event,) = captured.events
+    assert (event["request_size"], event["response_size"]) == (BODY, 35 if path == "/stream" else 2)
 
 
 @pytest.mark.parametrize(

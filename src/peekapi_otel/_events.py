@@ -15,7 +15,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanContext, SpanKind, StatusCode
 
-from peekapi_otel._context import IS_REMOTE, TUPLE_LAYOUT
+from peekapi_otel._context import IS_REMOTE, SPAN_ID, TRACE_ID, TUPLE_LAYOUT
 from peekapi_otel._stats import STATS
 
 Event = dict[str, Any]
@@ -505,9 +505,13 @@ class EventEncoder:
             fraction = "." + _THOUSANDS[high] + _THOUSANDS[low]
         else:
             fraction = ""  # as isoformat() writes a whole second
+        if TUPLE_LAYOUT and type(ctx) is SpanContext:
+            trace_int, span_int = ctx[TRACE_ID], ctx[SPAN_ID]
+        else:
+            trace_int, span_int = ctx.trace_id, ctx.span_id
         try:
-            trace_id = ctx.trace_id.to_bytes(16, "big").hex()
-            span_id = ctx.span_id.to_bytes(8, "big").hex()
+            trace_id = trace_int.to_bytes(16, "big").hex()
+            span_id = span_int.to_bytes(8, "big").hex()
         except OverflowError:  # not a valid id: the slow path writes it as it is
             return self._slow(span or _stand_in(attrs, ctx, start, end))
         line = (

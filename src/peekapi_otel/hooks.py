@@ -108,8 +108,9 @@ def _has_plain_dict() -> bool:
 _DIRECT: Final = _has_plain_dict()
 
 
-def _put(span: Span, attrs: dict[str, Any]) -> None:
-    """Add our attributes to a live span.
+def _put(span: Span, attrs: dict[str, Any]) -> dict[str, Any] | None:
+    """Add our attributes to a live span; the span's own dict when they went straight
+    into it (else ``None``).
 
     ``set_attributes`` takes the span's lock and validates and copies every value, which
     costs several microseconds per call. Ours are plain str/int that need none of it, so
@@ -128,8 +129,9 @@ def _put(span: Span, attrs: dict[str, Any]) -> None:
         ):
             with bounded._lock:
                 raw.update(attrs)
-            return
+            return raw
     span.set_attributes(attrs)
+    return None
 
 
 # --- ASGI (FastAPI, Starlette, raw OpenTelemetryMiddleware) -------------------------
@@ -146,56 +148,66 @@ def _asgi_headers(scope: Mapping[str, Any]) -> dict[str, str]:
 
 
 class _AsgiRequest:
-    """One request's counts, from the scope to the last body message."""
+    """One request's byte counts.
 
-    __slots__ = (
-        "attrs",
-        "done",
-        "head",
-        "read",
-        "sent",
-        "span",
-        "upstream_receive",
-        "upstream_send",
-    )
+    The consumer, the method and both sizes go on the server span when the request
+    starts; each body message then updates its size in the span's own dict (one store,
+    no lock: the key is there already, so the dict does not grow). So nothing is left to
+    do when the app ends, whichever way it ends, and the layer needs no coroutine of its
+    own.
+    """
 
-    attrs: dict[str, Any]
+    __slots__ = ("done", "head", "raw", "read", "sent", "span", "upstream_receive", "upstream_send")
+
     done: bool
     head: bool
+    #: The span's attribute dict, when our attributes went straight into it.
+    raw: dict[str, Any] | None
     read: int
     sent: int
     span: Span
     upstream_receive: Any
     upstream_send: Any
 
+    def _update(self, key: str, value: int) -> None:
+        raw = self.raw
+        if raw is not None and key in raw:
+            raw[key] = value
+        else:  # limits apply, or a limit pushed our key out: the SDK's setter decides
+            self.span.set_attribute(key, value)
+
     async def receive(self) -> Any:
         message = await self.upstream_receive()
-        if message.get("type") == "http.request":
-            self.read += len(message.get("body") or b"")
+        try:
+            if not self.done and message.get("type") == "http.request":
+                body = message.get("body")
+                if body:
+                    self.read += len(body)
+                    self._update(ATTR_REQUEST_SIZE, self.read)
+        except Exception as exc:  # noqa: BLE001 - never into the app; counted
+            report(exc)
         return message
 
     def send(self, message: Any) -> Awaitable[None]:
         # A plain function handing back the upstream awaitable: one coroutine less per
         # message than an ``async def`` wrapper.
-        if not self.done and message.get("type") == "http.response.body":
-            self.sent += len(message.get("body") or b"")
-            if not message.get("more_body", False):
-                # Before passing it on: the middleware ends the span after the last chunk.
-                self.finish()
-        return self.upstream_send(message)  # type: ignore[no-any-return]
-
-    def finish(self) -> None:
-        if self.done:
-            return
-        self.done = True
         try:
-            attrs = self.attrs
-            if ATTR_REQUEST_SIZE not in attrs:
-                attrs[ATTR_REQUEST_SIZE] = self.read
-            attrs[ATTR_RESPONSE_SIZE] = 0 if self.head else self.sent
-            _put(self.span, attrs)
+            if not self.done and message.get("type") == "http.response.body":
+                if not message.get("more_body", False):
+                    # The middleware ends the span after the last chunk: nothing after
+                    # it is counted.
+                    self.done = True
+                body = message.get("body")
+                if body and not self.head:
+                    self.sent += len(body)
+                    raw = self.raw
+                    if raw is not None and ATTR_RESPONSE_SIZE in raw:
+                        raw[ATTR_RESPONSE_SIZE] = self.sent
+                    else:
+                        self.span.set_attribute(ATTR_RESPONSE_SIZE, self.sent)
         except Exception as exc:  # noqa: BLE001 - never into the app; counted
             report(exc)
+        return self.upstream_send(message)  # type: ignore[no-any-return]
 
 
 _new_request = object.__new__
@@ -205,8 +217,9 @@ class _CountingASGI:
     """Sits inside OpenTelemetryMiddleware, where the server span is the current span.
 
     This runs for every request between two requests' worth of OpenTelemetry code, so
-    each Python call it saves shows: the span is read straight from the context
-    variable, the scope is read inline and the request's state is filled in here.
+    each Python call it saves shows: it is a plain function that hands back the app's
+    own awaitable, the span is read straight from the context variable, and the scope is
+    read in one place.
     """
 
     __slots__ = ("app",)
@@ -214,8 +227,7 @@ class _CountingASGI:
     def __init__(self, app: Any) -> None:
         self.app = app
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        request: _AsgiRequest | None = None
+    def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Awaitable[None]:
         if scope.get("type") == "http":
             try:
                 span: Any = None
@@ -225,25 +237,17 @@ class _CountingASGI:
                     span = current_recording_span()
                 if span is not None:
                     request = self._start(span, scope, send)
+                    send = request.send
+                    if request.read >= 0:  # no Content-Length: count what the app reads
+                        request.upstream_receive = receive
+                        receive = request.receive
             except Exception as exc:  # noqa: BLE001 - never into the app; counted
                 report(exc)
-        if request is None:
-            await self.app(scope, receive, send)
-            return
-        if ATTR_REQUEST_SIZE not in request.attrs:
-            # No Content-Length: count what the app reads.
-            request.upstream_receive = receive
-            request.read = 0
-            receive = request.receive
-        try:
-            await self.app(scope, receive, request.send)
-        finally:
-            if not request.done:  # the app ended without a last body message
-                request.finish()
+        return self.app(scope, receive, send)  # type: ignore[no-any-return]
 
     @staticmethod
     def _start(span: Span, scope: dict[str, Any], send: Any) -> _AsgiRequest:
-        """The consumer, the announced request size and the method from the scope."""
+        """Puts the consumer, the method and the sizes known so far on the span."""
         interesting = _Config.interesting
         rank = _Config.rank
         content_length: int | None = None
@@ -268,13 +272,17 @@ class _CountingASGI:
             elif value and rank[key] < raw_rank:  # an empty header is no credential
                 raw_rank = rank[key]
                 raw = value
-        attrs: dict[str, Any] = {}
+        request = _new_request(_AsgiRequest)
+        attrs: dict[str, Any] = {ATTR_REQUEST_SIZE: 0, ATTR_RESPONSE_SIZE: 0}
         if content_length is not None:
             attrs[ATTR_REQUEST_SIZE] = content_length
+            request.read = -1
         elif not chunked and scope.get("http_version", "1.1") in _BODY_NEEDS_FRAMING:
             # HTTP/1.x: no Content-Length and no Transfer-Encoding means no body
             # (RFC 9112 6.3), so there is nothing to count on the way in.
-            attrs[ATTR_REQUEST_SIZE] = 0
+            request.read = -1
+        else:
+            request.read = 0
         if _Config.identify_consumer is None:
             if raw:
                 attrs[ATTR_CONSUMER] = hash_consumer(raw.decode("latin-1"))
@@ -287,13 +295,12 @@ class _CountingASGI:
             method = str(method or "").upper()
             if method not in _STANDARD_METHODS:
                 attrs[ATTR_METHOD] = method
-        request = _new_request(_AsgiRequest)
         request.span = span
-        request.attrs = attrs
         request.upstream_send = send
         request.head = method == "HEAD"
         request.sent = 0
         request.done = False
+        request.raw = _put(span, attrs)
         return request
 
 
