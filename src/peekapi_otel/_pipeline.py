@@ -426,7 +426,10 @@ class Pipeline:
                 # after all: do not send it again from disk.
                 self._delivered_on_disk.update(batch)
             self._inflight = None
-            self._changed.notify_all()
+            if not self._outbox:
+                # Only a flush waits here, and only for an empty outbox: no wake-up of
+                # the flushing thread for every batch.
+                self._changed.notify_all()
 
     def _take(self) -> list[bytes] | None:
         with self._lock:
