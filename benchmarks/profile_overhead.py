@@ -32,9 +32,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 ENTRY_POINTS = (
-    ("hooks.py", "__call__"),  # _CountingASGI: the whole ASGI request, app included
-    ("hooks.py", "__init__"),  # _AsgiRequest: consumer and Content-Length from the scope
-    ("hooks.py", "finish"),
+    ("hooks.py", "__call__"),  # _CountingASGI: the request's start (the app runs after it)
+    ("hooks.py", "_start"),  # consumer, method and sizes from the scope, onto the span
+    ("hooks.py", "send"),  # _AsgiRequest: response bytes
+    ("hooks.py", "receive"),  # request bytes when no Content-Length announced them
     ("hooks.py", "wsgi_request_hook"),
     ("hooks.py", "flask_response_hook"),
     ("hooks.py", "wsgi_response_hook"),

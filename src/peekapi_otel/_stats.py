@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Final
 
 _logger = logging.getLogger("peekapi_otel")
@@ -37,14 +38,13 @@ class Stats:
         self._unlogged: Counter[str] = Counter()
         self._last_summary = 0.0
         self._once: set[str] = set()
+        self._new_seen()
+
+    def _new_seen(self) -> None:
         self._seen = itertools.count()
-
-    def add_seen(self) -> None:
-        """One request seen: no lock, as it runs once per request on the app's threads.
-
-        ``next()`` on a count is a single C call under the GIL, so no increment is lost.
-        """
-        next(self._seen)
+        #: One request seen: the count's own ``__next__``, a single C call under the GIL
+        #: (no lock, no Python frame, no increment lost), as it runs for every request.
+        self.add_seen: Callable[[], object] = self._seen.__next__
 
     def _seen_so_far(self) -> int:
         # repr is the one way to read a count without advancing it on every Python
@@ -128,7 +128,7 @@ class Stats:
         self._drops = Counter()
         self._unlogged = Counter()
         self._once = set()
-        self._seen = itertools.count()
+        self._new_seen()
 
 
 STATS: Final = Stats()

@@ -348,35 +348,6 @@ def _environ_headers(environ: Mapping[str, Any]) -> dict[str, str]:
     return headers
 
 
-def _environ_request(span: Span, environ: Mapping[str, Any]) -> None:
-    try:
-        size = max(int(environ.get("CONTENT_LENGTH") or 0), 0)
-    except ValueError:
-        size = 0
-    attrs: dict[str, Any] = {ATTR_REQUEST_SIZE: size}
-    if _Config.identify_consumer is None:
-        raw = None
-        for key in _Config.environ_keys:  # the first configured header set wins
-            raw = environ.get(key)
-            if raw:
-                break
-        consumer = hash_consumer(str(raw)) if raw else ""
-    else:
-        consumer = _identify(lambda: _environ_headers(environ))
-    if consumer:
-        attrs[ATTR_CONSUMER] = consumer
-    if "RAW_URI" not in environ and "REQUEST_URI" not in environ:
-        # wsgiref (Django runserver) sets neither, and then the stable semantic
-        # conventions put no path on the span at all (OTEL-FACTS Q2).
-        attrs[ATTR_PATH] = (environ.get("SCRIPT_NAME") or "") + (environ.get("PATH_INFO") or "/")
-        attrs[ATTR_QUERY] = environ.get("QUERY_STRING") or ""
-    if environ.get("REQUEST_METHOD") not in _STANDARD_METHODS:
-        method = str(environ.get("REQUEST_METHOD", "")).upper()
-        if method not in _STANDARD_METHODS:
-            attrs[ATTR_METHOD] = method
-    _put(span, attrs)
-
-
 def _headers_size(headers: Sequence[tuple[str, str]] | None) -> int | None:
     for name, value in headers or ():
         if name.lower() == "content-length":
@@ -393,13 +364,59 @@ def _is_head(span: Span) -> bool:
     return "HEAD" in (attrs.get("http.request.method"), attrs.get("http.method"))
 
 
-# The hooks run once or twice per request: ``try`` instead of ``with guard:``.
+def _set_response_size(span: Span, size: int) -> None:
+    """The request hook put a 0 on the live span: store the size over it in the span's
+    own dict (the key is there, so the dict does not grow), else through :func:`_put`."""
+    sdk: Any = span  # the SDK's span type is checked first
+    if type(sdk) is SDK_SPAN and sdk._end_time is None and _DIRECT:
+        raw = sdk._attributes._dict
+        if ATTR_RESPONSE_SIZE in raw:
+            raw[ATTR_RESPONSE_SIZE] = size
+            return
+    _put(span, {ATTR_RESPONSE_SIZE: size})
 
 
-def wsgi_request_hook(span: Span, environ: dict[str, Any]) -> None:
+# The hooks run once or twice per request: ``try`` instead of ``with guard:``, and the
+# request hook does its work in place (Django's calls it with ``request.META``).
+
+
+def wsgi_request_hook(span: Span, environ: Mapping[str, Any]) -> None:
     try:
-        if span.is_recording():
-            _environ_request(span, environ)
+        sdk: Any = span  # the SDK's span type is checked first
+        if type(sdk) is SDK_SPAN:
+            if sdk._end_time is not None:
+                return
+        elif not span.is_recording():
+            return
+        try:
+            size = max(int(environ.get("CONTENT_LENGTH") or 0), 0)
+        except ValueError:
+            size = 0
+        # The response size is 0 until the response hook knows better.
+        attrs: dict[str, Any] = {ATTR_REQUEST_SIZE: size, ATTR_RESPONSE_SIZE: 0}
+        if _Config.identify_consumer is None:
+            raw = None
+            for key in _Config.environ_keys:  # the first configured header set wins
+                raw = environ.get(key)
+                if raw:
+                    attrs[ATTR_CONSUMER] = hash_consumer(str(raw))
+                    break
+        else:
+            consumer = _identify(lambda: _environ_headers(environ))
+            if consumer:
+                attrs[ATTR_CONSUMER] = consumer
+        if "RAW_URI" not in environ and "REQUEST_URI" not in environ:
+            # wsgiref (Django runserver) sets neither, and then the stable semantic
+            # conventions put no path on the span at all (OTEL-FACTS Q2).
+            attrs[ATTR_PATH] = (environ.get("SCRIPT_NAME") or "") + (
+                environ.get("PATH_INFO") or "/"
+            )
+            attrs[ATTR_QUERY] = environ.get("QUERY_STRING") or ""
+        if environ.get("REQUEST_METHOD") not in _STANDARD_METHODS:
+            method = str(environ.get("REQUEST_METHOD", "")).upper()
+            if method not in _STANDARD_METHODS:
+                attrs[ATTR_METHOD] = method
+        _put(span, attrs)
     except Exception as exc:  # noqa: BLE001 - never into the app; counted
         report(exc)
 
@@ -410,8 +427,8 @@ def wsgi_response_hook(
     try:
         # A HEAD response has no body on the wire; Content-Length describes the GET body.
         size = 0 if environ.get("REQUEST_METHOD") == "HEAD" else _headers_size(headers)
-        if span.is_recording() and size is not None:
-            _put(span, {ATTR_RESPONSE_SIZE: size})
+        if size is not None and span.is_recording():
+            _set_response_size(span, size)
     except Exception as exc:  # noqa: BLE001 - never into the app; counted
         report(exc)
 
@@ -422,7 +439,7 @@ def flask_response_hook(span: Span, status: str, headers: list[tuple[str, str]])
             return
         size = 0 if _is_head(span) else _headers_size(headers)
         if size is not None:
-            _put(span, {ATTR_RESPONSE_SIZE: size})
+            _set_response_size(span, size)
     except Exception as exc:  # noqa: BLE001 - never into the app; counted
         report(exc)
 
@@ -432,8 +449,7 @@ def flask_response_hook(span: Span, status: str, headers: list[tuple[str, str]])
 
 def django_request_hook(span: Span, request: Any) -> None:
     try:
-        if span.is_recording():
-            _environ_request(span, getattr(request, "META", {}))
+        wsgi_request_hook(span, getattr(request, "META", {}))
     except Exception as exc:  # noqa: BLE001 - never into the app; counted
         report(exc)
 
@@ -450,7 +466,7 @@ def django_response_hook(span: Span, request: Any, response: Any) -> None:
         else:
             size = len(response.content)
         if size is not None:
-            _put(span, {ATTR_RESPONSE_SIZE: size})
+            _set_response_size(span, size)
 
 
 _HOOKS: Final[dict[str, dict[str, Callable[..., None]]]] = {
