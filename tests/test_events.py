@@ -612,6 +612,43 @@ def test_millisecond_text_is_the_float_repr() -> None:
         assert _millis_text(ns) == repr(millis(ns)), ns
 
 
+def test_encoder_writes_the_duration_as_the_reference() -> None:
+    """The encoder writes ``response_time_ms`` inline (as ``_millis_text``): the same
+    text as the reference event over rounding boundaries, negative, huge and random
+    durations."""
+    import random
+
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from peekapi_otel._events import EventEncoder
+
+    span = (
+        TracerProvider()
+        .get_tracer("t")
+        .start_span("GET", kind=SpanKind.SERVER, attributes=dict(NEW), start_time=START)
+    )
+    span.end(end_time=START + 1)
+    fields = record(span)  # type: ignore[arg-type]
+    assert fields is not None
+    attrs, ctx, start, _ = fields
+    rng = random.Random(11)
+    durations = [-7, 0, 1, 4_999, 5_000, 14_999, 15_000, 994_999, 995_000, 10**17 + 5_000]
+    durations += [10**k + d for k in range(3, 24) for d in (-5_001, -5_000, 4_999, 5_000)]
+    durations += [rng.randrange(0, 10**12) for _ in range(2_000)]
+    encoder = EventEncoder()
+    for ns in durations:
+        stand_in = ReadableSpan(
+            name="GET",
+            context=ctx,
+            attributes=attrs,
+            kind=SpanKind.SERVER,
+            start_time=start,
+            end_time=start + ns,
+        )
+        expected = encode_event(span_to_event(stand_in), 65536)
+        assert encoder.encode_record((attrs, ctx, start, start + ns)) == expected, ns
+
+
 @pytest.mark.parametrize("micros", [0, 1, 9, 10, 999, 1_000, 1_001, 100_000, 999_999])
 def test_timestamp_fraction_matches_isoformat(micros: int) -> None:
     from opentelemetry.sdk.trace import TracerProvider
