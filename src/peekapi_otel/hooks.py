@@ -200,6 +200,7 @@ class _AsgiRequest:
                 body = message.get("body")
                 if body and not self.head:
                     self.sent += len(body)
+                    # _update(), written out: this runs for every body message.
                     raw = self.raw
                     if raw is not None and ATTR_RESPONSE_SIZE in raw:
                         raw[ATTR_RESPONSE_SIZE] = self.sent
@@ -243,7 +244,7 @@ class _CountingASGI:
                         receive = request.receive
             except Exception as exc:  # noqa: BLE001 - never into the app; counted
                 report(exc)
-        return self.app(scope, receive, send)  # type: ignore[no-any-return]
+        return self.app(scope, receive, send)  # type: ignore[no-any-return]  # untyped app
 
     @staticmethod
     def _start(span: Span, scope: dict[str, Any], send: Any) -> _AsgiRequest:
