@@ -142,6 +142,20 @@ def test_sizes_under_attribute_limits(path: str) -> None:
     assert (event["request_size"], event["response_size"]) == (BODY, 35 if path == "/stream" else 2)
 
 
+def test_sizes_without_the_context_shortcut(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With another runtime context the layer finds the span through the API."""
+    monkeypatch.setattr("peekapi_otel.hooks.CONTEXT_GET", None)
+    monkeypatch.setattr("peekapi_otel._context.CONTEXT_GET", None)
+    provider = TracerProvider()
+    with capture_events(provider) as captured:
+        app = OpenTelemetryMiddleware(_app, tracer_provider=provider)
+        headers = [(b"x-api-key", b"k1"), (b"transfer-encoding", b"chunked")]
+        _call(app, "POST", "/stream", headers, version="1.1")
+        (event,) = captured.events
+    assert (event["request_size"], event["response_size"]) == (BODY, 35)
+    assert event["consumer_id"].startswith("hash_")
+
+
 @pytest.mark.parametrize(
     ("headers", "sizes", "consumer"),
     [

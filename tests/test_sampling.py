@@ -84,8 +84,16 @@ class _Subclassed(StaticSampler):
         return ALWAYS_OFF.should_sample(*args, **kwargs)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("shortcuts", [True, False], ids=["shortcuts", "public-api-only"])
 @pytest.mark.parametrize("inner", STATIC_CHOICES, ids=lambda s: s.get_description())
-def test_table_wrap_decides_as_the_general_wrap(inner: Sampler) -> None:
+def test_table_wrap_decides_as_the_general_wrap(
+    inner: Sampler, shortcuts: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not shortcuts:
+        # As with another runtime context or a SpanContext of another layout: every read
+        # goes through the API.
+        monkeypatch.setattr("peekapi_otel._sampling.CONTEXT_GET", None)
+        monkeypatch.setattr("peekapi_otel._sampling.TUPLE_LAYOUT", False)
     fast = wrap(inner)
     assert type(fast) is not ServerRecordOnly, "a static choice should get the table wrap"
     general = ServerRecordOnly(inner)
