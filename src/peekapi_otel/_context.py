@@ -88,10 +88,7 @@ IS_VALID: Final = 5
 
 
 def current_recording_span() -> Span | None:
-    """The current span if it records."""
-    if CONTEXT_GET is not None:
-        span = CONTEXT_GET().get(SPAN_KEY)
-        if type(span) is SDK_SPAN and span._end_time is None:
-            return span  # type: ignore[no-any-return]  # checked: the SDK's span
+    """The current span if it records, through the API: the fallback for callers whose
+    inline read of :data:`CONTEXT_GET` found no live SDK span."""
     span = get_current_span()
     return span if span.is_recording() else None

@@ -383,11 +383,7 @@ def _set_response_size(span: Span, size: int) -> None:
 
 def wsgi_request_hook(span: Span, environ: Mapping[str, Any]) -> None:
     try:
-        sdk: Any = span  # the SDK's span type is checked first
-        if type(sdk) is SDK_SPAN:
-            if sdk._end_time is not None:
-                return
-        elif not span.is_recording():
+        if not span.is_recording():
             return
         try:
             size = max(int(environ.get("CONTENT_LENGTH") or 0), 0)
