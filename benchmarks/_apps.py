@@ -11,7 +11,7 @@ Variants:
 * ``otel``           OpenTelemetry instrumentation, SDK ``TracerProvider`` with no processor;
 * ``otel_peek``      as the zero-code path (``distro.py``) configures it: the distro's
                      ``OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS`` default,
-                     ``peekapi_otel._configure.attach(provider)`` (processor + sampler wrap),
+                     ``peekapi_otel.otel._configure.attach(provider)`` (processor + sampler wrap),
                      ``peekapi_otel.hooks.instrumentor_kwargs(framework)`` on the instrumentor;
 * ``peekapi``        the ``peekapi`` 0.1.0 middleware with its defaults;
 * ``otel_nosr`` / ``otel_peek_nosr``  (ASGI only) as above with
@@ -55,7 +55,7 @@ def child_env(variant: str) -> dict[str, str]:
     }
     if variant.startswith("otel_peek"):
         # What PeekApiDistro._defaults() merges in (cookies redacted at capture time).
-        from peekapi_otel._configure import SANITIZED
+        from peekapi_otel.otel._configure import SANITIZED
 
         env[SANITIZE] = ",".join(SANITIZED)
     return env
@@ -306,7 +306,7 @@ def build(framework: str, variant: str, ingest_url: str, storage: str) -> Built:
 
         provider = TracerProvider()
         if variant == "otel_proc":  # decomposition: processor + sampler wrap, no hooks
-            from peekapi_otel._configure import attach
+            from peekapi_otel.otel._configure import attach
 
             processor = attach(provider, api_key=API_KEY, endpoint=ingest_url, storage_path=storage)
         elif variant == "otel_hooks":  # decomposition: our hooks only, no processor
@@ -315,8 +315,8 @@ def build(framework: str, variant: str, ingest_url: str, storage: str) -> Built:
             hook_flavour = {"raw_asgi": "asgi", "raw_wsgi": "wsgi"}.get(framework, framework)
             kwargs.update(instrumentor_kwargs(hook_flavour))
         elif variant.startswith("otel_peek"):
-            from peekapi_otel._configure import attach
             from peekapi_otel.hooks import instrumentor_kwargs
+            from peekapi_otel.otel._configure import attach
 
             processor = attach(provider, api_key=API_KEY, endpoint=ingest_url, storage_path=storage)
             hook_flavour = {"raw_asgi": "asgi", "raw_wsgi": "wsgi"}.get(framework, framework)

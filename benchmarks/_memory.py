@@ -1,7 +1,7 @@
 """Memory and loss under pressure: a burst of events with the ingest down (connection
 refused). One variant per process; prints one ``@@{json}`` line.
 
-* ``ours``: a ``TracerProvider`` with ``peekapi_otel._configure.attach`` (as the distro
+* ``ours``: a ``TracerProvider`` with ``peekapi_otel.otel._configure.attach`` (as the distro
   does) and a tmp ``storage_path``; each event is a real SERVER span started and ended
   with the attributes the ASGI instrumentation and our hooks put on it. After the burst:
   ``force_flush`` then ``provider.shutdown()``. lost = N - (sent + spooled) from
@@ -73,8 +73,8 @@ def run_ours(n: int, storage: str, endpoint: str, flush_s: float) -> dict[str, A
     from opentelemetry.trace import SpanKind
 
     import peekapi_otel
-    from peekapi_otel._configure import attach
-    from peekapi_otel._events import hash_consumer
+    from peekapi_otel.core._events import hash_consumer
+    from peekapi_otel.otel._configure import attach
 
     provider = TracerProvider()
     processor = attach(provider, api_key=API_KEY, endpoint=endpoint, storage_path=storage)

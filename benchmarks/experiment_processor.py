@@ -48,8 +48,8 @@ def main() -> None:
     from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
     from opentelemetry.sdk.trace import TracerProvider
 
-    from peekapi_otel import _credentials
-    from peekapi_otel._configure import attach
+    from peekapi_otel.otel import _credentials
+    from peekapi_otel.otel._configure import attach
 
     p0 = TracerProvider()
     otel = AsgiDriver(OpenTelemetryMiddleware(raw_asgi_app, tracer_provider=p0))
@@ -71,7 +71,7 @@ def main() -> None:
     real_submit = proc._submit  # the processor hands request spans straight to this
     supported = _credentials.SUPPORTED
 
-    from peekapi_otel._processor import PeekApiSpanProcessor
+    from peekapi_otel.otel._processor import PeekApiSpanProcessor
 
     real_on_start, real_on_end = PeekApiSpanProcessor.on_start, PeekApiSpanProcessor.on_end
 

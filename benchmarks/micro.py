@@ -62,9 +62,10 @@ def main() -> None:
     from opentelemetry.sdk.trace.sampling import DEFAULT_ON
     from opentelemetry.trace import SpanKind
 
-    from peekapi_otel import _credentials, _events
-    from peekapi_otel._guard import guard
-    from peekapi_otel._sampling import ServerRecordOnly
+    from peekapi_otel.core import _events
+    from peekapi_otel.core._guard import guard
+    from peekapi_otel.otel import _credentials
+    from peekapi_otel.otel._sampling import ServerRecordOnly
 
     span = real_span()
 

@@ -10,8 +10,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from ingest import Ingest
-from peekapi_otel._guard import _Guard
-from peekapi_otel._stats import STATS
+from peekapi_otel.core._guard import _Guard
+from peekapi_otel.core._stats import STATS
 
 
 @pytest.fixture(autouse=True)

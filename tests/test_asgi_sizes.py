@@ -144,7 +144,7 @@ def test_sizes_under_attribute_limits(path: str) -> None:
 
 def test_sizes_without_the_context_shortcut(monkeypatch: pytest.MonkeyPatch) -> None:
     """With another runtime context the layer finds the span through the API."""
-    monkeypatch.setattr("peekapi_otel.hooks.CONTEXT_GET", None)
+    monkeypatch.setattr("peekapi_otel.otel._asgi.CONTEXT_GET", None)
     provider = TracerProvider()
     with capture_events(provider) as captured:
         app = OpenTelemetryMiddleware(_app, tracer_provider=provider)
@@ -174,7 +174,7 @@ def test_sizes_without_the_context_shortcut(monkeypatch: pytest.MonkeyPatch) -> 
 def test_header_names_in_any_case(
     headers: list[tuple[bytes, bytes]], sizes: tuple[int, int], consumer: str
 ) -> None:
-    from peekapi_otel._events import hash_consumer
+    from peekapi_otel.core._events import hash_consumer
 
     provider = TracerProvider()
     with capture_events(provider) as captured:
@@ -189,8 +189,8 @@ def test_capture_events_gives_the_asgi_layer_and_the_guard_their_settings_back()
     """``capture_events`` with its own consumer headers must leave the process as it
     found it: afterwards ``x-api-key`` identifies consumers again on ASGI, and captured
     ``authorization`` headers are hashed again by the credential guard."""
-    from peekapi_otel._credentials import _Policy
-    from peekapi_otel._events import hash_consumer
+    from peekapi_otel.core._events import hash_consumer
+    from peekapi_otel.otel._credentials import _Policy
 
     provider = TracerProvider()
     before = (_Policy.hashed, _Policy.redacted, _Policy.guarded, _Policy.guarded_set)
@@ -208,7 +208,7 @@ def test_capture_events_gives_the_asgi_layer_and_the_guard_their_settings_back()
 
 
 def test_nested_capture_events_gives_the_outer_processor_its_asgi_settings_back() -> None:
-    from peekapi_otel._events import hash_consumer
+    from peekapi_otel.core._events import hash_consumer
 
     provider = TracerProvider()
     headers = [(b"x-outer", b"o1"), (b"x-api-key", b"k1")]

@@ -25,8 +25,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import peekapi_otel
 from ingest import Ingest
 from peekapi_otel import Options, PeekApiSpanExporter, PeekApiSpanProcessor, stats
-from peekapi_otel._configure import CAPTURE_REQUEST, CAPTURE_RESPONSE, SANITIZE
 from peekapi_otel.hooks import instrumentor_kwargs
+from peekapi_otel.otel._configure import CAPTURE_REQUEST, CAPTURE_RESPONSE, SANITIZE
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

@@ -24,8 +24,8 @@ from opentelemetry.trace import SpanKind
 
 from ingest import Ingest
 from peekapi_otel import PeekApiSpanProcessor, stats
-from peekapi_otel._credentials import REDACTED
 from peekapi_otel.hooks import instrumentor_kwargs
+from peekapi_otel.otel._credentials import REDACTED
 
 API_KEY = "sk-live-CREDKEY-31337"
 TOKEN = "Bearer tok-CREDTOKEN-4242"

@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from peekapi_otel import distro
-from peekapi_otel._configure import SANITIZE, merge_env_list
+from peekapi_otel.otel import _distro as distro
+from peekapi_otel.otel._configure import SANITIZE, merge_env_list
 
 
 def test_defaults_only_fill_what_the_user_left_unset(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -66,7 +66,7 @@ def _span_names_of_one_request(cut: bool, **middleware_kwargs: object) -> tuple[
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    from peekapi_otel import hooks
+    from peekapi_otel.otel import _request_attrs as hooks
     from peekapi_otel.testing import capture_events
 
     async def app(scope: dict, receive: object, send: object) -> None:  # type: ignore[type-arg]
@@ -122,7 +122,7 @@ def test_asgi_middleware_leaves_out_message_spans_only_when_told_and_not_chosen(
 def test_distro_tells_asgi_middlewares_to_cut_only_when_traces_go_nowhere(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from peekapi_otel import hooks
+    from peekapi_otel.otel import _request_attrs as hooks
 
     # The distro writes its defaults into the environment and marks itself active.
     monkeypatch.setattr(os, "environ", dict(os.environ))
@@ -137,6 +137,6 @@ def test_distro_tells_asgi_middlewares_to_cut_only_when_traces_go_nowhere(
 
 
 def _hash(value: str) -> str:
-    from peekapi_otel._events import hash_consumer
+    from peekapi_otel.core._events import hash_consumer
 
     return hash_consumer(value)

@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace import Event as SpanEvent
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
-from peekapi_otel._events import (
+from peekapi_otel.core._events import (
     encode_event,
     hash_consumer,
     is_request_span,
@@ -496,7 +496,7 @@ def test_fast_encoder_matches_the_reference_encoding(
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.trace import Status
 
-    from peekapi_otel._events import EventEncoder
+    from peekapi_otel.core._events import EventEncoder
 
     tracer = TracerProvider().get_tracer("encoder")
     span = tracer.start_span("GET /x", kind=SpanKind.SERVER, attributes=attrs, start_time=start)
@@ -522,7 +522,7 @@ def test_one_encoder_over_many_requests_matches_the_reference() -> None:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.trace import Status
 
-    from peekapi_otel._events import _HEADS_MAX, EventEncoder
+    from peekapi_otel.core._events import _HEADS_MAX, EventEncoder
 
     tracer = TracerProvider().get_tracer("encoder")
     encoder = EventEncoder()
@@ -599,7 +599,7 @@ def test_millisecond_text_is_the_float_repr() -> None:
     ``repr(millis(ns))`` (what ``json`` writes for the reference event)."""
     import random
 
-    from peekapi_otel._events import _millis_text, millis
+    from peekapi_otel.core._events import _millis_text, millis
 
     rng = random.Random(7)
     durations = [
@@ -620,7 +620,7 @@ def test_encoder_writes_the_duration_as_the_reference() -> None:
 
     from opentelemetry.sdk.trace import TracerProvider
 
-    from peekapi_otel._events import EventEncoder
+    from peekapi_otel.core._events import EventEncoder
 
     span = (
         TracerProvider()
@@ -653,7 +653,7 @@ def test_encoder_writes_the_duration_as_the_reference() -> None:
 def test_timestamp_fraction_matches_isoformat(micros: int) -> None:
     from opentelemetry.sdk.trace import TracerProvider
 
-    from peekapi_otel._events import EventEncoder
+    from peekapi_otel.core._events import EventEncoder
 
     start = 1_764_000_000_000_000_000 + micros * 1_000 + 999  # sub-microsecond part ignored
     span = (

@@ -19,11 +19,11 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
 
-import peekapi_otel._processor as processor_module
+import peekapi_otel.otel._processor as processor_module
 from conftest import InternalErrors
 from ingest import Ingest
 from peekapi_otel import PeekApiSpanProcessor, hooks, stats
-from peekapi_otel._guard import _Guard, _log
+from peekapi_otel.core._guard import _Guard, _log
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

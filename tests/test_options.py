@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from peekapi_otel import Options, PeekApiSpanExporter
-from peekapi_otel._options import DEFAULT_ENDPOINT, ENVIRONMENT_VARIABLES
+from peekapi_otel.core._options import DEFAULT_ENDPOINT, ENVIRONMENT_VARIABLES
 
 LOGGER = "peekapi_otel"
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from ingest import Ingest, Reply, free_port  # type: ignore[import-not-found]
-from peekapi_otel._transport import HttpTransport, SendResult
+from peekapi_otel.delivery._transport import HttpTransport, SendResult
 
 BODY = b'[{"a":1}]'
 OK = b'HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n{"ok":true}'

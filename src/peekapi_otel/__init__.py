@@ -14,12 +14,12 @@ instrumentations) becomes one PeekAPI event: method, route, status, duration, bo
 and a hashed consumer ID. No raw credential ever reaches any exporter.
 """
 
-from peekapi_otel._configure import configure
-from peekapi_otel._exporter import PeekApiSpanExporter
-from peekapi_otel._options import Options
-from peekapi_otel._processor import PeekApiSpanProcessor
-from peekapi_otel._stats import stats
 from peekapi_otel._version import __version__
+from peekapi_otel.core._options import Options
+from peekapi_otel.core._stats import stats
+from peekapi_otel.otel._configure import configure
+from peekapi_otel.otel._exporter import PeekApiSpanExporter
+from peekapi_otel.otel._processor import PeekApiSpanProcessor
 
 __all__ = [
     "Options",

@@ -24,13 +24,13 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
-from peekapi_otel._credentials import set_consumer_headers
-from peekapi_otel._exporter import PeekApiSpanExporter
-from peekapi_otel._options import Options
-from peekapi_otel._processor import PeekApiSpanProcessor
-from peekapi_otel._sampling import wrap
-from peekapi_otel._transport import SendResult
-from peekapi_otel.hooks import _Config, configure_hooks
+from peekapi_otel.core._options import Options
+from peekapi_otel.delivery._transport import SendResult
+from peekapi_otel.otel._credentials import set_consumer_headers
+from peekapi_otel.otel._exporter import PeekApiSpanExporter
+from peekapi_otel.otel._processor import PeekApiSpanProcessor
+from peekapi_otel.otel._request_attrs import _Config, configure_hooks
+from peekapi_otel.otel._sampling import wrap
 
 __all__ = ["CapturedEvents", "InMemoryTransport", "capture_events"]
 

@@ -168,7 +168,7 @@ def test_help(command: str) -> None:
 
 def test_via_module_entry_point(ingest: Ingest) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "peekapi_otel._cli", "check"],
+        [sys.executable, "-m", "peekapi_otel.server._cli", "check"],
         env={**os.environ, "PEEKAPI_API_KEY": KEY, "PEEKAPI_ENDPOINT": ingest.url},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

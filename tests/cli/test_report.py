@@ -92,7 +92,7 @@ def section(output: str, title: str) -> list[list[str]]:
 
 def run_report(db: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "peekapi_otel._cli", "report", "--db", str(db), *extra],
+        [sys.executable, "-m", "peekapi_otel.server._cli", "report", "--db", str(db), *extra],
         capture_output=True,
         text=True,
         timeout=60,

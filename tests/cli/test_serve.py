@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from peekapi_otel._store import EventStore
+from peekapi_otel.server._store import EventStore
 
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
@@ -41,7 +41,7 @@ pytestmark = pytest.mark.slow
 
 
 def cli_command() -> list[str]:
-    return [sys.executable, "-m", "peekapi_otel._cli"]
+    return [sys.executable, "-m", "peekapi_otel.server._cli"]
 
 
 def console_script() -> Path:

@@ -14,7 +14,7 @@ import pytest
 
 from cli.support import Result, run_cli
 from ingest import Ingest, Reply, free_port
-from peekapi_otel._options import Options
+from peekapi_otel.core._options import Options
 
 RUN_TIMEOUT = 60.0
 KEY = "proj-live-8c1d2e3f4a"

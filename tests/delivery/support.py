@@ -20,9 +20,9 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.trace import SpanKind
 
-from peekapi_otel._options import Options
-from peekapi_otel._retry import RetryPolicy
-from peekapi_otel._transport import SendResult
+from peekapi_otel.core._options import Options
+from peekapi_otel.delivery._retry import RetryPolicy
+from peekapi_otel.delivery._transport import SendResult
 
 HERE = Path(__file__).parent
 TESTS = HERE.parent

@@ -25,8 +25,8 @@ from delivery.support import (
 )
 from ingest import Ingest, Reply  # type: ignore[import-not-found]
 from peekapi_otel import PeekApiSpanProcessor
-from peekapi_otel._pipeline import Pipeline
-from peekapi_otel._stats import stats
+from peekapi_otel.core._stats import stats
+from peekapi_otel.delivery._pipeline import Pipeline
 
 FAST = {"PEEKAPI_FLUSH_INTERVAL": "0.2", "PEEKAPI_TIMEOUT": "1", "PEEKAPI_SHUTDOWN_TIMEOUT": "2"}
 

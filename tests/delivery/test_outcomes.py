@@ -13,10 +13,10 @@ import pytest
 
 from delivery.support import Scripted, dropped, fast_policy, key_of, make_span, options, wait_until
 from ingest import Ingest, Reply  # type: ignore[import-not-found]
-from peekapi_otel._pipeline import Pipeline
-from peekapi_otel._retry import RetryPolicy
-from peekapi_otel._stats import stats
-from peekapi_otel._transport import SendResult
+from peekapi_otel.core._stats import stats
+from peekapi_otel.delivery._pipeline import Pipeline
+from peekapi_otel.delivery._retry import RetryPolicy
+from peekapi_otel.delivery._transport import SendResult
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,7 +152,7 @@ def test_401_keeps_events_pauses_and_says_key_rejected(
 
 
 def test_413_splits_batch_and_drops_single_oversize(ingest: Ingest, tmp_path: Path) -> None:
-    from peekapi_otel._transport import HttpTransport
+    from peekapi_otel.delivery._transport import HttpTransport
 
     limit = 2000  # this ingest refuses bodies over 2000 bytes
     sent_sizes: list[int] = []
@@ -273,7 +273,7 @@ def test_batch_taken_over_then_delivered_is_not_sent_again(tmp_path: Path) -> No
     batch)."""
     import threading
 
-    from peekapi_otel import _shutdown
+    from peekapi_otel.delivery import _shutdown
 
     entered, release = threading.Event(), threading.Event()
 

@@ -220,7 +220,7 @@ def test_sigterm_handled_where_exceptions_are_ignored(ingest: Ingest, tmp_path: 
 
 _SLOW_START = """
 import sys, time
-from peekapi_otel import _shutdown
+from peekapi_otel.delivery import _shutdown
 assert _shutdown.install_sigterm_handler()
 print("starting", flush=True)
 for _ in range(3000):  # a slow start-up, bounded: at most 30 s

@@ -12,11 +12,11 @@ import pytest
 
 from delivery.support import dropped, fast_policy, key_of, make_span, options, wait_until
 from ingest import Ingest  # type: ignore[import-not-found]
-from peekapi_otel._events import encode_event, span_to_event
-from peekapi_otel._options import Options
-from peekapi_otel._pipeline import Pipeline
-from peekapi_otel._spool import Spool
-from peekapi_otel._stats import stats
+from peekapi_otel.core._events import encode_event, span_to_event
+from peekapi_otel.core._options import Options
+from peekapi_otel.core._stats import stats
+from peekapi_otel.delivery._pipeline import Pipeline
+from peekapi_otel.delivery._spool import Spool
 
 DOWN = "http://127.0.0.1:9/v1/events"  # nothing listens on port 9: connection refused
 

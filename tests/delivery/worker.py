@@ -14,11 +14,11 @@ from pathlib import Path
 
 from support import key_of, make_span  # type: ignore[import-not-found]
 
-from peekapi_otel._options import Options
-from peekapi_otel._pipeline import Pipeline
-from peekapi_otel._retry import RetryPolicy
-from peekapi_otel._shutdown import install_sigterm_handler
-from peekapi_otel._stats import stats
+from peekapi_otel.core._options import Options
+from peekapi_otel.core._stats import stats
+from peekapi_otel.delivery._pipeline import Pipeline
+from peekapi_otel.delivery._retry import RetryPolicy
+from peekapi_otel.delivery._shutdown import install_sigterm_handler
 
 
 def build(args: argparse.Namespace) -> Pipeline:

@@ -10,10 +10,10 @@ import sys
 import time
 from pathlib import Path
 
-from peekapi_otel._options import Options, default_storage_root
-from peekapi_otel._pipeline import Pipeline
-from peekapi_otel._spool import Spool, _created, _parse, parse_lines
-from peekapi_otel._stats import stats
+from peekapi_otel.core._options import Options, default_storage_root
+from peekapi_otel.core._stats import stats
+from peekapi_otel.delivery._pipeline import Pipeline
+from peekapi_otel.delivery._spool import Spool, _created, _parse, parse_lines
 
 PROG = "peekapi-otel spool"
 _DRAIN_TIMEOUT = 300.0
@@ -97,7 +97,7 @@ def _refusal(options: Options, directory: Path) -> str | None:
 
 def _probe(options: Options) -> str | None:
     """A problem with the ingest that makes a drain pointless, or ``None``."""
-    from peekapi_otel._check import _probe as probe
+    from peekapi_otel.server._check import _probe as probe
 
     ok, answer = probe(options)
     return None if ok else f"the ingest at {options.endpoint} {answer}"

@@ -27,8 +27,8 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Final
 
-from peekapi_otel._report import render
-from peekapi_otel._store import EventStore
+from peekapi_otel.server._report import render
+from peekapi_otel.server._store import EventStore
 
 _API_KEY: Final = "demo-project-key"
 _CONSUMERS: Final[tuple[dict[str, str], ...]] = (
@@ -53,8 +53,8 @@ def _say(message: str) -> None:
 def _example_dir() -> Path:
     here = Path(__file__).resolve()
     for candidate in (
-        here.parents[2] / "examples" / "fastapi",
-        here.parent / "_examples" / "fastapi",
+        here.parents[3] / "examples" / "fastapi",
+        here.parents[1] / "_examples" / "fastapi",
     ):
         if (candidate / "app.py").is_file():
             return candidate
@@ -119,7 +119,7 @@ class _Ingest:
         self.proc = subprocess.Popen(
             [
                 sys.executable,
-                *("-m", "peekapi_otel._cli", "serve", "--port", str(self.port)),
+                *("-m", "peekapi_otel.server._cli", "serve", "--port", str(self.port)),
                 *("--db", str(self.db), "--api-key", _API_KEY),
             ],
             stdout=self._log,

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from peekapi_otel._events import MAX_CONSUMER, MAX_METHOD, MAX_PATH
+from peekapi_otel.core._events import MAX_CONSUMER, MAX_METHOD, MAX_PATH
 
 LATEST_LIMIT: Final = 50
 TIMELINE_SECONDS: Final = 60

@@ -10,9 +10,9 @@ from typing import Any, Final
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
-from peekapi_otel._processor import PeekApiSpanProcessor
-from peekapi_otel._sampling import wrap
-from peekapi_otel._shutdown import install_sigterm_handler
+from peekapi_otel.delivery._shutdown import install_sigterm_handler
+from peekapi_otel.otel._processor import PeekApiSpanProcessor
+from peekapi_otel.otel._sampling import wrap
 
 _logger = logging.getLogger(__name__)
 _lock = threading.Lock()

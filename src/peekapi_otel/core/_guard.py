@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 from types import TracebackType
 
-from peekapi_otel._stats import STATS
+from peekapi_otel.core._stats import STATS
 
 _logger = logging.getLogger("peekapi_otel")
 

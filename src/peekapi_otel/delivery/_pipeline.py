@@ -35,13 +35,13 @@ from typing import Final
 
 from opentelemetry.sdk.trace import ReadableSpan
 
-from peekapi_otel import _shutdown
-from peekapi_otel._events import EventEncoder, Record, encode_batch, record
-from peekapi_otel._options import Options
-from peekapi_otel._retry import Outcome, RetryPolicy, classify
-from peekapi_otel._spool import Claim, Spool
-from peekapi_otel._stats import STATS
-from peekapi_otel._transport import HttpTransport, SendResult, Transport
+from peekapi_otel.core._events import EventEncoder, Record, encode_batch, record
+from peekapi_otel.core._options import Options
+from peekapi_otel.core._stats import STATS
+from peekapi_otel.delivery import _shutdown
+from peekapi_otel.delivery._retry import Outcome, RetryPolicy, classify
+from peekapi_otel.delivery._spool import Claim, Spool
+from peekapi_otel.delivery._transport import HttpTransport, SendResult, Transport
 
 _logger = logging.getLogger(__name__)
 

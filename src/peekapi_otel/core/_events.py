@@ -15,8 +15,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanContext, SpanKind, StatusCode
 
-from peekapi_otel._context import IS_REMOTE, SPAN_ID, TRACE_ID, TUPLE_LAYOUT
-from peekapi_otel._stats import STATS
+from peekapi_otel.core._stats import STATS
+from peekapi_otel.otel._context import IS_REMOTE, SPAN_ID, TRACE_ID, TUPLE_LAYOUT
 
 Event = dict[str, Any]
 

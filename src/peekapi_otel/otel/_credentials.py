@@ -17,7 +17,7 @@ from typing import Any, Final
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
-from peekapi_otel._events import hash_consumer
+from peekapi_otel.core._events import hash_consumer
 
 _logger = logging.getLogger(__name__)
 

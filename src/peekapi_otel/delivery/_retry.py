@@ -7,7 +7,7 @@ import enum
 import random
 from typing import Final
 
-from peekapi_otel._transport import SendResult
+from peekapi_otel.delivery._transport import SendResult
 
 _RETRYABLE: Final = frozenset({408, 425, 429})
 

@@ -16,8 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
 from typing import Any, Final
 
-from peekapi_otel._dashboard import PAGE
-from peekapi_otel._store import EventStore, InvalidBatch, validate_batch
+from peekapi_otel.server._dashboard import PAGE
+from peekapi_otel.server._store import EventStore, InvalidBatch, validate_batch
 
 DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 8787

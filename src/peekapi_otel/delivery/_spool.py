@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
-from peekapi_otel._stats import STATS
+from peekapi_otel.core._stats import STATS
 
 _logger = logging.getLogger(__name__)
 

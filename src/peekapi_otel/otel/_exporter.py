@@ -10,12 +10,12 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from peekapi_otel._events import is_request_span
-from peekapi_otel._guard import guard
-from peekapi_otel._options import Options
-from peekapi_otel._pipeline import Pipeline
-from peekapi_otel._stats import STATS
-from peekapi_otel._transport import Transport
+from peekapi_otel.core._events import is_request_span
+from peekapi_otel.core._guard import guard
+from peekapi_otel.core._options import Options
+from peekapi_otel.core._stats import STATS
+from peekapi_otel.delivery._pipeline import Pipeline
+from peekapi_otel.delivery._transport import Transport
 
 _logger = logging.getLogger(__name__)
 

@@ -50,7 +50,7 @@ _EXIT_CODE: Final = 128 + signal.SIGTERM
 #: Bounds the re-sends of an exit swallowed by a context that ignores exceptions.
 _MAX_RESENDS: Final = 8
 _RESEND_DELAY: Final = 0.01
-_GUARDED_MODULE: Final = "peekapi_otel._pipeline"
+_GUARDED_MODULE: Final = "peekapi_otel.delivery._pipeline"
 
 #: True while an action waits for the main thread to leave pipeline code. Read on every
 #: submit, so it is a plain module attribute.

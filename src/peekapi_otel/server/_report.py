@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from peekapi_otel._store import EventStore
+from peekapi_otel.server._store import EventStore
 
 ANONYMOUS = "(anonymous)"
 
@@ -115,7 +115,7 @@ def render(summary: dict[str, Any], *, latest: int) -> str:
 
 
 def report(db: str, out: TextIO, *, latest: int = 20) -> None:
-    """Print the report for ``db``; raises :class:`peekapi_otel._store.StoreMissing`."""
+    """Print the report for ``db``; raises :class:`peekapi_otel.server._store.StoreMissing`."""
     store = EventStore(db, create=False)
     try:
         out.write(render(store.summary(latest=latest), latest=latest))

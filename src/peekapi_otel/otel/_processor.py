@@ -8,12 +8,13 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import SpanKind
 
-from peekapi_otel import _credentials
-from peekapi_otel._events import is_request_span
-from peekapi_otel._exporter import PeekApiSpanExporter, _Registry
-from peekapi_otel._guard import guard, report
-from peekapi_otel._options import Options
-from peekapi_otel.hooks import configure_hooks, install_asgi_counter
+from peekapi_otel.core._events import is_request_span
+from peekapi_otel.core._guard import guard, report
+from peekapi_otel.core._options import Options
+from peekapi_otel.otel import _credentials
+from peekapi_otel.otel._asgi import install_asgi_counter
+from peekapi_otel.otel._exporter import PeekApiSpanExporter, _Registry
+from peekapi_otel.otel._request_attrs import configure_hooks
 
 _GUARDED_KINDS = (SpanKind.SERVER, SpanKind.CLIENT)
 _SERVER = SpanKind.SERVER

@@ -24,7 +24,7 @@ from opentelemetry.trace import (
 from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 from opentelemetry.util.types import Attributes
 
-from peekapi_otel._context import (
+from peekapi_otel.otel._context import (
     CONTEXT_FIELD,
     CONTEXT_GET,
     IS_REMOTE,

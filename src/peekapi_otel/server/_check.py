@@ -7,9 +7,9 @@ import dataclasses
 import logging
 import sys
 
-from peekapi_otel._options import Options, mask_secret
-from peekapi_otel._retry import Outcome, classify
-from peekapi_otel._transport import HttpTransport
+from peekapi_otel.core._options import Options, mask_secret
+from peekapi_otel.delivery._retry import Outcome, classify
+from peekapi_otel.delivery._transport import HttpTransport
 
 
 def _value(name: str, value: object) -> str:

@@ -9,16 +9,16 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from peekapi_otel._ingest import DEFAULT_DB, DEFAULT_HOST, DEFAULT_MAX_BODY, DEFAULT_PORT
+from peekapi_otel.server._ingest import DEFAULT_DB, DEFAULT_HOST, DEFAULT_MAX_BODY, DEFAULT_PORT
 
 PROG = "peekapi-otel"
 
 # Implemented elsewhere and imported only when chosen, so one unfinished or broken
 # subcommand never takes the others down.
 _DELEGATED = {
-    "demo": "peekapi_otel._demo",
-    "spool": "peekapi_otel._spoolcmd",
-    "check": "peekapi_otel._check",
+    "demo": "peekapi_otel.server._demo",
+    "spool": "peekapi_otel.server._spoolcmd",
+    "check": "peekapi_otel.server._check",
 }
 
 
@@ -124,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from peekapi_otel._ingest import serve
+    from peekapi_otel.server._ingest import serve
 
     try:
         return serve(args.host, args.port, args.db, api_key=args.api_key, max_body=args.max_body)
@@ -136,8 +136,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from peekapi_otel._report import report
-    from peekapi_otel._store import StoreMissing
+    from peekapi_otel.server._report import report
+    from peekapi_otel.server._store import StoreMissing
 
     try:
         report(args.db, sys.stdout, latest=args.latest)

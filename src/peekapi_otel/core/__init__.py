@@ -1,0 +1,1 @@
+"""Pure span-to-event mapping, encoding, counters and the host-thread guard: no I/O."""

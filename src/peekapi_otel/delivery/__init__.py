@@ -1,0 +1,1 @@
+"""From request records to acknowledged events: batching, sending, retry, spool, lifecycle."""

@@ -1,0 +1,1 @@
+"""The OpenTelemetry face: processor, exporter, sampler, configure, distro and framework hooks."""

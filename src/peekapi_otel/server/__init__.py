@@ -1,0 +1,1 @@
+"""The self-hosted PeekAPI: ingest, store, dashboard, report and the command line."""
