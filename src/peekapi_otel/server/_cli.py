@@ -19,6 +19,7 @@ _DELEGATED = {
     "demo": "peekapi_otel.server._demo",
     "spool": "peekapi_otel.server._spoolcmd",
     "check": "peekapi_otel.server._check",
+    "alerts": "peekapi_otel.server.alerts._testcmd",
 }
 
 
@@ -81,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="BYTES",
         help="largest accepted body, also after gzip decompression (%(default)s)",
     )
+    serve.add_argument("--alerts", metavar="FILE", help="evaluate the alert rules in FILE (TOML)")
 
     report = sub.add_parser(
         "report",
@@ -120,14 +122,37 @@ def build_parser() -> argparse.ArgumentParser:
         help="validate the configuration this process would get",
         description="Validate the PEEKAPI_* configuration and say what will happen.",
     )
+
+    alerts = sub.add_parser("alerts", help="alert rules: send a test notification")
+    alerts_sub = alerts.add_subparsers(dest="alerts_command", metavar="ACTION", required=True)
+    alerts_test = alerts_sub.add_parser(
+        "test",
+        help="send a test notification for RULE to its channels",
+        description="Send a test notification for RULE to each of its channels, now.",
+    )
+    alerts_test.add_argument("rule", metavar="RULE", help="the rule's name")
+    alerts_test.add_argument("--alerts", metavar="FILE", required=True, help="the alerts file")
     return parser
 
 
 def _serve(args: argparse.Namespace) -> int:
     from peekapi_otel.server._ingest import serve
+    from peekapi_otel.server.alerts import AlertsFileError, load_alerts
 
     try:
-        return serve(args.host, args.port, args.db, api_key=args.api_key, max_body=args.max_body)
+        alerts = None if args.alerts is None else load_alerts(args.alerts)
+    except AlertsFileError as exc:
+        print(f"{PROG} serve: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return serve(
+            args.host,
+            args.port,
+            args.db,
+            api_key=args.api_key,
+            max_body=args.max_body,
+            alerts=alerts,
+        )
     except OSError as exc:
         print(f"{PROG} serve: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
     except sqlite3.Error as exc:

@@ -14,10 +14,13 @@ import zlib
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from peekapi_otel.server._dashboard import PAGE
 from peekapi_otel.server._store import EventStore, InvalidBatch, validate_batch
+
+if TYPE_CHECKING:
+    from peekapi_otel.server.alerts import AlertEngine, AlertsConfig
 
 DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 8787
@@ -55,6 +58,7 @@ class IngestServer(ThreadingHTTPServer):
         self.store = store
         self.api_key = api_key
         self.max_body = max_body
+        self.alerts: AlertEngine | None = None
 
 
 def _gunzip(body: bytes, limit: int) -> bytes:
@@ -107,6 +111,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.OK, PAGE.encode(), "text/html; charset=utf-8")
         elif path == "/api/summary":
             self._json(HTTPStatus.OK, self.server.store.summary())
+        elif path == "/api/alerts":
+            alerts = self.server.alerts
+            self._json(HTTPStatus.OK, {"enabled": False} if alerts is None else alerts.snapshot())
         elif path == "/healthz":
             self._json(HTTPStatus.OK, {"status": "ok"})
         else:
@@ -194,6 +201,7 @@ def serve(
     *,
     api_key: str | None = None,
     max_body: int = DEFAULT_MAX_BODY,
+    alerts: AlertsConfig | None = None,
 ) -> int:
     """Run the ingest until SIGTERM or SIGINT; returns the process exit code.
 
@@ -222,6 +230,11 @@ def serve(
         previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     bound_port = server.server_address[1]
     url_host = f"[{host}]" if ":" in host else host
+    if alerts is not None:
+        from peekapi_otel.server.alerts import AlertEngine
+
+        server.alerts = AlertEngine(alerts, db, dashboard=f"http://{url_host}:{bound_port}")
+        server.alerts.start()
     print(f"peekapi-otel ingest listening on http://{url_host}:{bound_port} (db {db})", flush=True)
     try:
         server.serve_forever(poll_interval=0.2)
@@ -229,6 +242,8 @@ def serve(
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         server.server_close()
+        if server.alerts is not None:
+            server.alerts.stop()
         store.close()
     print("peekapi-otel ingest stopped", file=sys.stderr, flush=True)
     return 0

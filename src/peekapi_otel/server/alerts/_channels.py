@@ -1,0 +1,221 @@
+"""Notification channels: a generic JSON webhook, Slack, Discord and Telegram over HTTP
+(stdlib ``urllib``), and email (``_email``). A channel returns an outcome and never raises.
+
+Secrets (a webhook URL, a bot token, an SMTP password) are read from the environment when
+sending, and never appear in an outcome's error text, which is stored in the log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any, Final, Protocol
+
+from peekapi_otel._version import __version__
+from peekapi_otel.server.alerts._payload import text
+from peekapi_otel.server.alerts._rules import Channel
+
+_RETRYABLE: Final = frozenset(
+    {
+        HTTPStatus.REQUEST_TIMEOUT,
+        HTTPStatus.TOO_MANY_REQUESTS,
+        HTTPStatus.INTERNAL_SERVER_ERROR,
+        HTTPStatus.BAD_GATEWAY,
+        HTTPStatus.SERVICE_UNAVAILABLE,
+        HTTPStatus.GATEWAY_TIMEOUT,
+    }
+)
+_USER_AGENT: Final = f"peekapi-otel-alerts/{__version__}"
+# Discord's documented limits for a webhook message and its embeds.
+_DISCORD_CONTENT: Final = 2000
+_DISCORD_TITLE: Final = 256
+_DISCORD_DESCRIPTION: Final = 4096
+_TELEGRAM_TEXT: Final = 4096
+_RED: Final = 0xD93025
+_GREEN: Final = 0x1E8E3E
+_BLUE: Final = 0x1A73E8
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    ok: bool
+    error: str | None = None
+    retryable: bool = True
+    retry_after: float | None = None
+
+
+class Sender(Protocol):
+    def send(self, payload: dict[str, Any]) -> Outcome: ...
+
+
+class MissingSecret(LookupError):
+    """An environment variable named in the alerts file is not set."""
+
+
+def secret(channel: Channel, key: str) -> str | None:
+    """The setting ``key`` of ``channel``: from the environment if the file names a
+    variable for it, else from the file."""
+    env = channel.secrets.get(key)
+    if env is None:
+        value = channel.settings.get(key)
+        return None if value is None else str(value)
+    value = os.environ.get(env)
+    if not value:
+        raise MissingSecret(f"environment variable {env} is not set")
+    return value
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
+
+
+def post_json(url: str, body: Any, *, timeout: float, headers: dict[str, str]) -> Outcome:
+    """POST ``body`` as JSON; 2xx is success, 408/429/5xx and network errors are retryable."""
+    data = json.dumps(body).encode()
+    request = urllib.request.Request(
+        url,
+        data=data,
+        method="POST",
+        headers={"Content-Type": "application/json", "User-Agent": _USER_AGENT, **headers},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            response.read()
+            return Outcome(True)
+    except urllib.error.HTTPError as exc:
+        # str(exc) would be fine, but exc.url may carry a token: name the status only.
+        detail = _short(exc.read())
+        exc.close()
+        return Outcome(
+            False,
+            f"HTTP {exc.code}{': ' + detail if detail else ''}",
+            retryable=exc.code in _RETRYABLE,
+            retry_after=_retry_after(exc.headers.get("Retry-After")),
+        )
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return Outcome(False, f"{type(exc).__name__}: {reason}")
+
+
+def _short(body: bytes, limit: int = 200) -> str:
+    return body[:limit].decode("utf-8", "replace").strip()
+
+
+class WebhookSender:
+    """The payload as is: the stable, documented format (see README)."""
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+
+    def send(self, payload: dict[str, Any]) -> Outcome:
+        url = secret(self.channel, "url")
+        assert url is not None  # required by the alerts file check
+        headers = dict(self.channel.settings.get("headers", {}))
+        return post_json(url, payload, timeout=self.channel.settings["timeout"], headers=headers)
+
+
+class SlackSender:
+    """A Slack incoming webhook: ``{"text": ...}``."""
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+
+    def send(self, payload: dict[str, Any]) -> Outcome:
+        url = secret(self.channel, "url")
+        assert url is not None
+        body = {"text": text(payload)}
+        return post_json(url, body, timeout=self.channel.settings["timeout"], headers={})
+
+
+def discord_body(payload: dict[str, Any], username: str | None = None) -> dict[str, Any]:
+    colour = {"firing": _RED, "resolved": _GREEN}.get(payload["state"], _BLUE)
+    value = payload["value"]
+    fields = [
+        {"name": "value", "value": "no data" if value is None else f"{value:g}{payload['unit']}"},
+        {"name": "window", "value": payload["window"]},
+    ]
+    if payload["threshold"] is not None:
+        fields.append({"name": "threshold", "value": f"{payload['threshold']:g}{payload['unit']}"})
+    for key, label in payload["labels"].items():
+        if key not in ("alertname", "kind"):
+            fields.append({"name": key, "value": label[:1024]})
+    embed: dict[str, Any] = {
+        "title": payload["summary"][:_DISCORD_TITLE],
+        "description": (payload.get("description") or payload["summary"])[:_DISCORD_DESCRIPTION],
+        "url": payload["url"],
+        "color": colour,
+        "fields": [{**f, "inline": True} for f in fields],
+        "timestamp": payload["sentAt"],
+    }
+    body: dict[str, Any] = {"content": payload["summary"][:_DISCORD_CONTENT], "embeds": [embed]}
+    if username:
+        body["username"] = username
+    return body
+
+
+class DiscordSender:
+    """A Discord webhook: a one-line ``content`` and one embed with the figures."""
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+
+    def send(self, payload: dict[str, Any]) -> Outcome:
+        url = secret(self.channel, "url")
+        assert url is not None
+        body = discord_body(payload, self.channel.settings.get("username"))
+        return post_json(url, body, timeout=self.channel.settings["timeout"], headers={})
+
+
+class TelegramSender:
+    """Telegram Bot API ``sendMessage`` at ``{base_url}/bot{token}/sendMessage``."""
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+
+    def send(self, payload: dict[str, Any]) -> Outcome:
+        token = secret(self.channel, "token")
+        base = self.channel.settings["base_url"]
+        body = {
+            "chat_id": self.channel.settings["chat_id"],
+            "text": text(payload)[:_TELEGRAM_TEXT],
+            "link_preview_options": {"is_disabled": True},
+        }
+        return post_json(
+            f"{base}/bot{token}/sendMessage",
+            body,
+            timeout=self.channel.settings["timeout"],
+            headers={},
+        )
+
+
+class _MissingSecretSender:
+    def __init__(self, sender: Sender) -> None:
+        self.sender = sender
+
+    def send(self, payload: dict[str, Any]) -> Outcome:
+        try:
+            return self.sender.send(payload)
+        except MissingSecret as exc:
+            # Someone has to set the variable and restart: retrying will not help.
+            return Outcome(False, str(exc), retryable=False)
+
+
+def build_sender(channel: Channel) -> Sender:
+    from peekapi_otel.server.alerts._email import EmailSender
+
+    senders: dict[str, type[WebhookSender | SlackSender | DiscordSender | TelegramSender]] = {
+        "webhook": WebhookSender,
+        "slack": SlackSender,
+        "discord": DiscordSender,
+        "telegram": TelegramSender,
+    }
+    if channel.type == "email":
+        return _MissingSecretSender(EmailSender(channel))
+    return _MissingSecretSender(senders[channel.type](channel))

@@ -1,0 +1,135 @@
+"""Delivers the notification log's pending rows, retrying a failing channel with backoff.
+
+Runs on its own thread, apart from evaluation and from ingest: a channel that hangs
+until its timeout delays only other notifications. Each attempt is counted per channel.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from peekapi_otel.server.alerts._channels import Outcome, Sender
+from peekapi_otel.server.alerts._statedb import AlertDatabase, Notification
+
+_logger = logging.getLogger(__name__)
+_IDLE_WAIT: Final = 5.0
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential: ``first``, then doubling up to ``longest``; ``attempts`` in all."""
+
+    first: float = 5.0
+    longest: float = 600.0
+    attempts: int = 8
+
+    def delay(self, failures: int) -> float:
+        return float(min(self.longest, self.first * 2 ** max(0, failures - 1)))
+
+
+@dataclass
+class ChannelCounts:
+    sent: int = 0
+    failed_attempts: int = 0
+    given_up: int = 0
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        db: AlertDatabase,
+        senders: Mapping[str, Sender],
+        *,
+        clock: Callable[[], float],
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.db = db
+        self.senders = dict(senders)
+        self.clock = clock
+        self.backoff = backoff or Backoff()
+        self.counts = {name: ChannelCounts() for name in self.senders}
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._warned: set[str] = set()
+
+    def deliver_due(self) -> int:
+        """Try every notification that is due now once; returns how many were sent."""
+        sent = 0
+        for notification in self.db.due(self.clock()):
+            if self._stop.is_set():
+                break
+            sent += self._deliver(notification)
+        return sent
+
+    def _deliver(self, notification: Notification) -> int:
+        sender = self.senders.get(notification.channel)
+        counts = self.counts.setdefault(notification.channel, ChannelCounts())
+        if sender is None:
+            # The channel was removed from the alerts file since this was queued.
+            self.db.mark_failed(notification.id, "channel no longer configured", None)
+            counts.given_up += 1
+            return 0
+        try:
+            outcome = sender.send(notification.payload)
+        except Exception as exc:  # noqa: BLE001  # a bug in one channel must not stop the others
+            outcome = Outcome(False, f"{type(exc).__name__}: {exc}")
+        now = self.clock()
+        if outcome.ok:
+            self.db.mark_sent(notification.id, now)
+            counts.sent += 1
+            self._warned.discard(notification.channel)
+            return 1
+        counts.failed_attempts += 1
+        failures = notification.attempts + 1
+        error = outcome.error or "failed"
+        retry_at: float | None = None
+        if outcome.retryable and failures < self.backoff.attempts:
+            delay = max(self.backoff.delay(failures), outcome.retry_after or 0.0)
+            retry_at = now + min(delay, self.backoff.longest)
+        else:
+            counts.given_up += 1
+        self.db.mark_failed(notification.id, error, retry_at)
+        if notification.channel not in self._warned:
+            # Once per failing spell of a channel, not per attempt.
+            self._warned.add(notification.channel)
+            _logger.warning(
+                "alert channel %r failed (%s); %s",
+                notification.channel,
+                error,
+                "will retry" if retry_at is not None else "gave up on this notification",
+            )
+        return 0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self._run, name="peekapi-alerts-dispatch", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                self.deliver_due()
+                upcoming = self.db.next_due()
+            except Exception:  # the database closing under us at shutdown, or locked
+                _logger.exception("alert delivery failed; trying again shortly")
+                upcoming = None
+            wait = _IDLE_WAIT
+            if upcoming is not None:
+                wait = min(_IDLE_WAIT, max(0.05, upcoming - self.clock()))
+            self._wake.wait(wait)
