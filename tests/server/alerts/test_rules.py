@@ -218,3 +218,18 @@ def test_secrets_named_by_environment_variable_are_not_in_the_config() -> None:
     assert "password" not in config.channels["mail"].settings
     with pytest.raises(AlertsFileError, match="give url or url_env, not both"):
         parse_alerts('[channels.s]\ntype = "slack"\nurl = "https://x"\nurl_env = "X"\n')
+
+
+def test_the_readme_example_is_a_valid_file() -> None:
+    readme = (Path(__file__).parents[3] / "README.md").read_text()
+    section = readme.split("### The alerts file", 1)[1]
+    example = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    config = parse_alerts(example, "README.md")
+    assert {r.kind for r in config.rules} == {"error_rate", "latency", "volume", "inactivity"}
+    assert {c.type for c in config.channels.values()} == {
+        "webhook",
+        "slack",
+        "discord",
+        "telegram",
+        "email",
+    }
