@@ -318,3 +318,20 @@ def test_the_log_holds_no_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         dump = "\n".join(conn.iterdump())
     assert "alert_notifications" in dump
     assert "TOPSECRET" not in dump
+
+
+def test_webhook_headers_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_HOOK_TOKEN", "Bearer abc")
+    with receiver() as hook:
+        config = _config(
+            f'[channels.hook]\ntype = "webhook"\nurl = "{hook.url}/in"\n'
+            'headers = { "X-Team" = "payments" }\n'
+            'headers_env = { Authorization = "TEST_HOOK_TOKEN" }\n'
+        )
+        assert build_sender(config.channels["hook"]).send(_payload(config)).ok
+        (request,) = hook.requests
+    assert request.headers["Authorization"] == "Bearer abc"
+    assert request.headers["X-Team"] == "payments"
+    assert request.headers["User-Agent"].startswith("peekapi-otel-alerts/")
+    assert request.body == _payload(config)
+    assert "Bearer abc" not in repr(config)

@@ -244,3 +244,34 @@ def test_the_alerts_snapshot(tmp_path: Path, hook: Receiver) -> None:
     ]
     assert [n["event"] for n in snapshot["notifications"]] == ["firing"]
     s.engine.stop()
+
+
+def test_inactivity_on_a_new_database_waits_out_its_window(tmp_path: Path, hook: Receiver) -> None:
+    db = tmp_path / "e.db"
+    store_events(db, [])
+    config = parse_alerts(
+        f'[channels.hook]\ntype = "webhook"\nurl = "{hook.url}"\n\n'
+        '[[rules]]\nname = "acme-silent"\nkind = "inactivity"\nconsumer = "acme"\n'
+        'window = "10m"\n'
+    )
+    clock = Clock()
+    engine = AlertEngine(config, db, dashboard=DASHBOARD, clock=clock)
+    assert engine.evaluate() == []
+    clock.advance(300)
+    engine.stop()
+    # The first evaluation is remembered across a restart.
+    engine = AlertEngine(config, db, dashboard=DASHBOARD, clock=clock)
+    assert engine.evaluate() == []
+    clock.advance(300)
+    assert engine.evaluate() == [("acme-silent", "firing")]
+    engine.dispatcher.deliver_due()
+    # acme calls: resolved.
+    store_events(db, [event(clock.now - 1, consumer="acme")])
+    clock.advance(1)
+    assert engine.evaluate() == [("acme-silent", "resolved")]
+    engine.dispatcher.deliver_due()
+    assert [(b["state"], b["value"]) for b in hook.bodies()] == [
+        ("firing", None),
+        ("resolved", 2.0),  # seconds since acme's request
+    ]
+    engine.stop()

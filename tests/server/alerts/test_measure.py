@@ -99,8 +99,12 @@ def test_inactivity_of_an_endpoint_or_a_consumer(tmp_path: Path) -> None:
     assert _measure(db, rule + 'path = "/quiet"\n', T0) == Measurement(True, 600.0, 0)
     assert _measure(db, rule + 'consumer = "beta"\n', T0).active is True
     assert _measure(db, rule + 'consumer = "acme"\n', T0).active is False
-    # Never seen at all: inactive by definition, with no "last seen" to show.
-    assert _measure(db, rule + 'consumer = "gone"\n', T0) == Measurement(True, None, 0)
+    # Never seen: quiet since the rule was first evaluated, with no "last seen" to show.
+    gone = _rule(rule + 'consumer = "gone"\n')
+    metrics = SqliteMetrics(db)
+    assert measure(gone, metrics, T0) == Measurement(False, None, 0)
+    assert measure(gone, metrics, T0, watched_since=T0 - 299) == Measurement(False, None, 0)
+    assert measure(gone, metrics, T0, watched_since=T0 - 300) == Measurement(True, None, 0)
 
 
 def test_the_event_timestamp_is_the_time_axis_in_any_utc_spelling(tmp_path: Path) -> None:

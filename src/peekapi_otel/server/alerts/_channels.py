@@ -118,6 +118,11 @@ class WebhookSender:
         url = secret(self.channel, "url")
         assert url is not None  # required by the alerts file check
         headers = dict(self.channel.settings.get("headers", {}))
+        for header, env in self.channel.settings.get("headers_env", {}).items():
+            value = os.environ.get(env)
+            if not value:
+                raise MissingSecret(f"environment variable {env} is not set")
+            headers[header] = value
         return post_json(url, payload, timeout=self.channel.settings["timeout"], headers=headers)
 
 

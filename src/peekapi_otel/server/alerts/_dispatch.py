@@ -121,13 +121,17 @@ class Dispatcher:
             self._thread.join(timeout)
 
     def _run(self) -> None:
+        broken = False
         while not self._stop.is_set():
             self._wake.clear()
             try:
                 self.deliver_due()
                 upcoming = self.db.next_due()
-            except Exception:  # the database closing under us at shutdown, or locked
-                _logger.exception("alert delivery failed; trying again shortly")
+                broken = False
+            except Exception:  # the database locked for long, or closed at shutdown
+                if not broken and not self._stop.is_set():
+                    _logger.exception("alert delivery failed; trying again shortly")
+                broken = True
                 upcoming = None
             wait = _IDLE_WAIT
             if upcoming is not None:

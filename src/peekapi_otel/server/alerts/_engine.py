@@ -66,6 +66,7 @@ class AlertEngine:
         self._thread: threading.Thread | None = None
         self.evaluations = 0
         self.evaluation_errors = 0
+        self._failing: set[str] = set()
 
     def evaluate(self) -> list[tuple[str, str]]:
         """One round over every rule; returns the ``(rule, event)`` notifications queued."""
@@ -74,10 +75,14 @@ class AlertEngine:
             try:
                 event = self._evaluate_rule(rule)
             except Exception:
-                # One bad query (a locked or damaged file) must not stop the other rules.
+                # One bad query (a locked or damaged file) must not stop the other rules;
+                # logged once per failing spell of a rule, not every interval.
                 self.evaluation_errors += 1
-                _logger.exception("alert rule %r could not be evaluated", rule.name)
+                if rule.name not in self._failing:
+                    self._failing.add(rule.name)
+                    _logger.exception("alert rule %r could not be evaluated", rule.name)
                 continue
+            self._failing.discard(rule.name)
             if event is not None:
                 queued.append((rule.name, event))
         self.evaluations += 1
@@ -87,9 +92,9 @@ class AlertEngine:
 
     def _evaluate_rule(self, rule: Rule) -> str | None:
         now = self.clock()
-        result = measure(rule, self.metrics, now)
         with self._lock:
             previous = self._states[rule.name]
+        result = measure(rule, self.metrics, now, watched_since=previous.watched_since)
         state, event = step(previous, rule, active=result.active, value=result.value, now=now)
         notifications = []
         if event is not None:

@@ -17,8 +17,15 @@ class Measurement:
     requests: int
 
 
-def measure(rule: Rule, metrics: MetricSource, now: float) -> Measurement:
-    """Evaluate ``rule`` over the window ending at ``now`` (whole seconds)."""
+def measure(
+    rule: Rule, metrics: MetricSource, now: float, *, watched_since: float | None = None
+) -> Measurement:
+    """Evaluate ``rule`` over the window ending at ``now`` (whole seconds).
+
+    ``watched_since`` is when the rule was first evaluated: an inactivity rule whose
+    events were never seen counts its quiet time from there, so a new database does not
+    raise it before anyone could have called.
+    """
     end = float(int(now))
     start = end - rule.window
     threshold = rule.threshold or 0.0
@@ -47,5 +54,7 @@ def measure(rule: Rule, metrics: MetricSource, now: float) -> Measurement:
         return Measurement(active, change, current)
     # inactivity: nothing matched within the window.
     seen = metrics.last_seen(rule.selector, end)
-    quiet = None if seen is None else round(max(0.0, end - seen), 1)
-    return Measurement(seen is None or seen < start, quiet, 0)
+    if seen is None:
+        quiet_since = end if watched_since is None else watched_since
+        return Measurement(end - quiet_since >= rule.window, None, 0)
+    return Measurement(seen < start, round(max(0.0, end - seen), 1), 0)

@@ -271,7 +271,7 @@ def _settings(top: _Table, ctx: _Context) -> tuple[int, str | None]:
 
 _CHANNEL_KEYS: Final = {
     # type: (plain settings, settings that may come from the environment, required)
-    "webhook": (("url", "timeout", "headers"), ("url",), ("url",)),
+    "webhook": (("url", "timeout", "headers", "headers_env"), ("url",), ("url",)),
     "slack": (("url", "timeout"), ("url",), ("url",)),
     "discord": (("url", "timeout", "username"), ("url",), ("url",)),
     "telegram": (("token", "chat_id", "base_url", "timeout"), ("token",), ("token", "chat_id")),
@@ -332,6 +332,13 @@ def _check_channel(table: _Table, kind: str, settings: dict[str, Any]) -> None:
         if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
             raise table.fail("headers", "headers must be a table of strings")
         settings["headers"] = headers
+        # Header values that are secrets (an Authorization token): variable names only.
+        headers_env = settings.get("headers_env", {})
+        if not isinstance(headers_env, dict) or not all(
+            isinstance(v, str) for v in headers_env.values()
+        ):
+            raise table.fail("headers_env", "headers_env must be a table of variable names")
+        settings["headers_env"] = headers_env
     if kind == "telegram":
         chat = settings.get("chat_id")
         if isinstance(chat, bool) or not isinstance(chat, (str, int)):

@@ -29,13 +29,16 @@ class AlertState:
     resolved_at: float | None = None  # endsAt of the latest resolved episode
     value: float | None = None
     evaluated_at: float | None = None
+    watched_since: float | None = None  # the first evaluation of this rule, ever
 
 
 def step(
     previous: AlertState, rule: Rule, *, active: bool, value: float | None, now: float
 ) -> tuple[AlertState, Event | None]:
     """The state after one evaluation, and the notification it calls for, if any."""
-    seen = dataclasses.replace(previous, value=value, evaluated_at=now)
+    seen = dataclasses.replace(
+        previous, value=value, evaluated_at=now, watched_since=previous.watched_since or now
+    )
     if active:
         seen = dataclasses.replace(seen, last_active=now)
     if previous.state == "firing":

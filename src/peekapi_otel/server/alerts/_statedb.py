@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS alert_state (
     last_sent REAL,
     resolved_at REAL,
     value REAL,
-    evaluated_at REAL
+    evaluated_at REAL,
+    watched_since REAL
 );
 CREATE TABLE IF NOT EXISTS alert_notifications (
     id INTEGER PRIMARY KEY,
