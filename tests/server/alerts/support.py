@@ -81,6 +81,8 @@ class Receiver:
     port: int = 0
     retry_after: str | None = None
     reply: bytes = b'{"ok":true}'
+    error_reply: bytes = b'{"ok":false}'
+    hang: threading.Event | None = None  # when given: hold each request until it is set
     _cond: threading.Condition = field(default_factory=threading.Condition)
 
     @property
@@ -120,7 +122,9 @@ def receiver(**kwargs: Any) -> Iterator[Receiver]:
             except ValueError:
                 body = raw
             status = state.record(Received(self.path, dict(self.headers), body))
-            reply = state.reply if status < 400 else b'{"ok":false}'
+            if state.hang is not None:
+                state.hang.wait(60)
+            reply = state.reply if status < 400 else state.error_reply
             self.send_response(status)
             if status == 429 and state.retry_after is not None:
                 self.send_header("Retry-After", state.retry_after)

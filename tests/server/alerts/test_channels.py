@@ -335,3 +335,20 @@ def test_webhook_headers_from_the_environment(monkeypatch: pytest.MonkeyPatch) -
     assert request.headers["User-Agent"].startswith("peekapi-otel-alerts/")
     assert request.body == _payload(config)
     assert "Bearer abc" not in repr(config)
+
+
+def test_telegram_retry_after_from_the_body(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TEST_TG_TOKEN", "1:A")
+    clock = Clock()
+    with receiver(statuses=[429]) as telegram:
+        telegram.error_reply = b'{"ok":false,"error_code":429,"parameters":{"retry_after":42}}'
+        config = _config(
+            '[channels.hook]\ntype = "telegram"\ntoken_env = "TEST_TG_TOKEN"\n'
+            f'chat_id = 7\nbase_url = "{telegram.url}"\n'
+        )
+        db = _queue(tmp_path, config, clock)
+        Dispatcher(db, {"hook": build_sender(config.channels["hook"])}, clock=clock).deliver_due()
+    assert _row(db)[:3] == ("pending", 1, T0 + 42)
+    db.close()

@@ -11,6 +11,7 @@ import re
 import select
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -140,9 +141,10 @@ def test_serve_fires_then_resolves_to_a_webhook(tmp_path: Path, hook: Receiver) 
         assert resolved["value"] == 9.09
         assert firing["url"].startswith(f"http://127.0.0.1:{serve.port}/?range=")
         assert hook.requests[0].path == "/peekapi"
+        # The receiver records a request before it answers: wait for the log to say sent.
+        _wait(lambda: serve.alerts()["channels"][0]["sent"] == 2, "both marked sent")
         snapshot = serve.alerts()
         assert snapshot["rules"][0]["state"] == "inactive"
-        assert snapshot["channels"][0]["sent"] == 2
         # The webhook URL came from the environment: not in the API, not on stderr.
         assert hook.url not in json.dumps(snapshot)
     finally:
@@ -208,3 +210,32 @@ def test_alerts_test_reports_a_failing_channel(tmp_path: Path, hook: Receiver) -
     )
     assert unknown.returncode == 2
     assert "no rule named 'nope' (rules: pay-errors)" in unknown.stderr
+
+
+def test_a_hanging_channel_does_not_hold_up_ingest(tmp_path: Path) -> None:
+    release = threading.Event()
+    with receiver(hang=release) as hook:
+        alerts = tmp_path / "alerts.toml"
+        alerts.write_text(
+            '[settings]\ninterval = "1s"\n\n'
+            f'[channels.hook]\ntype = "webhook"\nurl = "{hook.url}"\ntimeout = 300\n\n'
+            '[[rules]]\nname = "pay-errors"\nkind = "error_rate"\nthreshold = 50\n'
+            'window = "10m"\n'
+        )
+        serve = Serve(tmp_path / "events.db", alerts)
+        try:
+            serve.post(_now_events(5, 500))
+            hook.wait_for(1, TIMEOUT)  # the notification is now stuck in the channel
+            # Ingest and the alerts API go on while the channel holds the delivery
+            # (each of these would time out if they waited for it).
+            for _ in range(20):
+                serve.post(_now_events(10, 500))
+            snapshot = serve.alerts()
+            assert snapshot["rules"][0]["state"] == "firing"
+            assert snapshot["channels"][0]["pending"] == 1
+            release.set()
+            _wait(lambda: serve.alerts()["channels"][0]["sent"] == 1, "the delivery")
+        finally:
+            release.set()
+            assert serve.stop() == 0
+    assert [b["state"] for b in hook.bodies()] == ["firing"]

@@ -90,18 +90,29 @@ def post_json(url: str, body: Any, *, timeout: float, headers: dict[str, str]) -
             response.read()
             return Outcome(True)
     except urllib.error.HTTPError as exc:
-        # str(exc) would be fine, but exc.url may carry a token: name the status only.
-        detail = _short(exc.read())
+        # Only the status and the start of the body: exc.url may carry a token.
+        raw = exc.read()
         exc.close()
+        detail = _short(raw)
         return Outcome(
             False,
             f"HTTP {exc.code}{': ' + detail if detail else ''}",
             retryable=exc.code in _RETRYABLE,
-            retry_after=_retry_after(exc.headers.get("Retry-After")),
+            retry_after=_retry_after(exc.headers.get("Retry-After")) or _body_retry_after(raw),
         )
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         return Outcome(False, f"{type(exc).__name__}: {reason}")
+
+
+def _body_retry_after(body: bytes) -> float | None:
+    # Telegram answers 429 with {"parameters": {"retry_after": N}} in the body.
+    try:
+        value = json.loads(body)["parameters"]["retry_after"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return float(value) if ok and value >= 0 else None
 
 
 def _short(body: bytes, limit: int = 200) -> str:

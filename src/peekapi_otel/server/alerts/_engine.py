@@ -7,6 +7,7 @@ The clock is injected: tests step it and call :meth:`AlertEngine.evaluate` direc
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -118,7 +119,11 @@ class AlertEngine:
         """What ``GET /api/alerts`` returns."""
         with self._lock:
             states = dict(self._states)
-        totals = self.db.channel_totals()
+        try:
+            totals = self.db.channel_totals()
+            log = self.db.log(20)
+        except sqlite3.Error:  # locked for longer than the busy timeout: show the states
+            totals, log = {}, []
         rules = [_rule_view(rule, states[rule.name], self.dashboard) for rule in self.config.rules]
         channels = []
         for name, channel in self.config.channels.items():
@@ -139,7 +144,7 @@ class AlertEngine:
             "evaluation_errors": self.evaluation_errors,
             "rules": rules,
             "channels": channels,
-            "notifications": self.db.log(20),
+            "notifications": log,
         }
 
     def start(self) -> None:
