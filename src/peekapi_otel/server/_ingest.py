@@ -230,13 +230,17 @@ def serve(
         previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     bound_port = server.server_address[1]
     url_host = f"[{host}]" if ":" in host else host
-    if alerts is not None:
-        from peekapi_otel.server.alerts import AlertEngine
-
-        server.alerts = AlertEngine(alerts, db, dashboard=f"http://{url_host}:{bound_port}")
-        server.alerts.start()
-    print(f"peekapi-otel ingest listening on http://{url_host}:{bound_port} (db {db})", flush=True)
     try:
+        if alerts is not None:
+            from peekapi_otel.server.alerts import AlertEngine
+
+            # Before the start line: the engine's indexes are built while no ingest waits.
+            server.alerts = AlertEngine(alerts, db, dashboard=f"http://{url_host}:{bound_port}")
+            server.alerts.start()
+        print(
+            f"peekapi-otel ingest listening on http://{url_host}:{bound_port} (db {db})",
+            flush=True,
+        )
         server.serve_forever(poll_interval=0.2)
     finally:
         for sig, handler in previous.items():

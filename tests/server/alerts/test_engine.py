@@ -152,11 +152,14 @@ def test_keep_firing_for_rides_out_a_flap(tmp_path: Path, hook: Receiver) -> Non
     assert s.tick(60, failing=False) == []
     assert s.state() == "firing"
     assert s.tick(60, failing=True) == []
-    # Quiet for good: resolved once the last holding evaluation is 3 minutes old.
+    # Quiet for good from 4 min (the window empties then): resolved 3 minutes later.
+    assert s.tick(60, failing=False) == []
     assert s.tick(60, failing=False) == []
     assert s.tick(60, failing=False) == []
     assert s.tick(59, failing=False) == []
+    assert s.state() == "firing"
     assert s.tick(1, failing=False) == ["resolved"]
+    assert s.hook.bodies()[1]["endsAt"] == "2026-12-03T08:07:00+00:00"
     assert [b["state"] for b in s.hook.bodies()] == ["firing", "resolved"]
     s.engine.stop()
 
@@ -187,8 +190,9 @@ def test_a_restart_neither_repeats_nor_forgets(tmp_path: Path, hook: Receiver) -
     assert s.tick(30, failing=True) == []
     assert s.state() == "firing"
     s.restart()
-    # keep_firing_for counts from the last holding evaluation before the restart (30 s):
-    # still firing at 90 s, resolved at 150 s.
+    # Stops holding at 90 s; keep_firing_for counts from there, across a restart.
+    assert s.tick(60, failing=False) == []
+    s.restart()
     assert s.tick(60, failing=False) == []
     assert s.state() == "firing"
     assert s.tick(60, failing=False) == ["resolved"]

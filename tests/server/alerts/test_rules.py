@@ -197,6 +197,8 @@ def _rule(body: str) -> str:
             "security must be one of starttls, ssl, none",
         ),
         ('[channels.x]\ntype = "pager"\n', 2, "type must be one of webhook, slack"),
+        ('[channels.x]\nurl = "https://x"\n', 1, "missing type (one of webhook, slack"),
+        ('\n[[rules]]\nname = "a"\nwindow = "1m"\n', 2, "rule 'a': missing kind (one of"),
         ('[settings]\ninterval = "0s"\n', 2, "interval must be at least 1s"),
     ],
 )

@@ -194,8 +194,11 @@ class _Table:
             raise self.fail(key, f"{key} must be at least {minimum}s")
         return seconds
 
-    def choice(self, key: str, options: tuple[str, ...] | list[str], default: str) -> str:
+    def choice(self, key: str, options: tuple[str, ...], default: str | None) -> str:
+        """``key`` among ``options``; required when ``default`` is None."""
         value = self.get(key, default)
+        if value is None:
+            raise self.fail(None, f"missing {key} (one of {', '.join(options)})")
         if value not in options:
             raise self.fail(key, f"{key} must be one of {', '.join(options)}, not {value!r}")
         return str(value)
@@ -295,7 +298,7 @@ def _channels(top: _Table, ctx: _Context) -> dict[str, Channel]:
         table = _Table(body, f"channel {name!r}", table_name, 0, ctx)
         if not _NAME.match(name):
             raise table.fail(None, "a channel name is letters, digits, '_', '.', ':' or '-'")
-        kind = table.choice("type", CHANNEL_TYPES, "")
+        kind = table.choice("type", CHANNEL_TYPES, None)
         plain, from_env, required = _CHANNEL_KEYS[kind]
         settings: dict[str, Any] = {}
         secrets: dict[str, str] = {}
@@ -376,7 +379,7 @@ def _rules(top: _Table, ctx: _Context, channels: dict[str, Channel]) -> tuple[Ru
 
 
 def _rule(table: _Table, name: str, channels: dict[str, Channel]) -> Rule:
-    kind = table.choice("kind", KINDS, "")
+    kind = table.choice("kind", KINDS, None)
     selector = _selector(table)
     window = table.duration("window", None, minimum=1)
     threshold = table.number("threshold")

@@ -2,8 +2,8 @@
 
 inactive -> pending when the condition starts to hold; pending -> firing once it has held
 for ``for`` (at once when ``for`` is 0); pending -> inactive as soon as it stops holding.
-A firing alert stays firing while the condition held within the last ``keep_firing_for``
-(against flapping), then resolves. While firing, the notification is repeated every
+A firing alert that stops holding stays firing for ``keep_firing_for`` (against
+flapping), then resolves. While firing, the notification is repeated every
 ``repeat_interval``. Pure functions over frozen values: the engine persists the result.
 """
 
@@ -30,6 +30,7 @@ class AlertState:
     value: float | None = None
     evaluated_at: float | None = None
     watched_since: float | None = None  # the first evaluation of this rule, ever
+    keep_firing_since: float | None = None  # firing, but no longer holding, since
 
 
 def step(
@@ -40,12 +41,13 @@ def step(
         previous, value=value, evaluated_at=now, watched_since=previous.watched_since or now
     )
     if active:
-        seen = dataclasses.replace(seen, last_active=now)
+        seen = dataclasses.replace(seen, last_active=now, keep_firing_since=None)
     if previous.state == "firing":
-        held_recently = (
-            seen.last_active is not None and now - seen.last_active < rule.keep_firing_for
-        )
-        if active or held_recently:
+        if not active and seen.keep_firing_since is None:
+            seen = dataclasses.replace(seen, keep_firing_since=now)
+        # As Prometheus counts it: from the first evaluation at which it stopped holding.
+        kept = not active and now - (seen.keep_firing_since or now) < rule.keep_firing_for
+        if active or kept:
             due = rule.repeat_interval > 0 and (
                 previous.last_sent is None or now - previous.last_sent >= rule.repeat_interval
             )
@@ -53,7 +55,7 @@ def step(
                 return dataclasses.replace(seen, last_sent=now), "firing"
             return seen, None
         return (
-            dataclasses.replace(seen, state="inactive", resolved_at=now),
+            dataclasses.replace(seen, state="inactive", resolved_at=now, keep_firing_since=None),
             "resolved",
         )
     if not active:

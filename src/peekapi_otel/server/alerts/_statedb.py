@@ -31,7 +31,8 @@ CREATE TABLE IF NOT EXISTS alert_state (
     resolved_at REAL,
     value REAL,
     evaluated_at REAL,
-    watched_since REAL
+    watched_since REAL,
+    keep_firing_since REAL
 );
 CREATE TABLE IF NOT EXISTS alert_notifications (
     id INTEGER PRIMARY KEY,
