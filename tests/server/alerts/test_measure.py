@@ -61,6 +61,8 @@ def test_latency_p95_and_average(tmp_path: Path) -> None:
     assert _measure(db, p95, T0) == Measurement(True, 95.0, 100)
     assert _measure(db, p95 + 'stat = "avg"\n', T0) == Measurement(False, 50.5, 100)
     assert _measure(db, p95 + 'stat = "p99"\n', T0).value == 99.0
+    assert _measure(db, p95 + 'stat = "p50"\n', T0).value == 50.0  # sorted the other way
+    assert _measure(db, p95 + 'stat = "p90"\n', T0).value == 90.0
     # A window holding only the last 10 seconds: 91..100 ms.
     assert _measure(db, p95.replace("5m", "10s"), T0).value == 100.0
     # No requests in the window: no data, not firing.
@@ -94,17 +96,22 @@ def test_inactivity_of_an_endpoint_or_a_consumer(tmp_path: Path) -> None:
             event(T0 - 600, path="/quiet", consumer="beta"),
         ],
     )
-    rule = 'kind = "inactivity"\nwindow = "5m"\n'
-    assert _measure(db, rule + 'path = "/busy"\n', T0) == Measurement(False, 30.0, 0)
-    assert _measure(db, rule + 'path = "/quiet"\n', T0) == Measurement(True, 600.0, 0)
-    assert _measure(db, rule + 'consumer = "beta"\n', T0).active is True
-    assert _measure(db, rule + 'consumer = "acme"\n', T0).active is False
-    # Never seen: quiet since the rule was first evaluated, with no "last seen" to show.
-    gone = _rule(rule + 'consumer = "gone"\n')
     metrics = SqliteMetrics(db)
-    assert measure(gone, metrics, T0) == Measurement(False, None, 0)
-    assert measure(gone, metrics, T0, watched_since=T0 - 299) == Measurement(False, None, 0)
-    assert measure(gone, metrics, T0, watched_since=T0 - 300) == Measurement(True, None, 0)
+    rule = 'kind = "inactivity"\nwindow = "5m"\n'
+    watched = T0 - 3600  # the rule has been evaluated for an hour
+
+    def check(body: str, watched_since: float | None = watched) -> Measurement:
+        return measure(_rule(rule + body), metrics, T0, watched_since=watched_since)
+
+    assert check('path = "/busy"\n') == Measurement(False, 30.0, 0)
+    assert check('path = "/quiet"\n') == Measurement(True, None, 0)
+    assert check('consumer = "beta"\n') == Measurement(True, None, 0)
+    assert check('consumer = "acme"\n') == Measurement(False, 30.0, 0)
+    assert check('consumer = "gone"\n') == Measurement(True, None, 0)
+    # A rule watching for less than its window does not hold yet.
+    assert check('consumer = "gone"\n', None) == Measurement(False, None, 0)
+    assert check('consumer = "gone"\n', T0 - 299) == Measurement(False, None, 0)
+    assert check('consumer = "gone"\n', T0 - 300) == Measurement(True, None, 0)
 
 
 def test_the_event_timestamp_is_the_time_axis_in_any_utc_spelling(tmp_path: Path) -> None:

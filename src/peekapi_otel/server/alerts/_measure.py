@@ -22,9 +22,9 @@ def measure(
 ) -> Measurement:
     """Evaluate ``rule`` over the window ending at ``now`` (whole seconds).
 
-    ``watched_since`` is when the rule was first evaluated: an inactivity rule whose
-    events were never seen counts its quiet time from there, so a new database does not
-    raise it before anyone could have called.
+    ``watched_since`` is when the rule was first evaluated: an inactivity rule holds
+    when nothing matched in its window and it has been watching for a whole window, so
+    a new rule or a new database does not raise it before anyone could have called.
     """
     end = float(int(now))
     start = end - rule.window
@@ -52,9 +52,10 @@ def measure(
         change = round(100.0 * (current - previous) / previous, 2)
         active = change > threshold if rule.direction == "spike" else -change > threshold
         return Measurement(active, change, current)
-    # inactivity: nothing matched within the window.
-    seen = metrics.last_seen(rule.selector, end)
+    # inactivity: nothing matched within the window. The value is the time since the
+    # latest matching request when there is one in the window.
+    seen = metrics.last_seen(rule.selector, start, end)
     if seen is None:
-        quiet_since = end if watched_since is None else watched_since
-        return Measurement(end - quiet_since >= rule.window, None, 0)
-    return Measurement(seen < start, round(max(0.0, end - seen), 1), 0)
+        watched = end - (end if watched_since is None else watched_since)
+        return Measurement(watched >= rule.window, None, 0)
+    return Measurement(False, round(max(0.0, end - seen), 1), 0)

@@ -18,12 +18,13 @@ from typing import Any, Final, Protocol
 
 from peekapi_otel.server.alerts._rules import Selector
 
-# Each filter the rules allow has an index ending in timestamp, so a window or a
-# "last seen" look-up reads only the rows it needs, not the table.
+# One index, so every query reads only its window's rows; covering for the rules
+# without a filter. Not one per filter: each index costs every insert, and three of them
+# cut inserts by about 40 % (200,000 rows in batches of 100 on this 2-core machine),
+# while a filtered 5-minute window of 1,000,000 rows is read in 40-70 ms without them.
 SCHEMA: Final = """
-CREATE INDEX IF NOT EXISTS events_alerts_time ON events (timestamp);
-CREATE INDEX IF NOT EXISTS events_alerts_endpoint_time ON events (method, path, timestamp);
-CREATE INDEX IF NOT EXISTS events_alerts_consumer_time ON events (consumer_id, timestamp);
+CREATE INDEX IF NOT EXISTS events_alerts_time
+    ON events (timestamp, status_code, response_time_ms);
 """
 
 
@@ -48,8 +49,8 @@ class MetricSource(Protocol):
 
     def latency(self, selector: Selector, start: float, end: float, stat: str) -> Latency: ...
 
-    def last_seen(self, selector: Selector, end: float) -> float | None:
-        """Unix time of the latest matching event before ``end``, None if there is none."""
+    def last_seen(self, selector: Selector, start: float, end: float) -> float | None:
+        """Unix time of the latest matching event in the window, None if there is none."""
         ...
 
 
@@ -74,20 +75,20 @@ def rank_offset(percent: int, n: int) -> int:
     return max(0, (percent * n + 99) // 100 - 1)
 
 
-def _where(selector: Selector, start: float | None, end: float) -> tuple[str, list[Any]]:
-    clauses = ["timestamp < ?"]
-    params: list[Any] = [iso_second(end)]
-    if start is not None:
-        clauses.append("timestamp >= ?")
-        params.append(iso_second(start))
+def _where(selector: Selector, start: float, end: float) -> tuple[str, list[Any]]:
+    clauses = ["timestamp >= ?", "timestamp < ?"]
+    params: list[Any] = [iso_second(start), iso_second(end)]
+    # The unary + keeps SQLite from answering through the store's endpoint index, which
+    # covers all time: the window's rows are fewer (460 ms against 40-70 ms for a 5-minute
+    # window of one endpoint among 1,000,000 rows).
     if selector.method is not None:
-        clauses.append("method = ?")
+        clauses.append("+method = ?")
         params.append(selector.method)
     if selector.path is not None:
-        clauses.append("path GLOB ?" if "*" in selector.path else "path = ?")
+        clauses.append("+path GLOB ?" if "*" in selector.path else "+path = ?")
         params.append(selector.path)
     if selector.consumer is not None:
-        clauses.append("consumer_id = ?")
+        clauses.append("+consumer_id = ?")
         params.append(selector.consumer)
     return " AND ".join(clauses), params
 
@@ -133,16 +134,25 @@ class SqliteMetrics:
             ).fetchone()
             if stat == "avg" or not n:
                 return Latency(int(n), None if avg is None else float(avg))
+            # Sorted from the nearer end: SQLite's sorter then keeps only OFFSET + 1 rows
+            # (27 ms against 97 ms for a p95 over 83,000 rows). The + makes it sort the
+            # window's rows rather than walk the store's latency index over all time.
+            rank = rank_offset(int(stat[1:]), int(n))
+            order, offset = ("ASC", rank) if 2 * rank < n else ("DESC", int(n) - 1 - rank)
             row = conn.execute(
                 f"SELECT response_time_ms FROM events WHERE {where} "
-                "ORDER BY response_time_ms LIMIT 1 OFFSET ?",
-                [*params, rank_offset(int(stat[1:]), int(n))],
+                f"ORDER BY +response_time_ms {order} LIMIT 1 OFFSET ?",
+                [*params, offset],
             ).fetchone()
         return Latency(int(n), float(row[0]))
 
-    def last_seen(self, selector: Selector, end: float) -> float | None:
-        where, params = _where(selector, None, end)
+    def last_seen(self, selector: Selector, start: float, end: float) -> float | None:
+        # Bounded by the window: an unbounded look-up for a consumer never seen would
+        # read the whole table at every evaluation.
+        where, params = _where(selector, start, end)
         with self._read() as conn:
-            row = conn.execute(f"SELECT MAX(timestamp) FROM events WHERE {where}", params)
-            latest = row.fetchone()[0]
-        return None if latest is None else parse_timestamp(str(latest))
+            row = conn.execute(
+                f"SELECT timestamp FROM events WHERE {where} ORDER BY timestamp DESC LIMIT 1",
+                params,
+            ).fetchone()
+        return None if row is None else parse_timestamp(str(row[0]))
