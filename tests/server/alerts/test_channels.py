@@ -352,3 +352,23 @@ def test_telegram_retry_after_from_the_body(
         Dispatcher(db, {"hook": build_sender(config.channels["hook"])}, clock=clock).deliver_due()
     assert _row(db)[:3] == ("pending", 1, T0 + 42)
     db.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "retryable"),
+    [
+        ("TOPSECRET-not-a-url", False),
+        ("ftp://TOPSECRET/x", False),
+        ("http://127.0.0.1:port/TOPSECRET", False),
+        ("http://127.0.0.1:1/TOPSECRET", True),  # nothing listens there: worth retrying
+    ],
+)
+def test_a_bad_url_from_the_environment_is_not_quoted(
+    monkeypatch: pytest.MonkeyPatch, url: str, retryable: bool
+) -> None:
+    monkeypatch.setenv("TEST_SLACK_URL", url)
+    config = _config('[channels.slack]\ntype = "slack"\nurl_env = "TEST_SLACK_URL"\ntimeout = 5\n')
+    outcome = build_sender(config.channels["slack"]).send(_payload(config))
+    assert (outcome.ok, outcome.retryable) == (False, retryable)
+    assert outcome.error is not None
+    assert "TOPSECRET" not in outcome.error

@@ -7,6 +7,7 @@ sending, and never appear in an outcome's error text, which is stored in the log
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import urllib.error
@@ -79,12 +80,18 @@ def _retry_after(value: str | None) -> float | None:
 def post_json(url: str, body: Any, *, timeout: float, headers: dict[str, str]) -> Outcome:
     """POST ``body`` as JSON; 2xx is success, 408/429/5xx and network errors are retryable."""
     data = json.dumps(body).encode()
-    request = urllib.request.Request(
-        url,
-        data=data,
-        method="POST",
-        headers={"Content-Type": "application/json", "User-Agent": _USER_AGENT, **headers},
-    )
+    try:
+        request = urllib.request.Request(
+            url,
+            data=data,
+            method="POST",
+            headers={"Content-Type": "application/json", "User-Agent": _USER_AGENT, **headers},
+        )
+        if request.type not in ("http", "https"):
+            raise ValueError(request.type)
+    except ValueError:
+        # urllib's message quotes the URL, which may be the secret itself.
+        return Outcome(False, "not an http:// or https:// URL", retryable=False)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             response.read()
@@ -100,9 +107,13 @@ def post_json(url: str, body: Any, *, timeout: float, headers: dict[str, str]) -
             retryable=exc.code in _RETRYABLE,
             retry_after=_retry_after(exc.headers.get("Retry-After")) or _body_retry_after(raw),
         )
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+    except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         return Outcome(False, f"{type(exc).__name__}: {reason}")
+    except (http.client.InvalidURL, ValueError):  # their messages quote the URL
+        return Outcome(False, "invalid URL", retryable=False)
+    except http.client.HTTPException as exc:  # a malformed answer: the server may recover
+        return Outcome(False, f"bad HTTP answer ({type(exc).__name__})")
 
 
 def _body_retry_after(body: bytes) -> float | None:
