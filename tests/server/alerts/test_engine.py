@@ -5,6 +5,7 @@ persistence across a restart."""
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -279,3 +280,46 @@ def test_inactivity_on_a_new_database_waits_out_its_window(tmp_path: Path, hook:
         ("resolved", 2.0),  # seconds since acme's request
     ]
     engine.stop()
+
+
+def test_channels_deliver_on_threads_of_their_own(tmp_path: Path) -> None:
+    """A channel that hangs holds only its own notifications; a notification queued for
+    a channel since removed from the file is given up when the engine starts."""
+    db = tmp_path / "e.db"
+    store_events(db, [])
+    release = threading.Event()
+    with receiver(hang=release) as stuck, receiver() as fine:
+        channels = (
+            f'[channels.stuck]\ntype = "webhook"\nurl = "{stuck.url}"\ntimeout = 60\n\n'
+            f'[channels.fine]\ntype = "webhook"\nurl = "{fine.url}"\n\n'
+        )
+        rule = (
+            '[[rules]]\nname = "pay-errors"\nkind = "error_rate"\nthreshold = 50\nwindow = "1m"\n'
+        )
+        clock = Clock()
+        old = AlertEngine(
+            parse_alerts(channels + '[channels.gone]\ntype = "slack"\nurl = "http://x/"\n' + rule),
+            db,
+            dashboard=DASHBOARD,
+            clock=clock,
+        )
+        store_events(db, [event(clock.now - 1, status=500)])
+        assert old.evaluate() == [("pay-errors", "firing")]
+        old.stop()  # before delivering anything: three notifications pending
+        engine = AlertEngine(parse_alerts(channels + rule), db, dashboard=DASHBOARD, clock=clock)
+        engine.start()
+        try:
+            fine.wait_for(1, 30)
+            stuck.wait_for(1, 30)
+            assert [b["state"] for b in fine.bodies()] == ["firing"]
+            release.set()
+        finally:
+            release.set()
+            engine.stop(timeout=30)
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute(
+            "SELECT channel, status, error FROM alert_notifications ORDER BY channel"
+        ).fetchall()
+    assert rows[0] == ("fine", "sent", None)
+    assert rows[1] == ("gone", "failed", "channel no longer configured")
+    assert rows[2][:2] == ("stuck", "sent")

@@ -1,13 +1,15 @@
 """Delivers the notification log's pending rows, retrying a failing channel with backoff.
 
-Runs on its own thread, apart from evaluation and from ingest: a channel that hangs
-until its timeout delays only other notifications. Each attempt is counted per channel.
+One thread per channel, apart from evaluation and from ingest: a channel that hangs
+until its timeout delays only its own notifications. Each attempt is counted.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
@@ -52,15 +54,16 @@ class Dispatcher:
         self.clock = clock
         self.backoff = backoff or Backoff()
         self.counts = {name: ChannelCounts() for name in self.senders}
-        self._wake = threading.Event()
+        self._wake = {name: threading.Event() for name in self.senders}
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._warned: set[str] = set()
 
-    def deliver_due(self) -> int:
-        """Try every notification that is due now once; returns how many were sent."""
+    def deliver_due(self, channel: str | None = None) -> int:
+        """Try every notification (of ``channel``, or all) due now once; returns how many
+        were sent."""
         sent = 0
-        for notification in self.db.due(self.clock()):
+        for notification in self.db.due(self.clock(), channel=channel):
             if self._stop.is_set():
                 break
             sent += self._deliver(notification)
@@ -106,27 +109,37 @@ class Dispatcher:
         return 0
 
     def wake(self) -> None:
-        self._wake.set()
+        for event in self._wake.values():
+            event.set()
 
     def start(self) -> None:
-        self._thread = threading.Thread(
-            target=self._run, name="peekapi-alerts-dispatch", daemon=True
-        )
-        self._thread.start()
+        # Notifications queued for a channel since removed from the file: given up now.
+        for channel in self.db.pending_channels() - set(self.senders):
+            while orphans := self.db.due(math.inf, channel=channel):
+                for notification in orphans:
+                    self._deliver(notification)  # marks it failed: no sender
+        for name in self.senders:
+            thread = threading.Thread(
+                target=self._run, args=(name,), name=f"peekapi-alerts-{name}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self.wake()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
-    def _run(self) -> None:
+    def _run(self, channel: str) -> None:
+        wake = self._wake[channel]
         broken = False
         while not self._stop.is_set():
-            self._wake.clear()
+            wake.clear()
             try:
-                self.deliver_due()
-                upcoming = self.db.next_due()
+                self.deliver_due(channel)
+                upcoming = self.db.next_due(channel)
                 broken = False
             except Exception:  # the database locked for long, or closed at shutdown
                 if not broken and not self._stop.is_set():
@@ -136,4 +149,4 @@ class Dispatcher:
             wait = _IDLE_WAIT
             if upcoming is not None:
                 wait = min(_IDLE_WAIT, max(0.05, upcoming - self.clock()))
-            self._wake.wait(wait)
+            wake.wait(wait)

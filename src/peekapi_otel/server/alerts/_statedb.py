@@ -54,6 +54,12 @@ CREATE INDEX IF NOT EXISTS alert_notifications_due
 _STATE_COLUMNS: Final = tuple(f.name for f in dataclasses.fields(AlertState))
 
 
+def _pending(channel: str | None) -> tuple[str, tuple[str, ...]]:
+    if channel is None:
+        return "status = 'pending'", ()
+    return "status = 'pending' AND channel = ?", (channel,)
+
+
 @dataclass(frozen=True)
 class Notification:
     id: int
@@ -122,22 +128,31 @@ class AlertDatabase:
                 raise
             self._conn.execute("COMMIT")
 
-    def due(self, now: float, limit: int = 50) -> list[Notification]:
+    def due(self, now: float, *, channel: str | None = None, limit: int = 50) -> list[Notification]:
+        """Pending notifications due at ``now`` (of one channel, or all), oldest first."""
+        where, params = _pending(channel)
         with self._lock:
             rows = self._conn.execute(
                 "SELECT id, rule, channel, event, payload, attempts FROM alert_notifications "
-                "WHERE status = 'pending' AND next_attempt_at <= ? "
-                "ORDER BY next_attempt_at, id LIMIT ?",
-                (now, limit),
+                f"WHERE {where} AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?",
+                (*params, now, limit),
             ).fetchall()
         return [Notification(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5]) for r in rows]
 
-    def next_due(self) -> float | None:
+    def next_due(self, channel: str | None = None) -> float | None:
+        where, params = _pending(channel)
         with self._lock:
             row = self._conn.execute(
-                "SELECT MIN(next_attempt_at) FROM alert_notifications WHERE status = 'pending'"
+                f"SELECT MIN(next_attempt_at) FROM alert_notifications WHERE {where}", params
             ).fetchone()
         return None if row[0] is None else float(row[0])
+
+    def pending_channels(self) -> set[str]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT DISTINCT channel FROM alert_notifications WHERE status = 'pending'"
+            ).fetchall()
+        return {str(r[0]) for r in rows}
 
     def mark_sent(self, notification_id: int, now: float) -> None:
         self._update(
