@@ -70,6 +70,14 @@ def secret(channel: Channel, key: str) -> str | None:
     return value
 
 
+def required_secret(channel: Channel, key: str) -> str:
+    """Like :func:`secret`, for a setting the alerts file check made mandatory."""
+    value = secret(channel, key)
+    if value is None:
+        raise MissingSecret(f"channel {channel.name!r} has no {key}")
+    return value
+
+
 def _retry_after(value: str | None) -> float | None:
     try:
         return max(0.0, float(value)) if value else None
@@ -137,8 +145,7 @@ class WebhookSender:
         self.channel = channel
 
     def send(self, payload: dict[str, Any]) -> Outcome:
-        url = secret(self.channel, "url")
-        assert url is not None  # required by the alerts file check
+        url = required_secret(self.channel, "url")
         headers = dict(self.channel.settings.get("headers", {}))
         for header, env in self.channel.settings.get("headers_env", {}).items():
             value = os.environ.get(env)
@@ -155,8 +162,7 @@ class SlackSender:
         self.channel = channel
 
     def send(self, payload: dict[str, Any]) -> Outcome:
-        url = secret(self.channel, "url")
-        assert url is not None
+        url = required_secret(self.channel, "url")
         body = {"text": text(payload)}
         return post_json(url, body, timeout=self.channel.settings["timeout"], headers={})
 
@@ -194,8 +200,7 @@ class DiscordSender:
         self.channel = channel
 
     def send(self, payload: dict[str, Any]) -> Outcome:
-        url = secret(self.channel, "url")
-        assert url is not None
+        url = required_secret(self.channel, "url")
         body = discord_body(payload, self.channel.settings.get("username"))
         return post_json(url, body, timeout=self.channel.settings["timeout"], headers={})
 
@@ -207,7 +212,7 @@ class TelegramSender:
         self.channel = channel
 
     def send(self, payload: dict[str, Any]) -> Outcome:
-        token = secret(self.channel, "token")
+        token = required_secret(self.channel, "token")
         base = self.channel.settings["base_url"]
         body = {
             "chat_id": self.channel.settings["chat_id"],
