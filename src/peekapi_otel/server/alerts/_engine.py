@@ -108,13 +108,6 @@ class AlertEngine:
             self._states[rule.name] = state
         return event
 
-    def test_payload(self, rule: Rule) -> dict[str, Any]:
-        """A ``test`` notification for ``rule`` with its current figures."""
-        now = self.clock()
-        result = measure(rule, self.metrics, now)
-        state = AlertState(value=result.value, evaluated_at=now)
-        return build_payload(rule, state, "test", dashboard=self.dashboard, now=now)
-
     def snapshot(self) -> dict[str, Any]:
         """What ``GET /api/alerts`` returns."""
         with self._lock:
