@@ -51,8 +51,8 @@ def instrumentor_kwargs(framework: str, **user_hooks: Callable[..., Any] | None)
     Args:
         framework: ``fastapi``, ``starlette``, ``asgi``, ``quart``, ``flask``, ``wsgi``,
             ``django``, ``bottle`` (for the WSGI middleware), ``falcon``, ``tornado`` or
-            ``litestar`` (for ``OpenTelemetryConfig``: our span details extractor and
-            middleware class, each replaced by yours if you pass it).
+            ``litestar`` (for ``OpenTelemetryConfig``: our span details extractor, which
+            reports the route template; yours replaces it if you pass one).
         user_hooks: your own hooks under the instrumentation's names; they run after ours.
     """
     if framework in _SETTINGS:

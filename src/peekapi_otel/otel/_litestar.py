@@ -87,27 +87,21 @@ def _default_extractor() -> Any:
     return None
 
 
-def middleware_class() -> type[Any]:
-    """An ``OpenTelemetryInstrumentationMiddleware`` with the route layer inside."""
-    from litestar.plugins.opentelemetry import OpenTelemetryInstrumentationMiddleware
-
-    class PeekApiOpenTelemetryMiddleware(OpenTelemetryInstrumentationMiddleware):
-        def __init__(self, app: Any, config: Any) -> None:
-            routed: Any = RouteFromScope(app)
-            super().__init__(app=routed, config=config)
-
-    return PeekApiOpenTelemetryMiddleware
-
-
 def config_kwargs() -> dict[str, Any]:
-    """``OpenTelemetryConfig(**config_kwargs())``: our extractor and middleware class."""
-    return {"scope_span_details_extractor": span_details, "middleware_class": middleware_class()}
+    """``OpenTelemetryConfig(**config_kwargs())``: our span details extractor (the route
+    layer joins every Litestar OpenTelemetry middleware that uses it or the default).
+
+    Litestar's plugin builds ``OpenTelemetryInstrumentationMiddleware`` itself, whatever
+    ``middleware_class`` says, so the layer is added there rather than by a subclass.
+    """
+    install_default_route_fix()
+    return {"scope_span_details_extractor": span_details}
 
 
 def install_default_route_fix() -> bool:
     """Make Litestar's own OpenTelemetry middleware report the route template when the
-    user kept the default ``scope_span_details_extractor`` (an explicit one is left
-    alone)."""
+    user kept the default ``scope_span_details_extractor`` or passed ours (any other
+    extractor is left alone, and so is its span)."""
     try:
         from litestar.plugins.opentelemetry import OpenTelemetryInstrumentationMiddleware
     except ImportError:
@@ -120,12 +114,14 @@ def install_default_route_fix() -> bool:
 
     @functools.wraps(original)
     def __init__(self: Any, app: Any, config: Any) -> None:
-        fix = False
+        fix = routed = False
         try:
-            fix = getattr(config, "scope_span_details_extractor", None) is default
+            extractor = getattr(config, "scope_span_details_extractor", None)
+            fix = extractor is default
+            routed = fix or extractor is span_details
         except Exception as exc:  # noqa: BLE001 - never into the app; counted
             report(exc)
-        if fix:
+        if routed:
             app = RouteFromScope(app)
         original(self, app=app, config=config)
         if fix:
