@@ -12,10 +12,17 @@ from litestar import Litestar, Request, get, post
 from litestar.exceptions import NotFoundException
 from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
 
+# The one line: Litestar's plugin (below). Under opentelemetry-instrument the PeekAPI
+# distro makes its default span details report the route template.
+otel_config = OpenTelemetryConfig()
+
 if os.environ.get("PEEKAPI_PROGRAMMATIC"):
+    # Without opentelemetry-instrument: configure, and pass PeekAPI's span details.
     import peekapi_otel
+    from peekapi_otel.hooks import instrumentor_kwargs
 
     peekapi_otel.configure()
+    otel_config = OpenTelemetryConfig(**instrumentor_kwargs("litestar"))
 
 ITEMS: dict[int, dict[str, Any]] = {1: {"name": "hammer", "price": 9.5}}
 
@@ -39,10 +46,7 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-# The one line: Litestar's plugin. Under opentelemetry-instrument the PeekAPI distro
-# makes its default span details report the route template; in code, pass
-# ``OpenTelemetryConfig(**peekapi_otel.hooks.instrumentor_kwargs("litestar"))``.
 app = Litestar(
     route_handlers=[read_item, create_item, health],
-    plugins=[OpenTelemetryPlugin(OpenTelemetryConfig())],
+    plugins=[OpenTelemetryPlugin(otel_config)],
 )

@@ -52,3 +52,36 @@ def test_framework_zero_code(
     check_events(events, sent, framework)
     assert_no_secret(json.dumps(list(events)), "events")
     assert_no_secret(output, "server output")
+
+
+PROGRAMMATIC = [
+    "litestar-uvicorn",
+    "falcon-gunicorn",
+    "pyramid-gunicorn",
+    "aiohttp-own-server",
+    "tornado-own-server",
+]
+
+
+@pytest.mark.parametrize("mode", PROGRAMMATIC)
+def test_framework_programmatic(
+    framework_venv: Venv, make_server: MakeServer, ingest: Ingest, mode: str
+) -> None:
+    """``PEEKAPI_PROGRAMMATIC=1 <server>`` without opentelemetry-instrument: the calls each
+    example's README documents (Bottle, Quart and Falcon ASGI use the same line as
+    above, so they are not repeated)."""
+    framework = mode.split("-")[0]
+    server = make_server(
+        framework_venv,
+        mode,
+        zero_code=False,
+        PEEKAPI_PROGRAMMATIC="1",
+        PEEKAPI_ENDPOINT=ingest.url,
+        PEEKAPI_FLUSH_INTERVAL="0.5",
+    ).start()
+    sent = standard_traffic(server.port)
+    events = ingest.wait_for(len(sent), timeout=15)
+    server.stop()
+    events = ingest.wait_for(len(sent), timeout=5)
+    server.assert_clean_output()
+    check_events(events, sent, framework)
