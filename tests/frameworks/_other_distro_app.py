@@ -1,8 +1,9 @@
 """Run under ``opentelemetry-instrument`` with another distro and configurator selected:
 the PeekAPI pre-instrument hook must still chain its glue into the Falcon, Tornado,
-Pyramid and aiohttp instrumentors. Sends two requests and flushes.
+Pyramid and aiohttp instrumentors. Sends two requests per framework, in the order
+given, and flushes after each framework (so the ingest gets them in that order).
 
-    opentelemetry-instrument python _other_distro_app.py FRAMEWORK
+    opentelemetry-instrument python _other_distro_app.py FRAMEWORK...
 """
 
 from __future__ import annotations
@@ -27,8 +28,7 @@ SCENARIOS = (
 )
 
 
-def main() -> int:
-    framework = sys.argv[1]
+def one(framework: str) -> bool:
     stop = lambda: None  # noqa: E731
     if framework == "falcon":
         from fw_apps.falcon_app import build_wsgi
@@ -52,13 +52,16 @@ def main() -> int:
     try:
         for scenario in SCENARIOS:
             status, body = send(scenario)
-            print(scenario.name, status, len(body), flush=True)
+            print(framework, scenario.name, status, len(body), flush=True)
     finally:
         stop()
     provider = trace.get_tracer_provider()
-    flushed = provider.force_flush(10_000)  # type: ignore[attr-defined]
-    print("flushed", flushed, flush=True)
-    return 0 if flushed else 1
+    return bool(provider.force_flush(10_000))  # type: ignore[attr-defined]
+
+
+def main() -> int:
+    results = [one(framework) for framework in sys.argv[1:]]  # every one, even after a failure
+    return 0 if all(results) else 1
 
 
 if __name__ == "__main__":

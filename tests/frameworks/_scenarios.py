@@ -184,9 +184,8 @@ def _aiohttp_sender(app: Any) -> tuple[Send, Callable[[], None]]:
 
     async def start() -> int:
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        return int(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        return int(runner.addresses[0][1])
 
     port = asyncio.run_coroutine_threadsafe(start(), loop).result(10)
 
