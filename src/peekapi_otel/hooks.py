@@ -16,9 +16,11 @@ route template), in one write per request and one per response.
       OpenTelemetryMiddleware(wsgi_app, **hooks.instrumentor_kwargs("wsgi"))
       OpenTelemetryMiddleware(bottle_app, **hooks.instrumentor_kwargs("bottle"))
 
-* Litestar: ``OpenTelemetryConfig(**hooks.instrumentor_kwargs("litestar"))``.
-* Falcon ASGI, Pyramid, aiohttp: :func:`instrument_falcon_asgi`,
-  :func:`include_pyramid`, :func:`instrument_aiohttp_server` (zero-code needs none).
+* Litestar: ``OpenTelemetryConfig(**hooks.instrumentor_kwargs("litestar"))`` (under
+  ``opentelemetry-instrument`` a plain ``OpenTelemetryConfig()`` does as well).
+* Falcon ASGI: :func:`instrument_falcon_asgi`, with or without ``opentelemetry-instrument``.
+* Pyramid, aiohttp: :func:`include_pyramid`, :func:`instrument_aiohttp_server` in code;
+  under ``opentelemetry-instrument`` the distro adds them itself.
 
 Pass your own hooks as keyword arguments to ``instrumentor_kwargs`` and both run (yours
 second).
