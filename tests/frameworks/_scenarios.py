@@ -20,7 +20,7 @@ import json
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,14 @@ FRAMEWORKS = (
     "django_wsgiref",
     "raw_asgi",
     "raw_wsgi",
+    "litestar",
+    "bottle",
+    "falcon_wsgi",
+    "falcon_asgi",
+    "pyramid",
+    "aiohttp",
+    "tornado",
+    "quart",
 )
 PROJECT_KEY = "project-key-for-tests"
 CREATE_BODY = b'{"name":"widget","qty":3}'
@@ -66,7 +74,12 @@ SCENARIOS = (
         "json",
         "GET",
         "/json",
-        {"X-API-Key": API_KEY_SECRET, "Authorization": TOKEN_SECRET, "Cookie": COOKIE_SECRET},
+        {
+            "X-API-Key": API_KEY_SECRET,
+            "Authorization": TOKEN_SECRET,
+            "Cookie": COOKIE_SECRET,
+            "X-Tenant": "acme",
+        },
     ),
     Scenario(
         "create",
@@ -140,6 +153,76 @@ def _django_client_sender() -> Send:
         return r.status_code, body
 
     return send
+
+
+def _http_sender(port: int) -> Send:
+    def send(s: Scenario) -> tuple[int, bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            conn.request(s.method, s.target, body=s.body or None, headers=s.headers)
+            r = conn.getresponse()
+            return r.status, r.read()
+        finally:
+            conn.close()
+
+    return send
+
+
+def _loop_thread() -> tuple[asyncio.AbstractEventLoop, threading.Thread]:
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    return loop, thread
+
+
+def _aiohttp_sender(app: Any) -> tuple[Send, Callable[[], None]]:
+    """A real aiohttp server on a loop of its own."""
+    from aiohttp import web
+
+    loop, thread = _loop_thread()
+    runner = web.AppRunner(app)
+
+    async def start() -> int:
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        return int(runner.addresses[0][1])
+
+    port = asyncio.run_coroutine_threadsafe(start(), loop).result(10)
+
+    def stop() -> None:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+
+    return _http_sender(port), stop
+
+
+def _tornado_sender(app: Any) -> tuple[Send, Callable[[], None]]:
+    """A real Tornado HTTP server on a loop of its own."""
+    import socket
+
+    from tornado.httpserver import HTTPServer
+
+    loop, thread = _loop_thread()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    sock.setblocking(False)
+    port = sock.getsockname()[1]
+
+    async def start() -> HTTPServer:
+        server = HTTPServer(app)
+        server.add_sockets([sock])
+        return server
+
+    server = asyncio.run_coroutine_threadsafe(start(), loop).result(10)
+
+    def stop() -> None:
+        loop.call_soon_threadsafe(server.stop)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+
+    return _http_sender(port), stop
 
 
 def _wsgiref_sender(app: Any) -> tuple[Send, Callable[[], None]]:
@@ -229,6 +312,76 @@ def build(framework: str, provider: TracerProvider) -> tuple[Send, Callable[[], 
 
         wrapped = WsgiMiddleware(wsgi_app, tracer_provider=provider, **instrumentor_kwargs("wsgi"))
         return _werkzeug_sender(server_errors(wrapped)), stop
+    return _build_more(framework, provider)
+
+
+def _build_more(framework: str, provider: TracerProvider) -> tuple[Send, Callable[[], None]]:
+    """The frameworks beyond the first set; some instrumentations take their tracer from
+    the global provider only (Pyramid), so it is set for all of them."""
+    from opentelemetry import trace
+
+    trace.set_tracer_provider(provider)
+    stop: Callable[[], None] = lambda: None  # noqa: E731
+    if framework == "litestar":
+        from fw_apps.litestar_app import build as build_litestar
+
+        # The plain plugin config: the route fix applies to Litestar's default extractor.
+        from peekapi_otel.otel._litestar import install_default_route_fix
+
+        install_default_route_fix()
+        return _asgi_sender(build_litestar(tracer_provider=provider)), stop
+    if framework == "bottle":
+        from fw_apps.bottle_app import app as bottle_app
+        from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware as WsgiMiddleware
+
+        wrapped = WsgiMiddleware(
+            bottle_app, tracer_provider=provider, **instrumentor_kwargs("bottle")
+        )
+        # A real server: Bottle's 500 passes exc_info, which werkzeug's client re-raises.
+        return _wsgiref_sender(wrapped)
+    if framework == "falcon_wsgi":
+        from fw_apps.falcon_app import build_wsgi
+        from opentelemetry.instrumentation.falcon import FalconInstrumentor
+
+        FalconInstrumentor().instrument(tracer_provider=provider, **instrumentor_kwargs("falcon"))
+        return _werkzeug_sender(build_wsgi()), stop
+    if framework == "falcon_asgi":
+        from fw_apps.falcon_app import build_asgi
+
+        from peekapi_otel.hooks import instrument_falcon_asgi
+
+        return _asgi_sender(instrument_falcon_asgi(build_asgi(), tracer_provider=provider)), stop
+    if framework == "pyramid":
+        from fw_apps.raw_wsgi_app import server_errors
+        from opentelemetry.instrumentation.pyramid import PyramidInstrumentor
+
+        from peekapi_otel.otel._pyramid import install_tween_on_every_app
+
+        PyramidInstrumentor().instrument()
+        install_tween_on_every_app()  # what the distro does after instrument()
+        from fw_apps.pyramid_app import make_app as make_pyramid
+
+        return _werkzeug_sender(server_errors(make_pyramid())), stop
+    if framework == "aiohttp":
+        from peekapi_otel.hooks import instrument_aiohttp_server
+
+        instrument_aiohttp_server(tracer_provider=provider)
+        from fw_apps.aiohttp_app import make_app as make_aiohttp
+
+        return _aiohttp_sender(make_aiohttp())
+    if framework == "tornado":
+        from opentelemetry.instrumentation.tornado import TornadoInstrumentor
+
+        TornadoInstrumentor().instrument(tracer_provider=provider, **instrumentor_kwargs("tornado"))
+        from fw_apps.tornado_app import make_app as make_tornado
+
+        return _tornado_sender(make_tornado())
+    if framework == "quart":
+        from fw_apps.quart_app import app as quart_app
+        from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware as AsgiMiddleware
+
+        quart_app.asgi_app = AsgiMiddleware(quart_app.asgi_app, tracer_provider=provider)  # type: ignore[method-assign]
+        return _asgi_sender(quart_app), stop
     raise SystemExit(f"unknown framework {framework!r}")
 
 
@@ -258,11 +411,19 @@ def _wait_for_server_span(memory: InMemorySpanExporter, seen: int) -> list[Reada
         time.sleep(0.01)
 
 
+def tenant(headers: Mapping[str, str]) -> str | None:
+    """The ``identify_consumer`` of the ``identify`` runs."""
+    return f"tenant-{headers['x-tenant']}" if "x-tenant" in headers else None
+
+
 def main() -> int:
     framework, ingest_url, report_path, spool = sys.argv[1:5]
+    identify = sys.argv[5:6] == ["identify"]
     console_path = Path(report_path).with_suffix(".console.txt")
     provider = TracerProvider()
-    common = {"api_key": PROJECT_KEY, "endpoint": ingest_url, "flush_interval": 0.2}
+    common: dict[str, Any] = {"api_key": PROJECT_KEY, "endpoint": ingest_url, "flush_interval": 0.2}
+    if identify:
+        common["identify_consumer"] = tenant
     plain = PeekApiSpanProcessor(
         storage_path=spool + "/plain", metadata={"proc": "plain", "app": framework}, **common
     )

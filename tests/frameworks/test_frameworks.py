@@ -17,6 +17,12 @@ Expected ``response_size`` (bytes of body the client received, where the hook ca
   Flask, Django); 0 for Starlette and raw WSGI, whose 500 comes from outside the
   instrumentation (``ServerErrorMiddleware`` / the server), and raw ASGI (the client got
   an empty 500 from the transport as well).
+- Falcon (WSGI) and Pyramid end their span before a streamed body is iterated: 0. Bottle
+  runs behind the raw WSGI middleware: 0 until that counts streamed bodies (see
+  ``test_bottle_streamed_response_size``).
+- Pyramid's, aiohttp's and Tornado's 500 page is written after the span ended (by the
+  server, aiohttp itself, Tornado's ``send_error``): 0; Tornado's 404 page as well.
+- Litestar refuses unknown methods: PURGE is a 405 there (the event still says PURGE).
 - everything else: exactly the number of body bytes the client received.
 """
 
@@ -71,6 +77,14 @@ ROUTE = {
     "django_wsgiref": "/items/<int:item_id>",
     "raw_asgi": "/items/42",  # no router: the raw path
     "raw_wsgi": "/items/42",
+    "litestar": "/items/{item_id}",  # scope["path_template"], not "GET /items/42"
+    "bottle": "/items/<item_id:int>",  # the matched Bottle rule
+    "falcon_wsgi": "/items/{item_id:int}",  # req.uri_template
+    "falcon_asgi": "/items/{item_id:int}",
+    "pyramid": "/items/{item_id:\\d+}",  # the route pattern
+    "aiohttp": "/items/{item_id}",  # resource.canonical
+    "tornado": "/items/{item_id}",  # the URLSpec, groups named after get()'s parameters
+    "quart": "/items/42",  # raw ASGI: no route
 }
 PATHS = {
     "json": "/json",
@@ -93,9 +107,20 @@ STATUS = {
     "query": 200,
     "param": 200,
 }
+STATUS_OVERRIDE = {("litestar", "purge"): 405}
 METHOD = {"create": "POST", "head": "HEAD", "purge": "PURGE"}
-STREAM_SIZE_UNKNOWN = {"flask", "django_wsgi", "django_asgi", "django_wsgiref", "raw_wsgi"}
-ERROR_SIZE_UNKNOWN = {"starlette", "raw_asgi", "raw_wsgi"}
+STREAM_SIZE_UNKNOWN = {
+    "flask",
+    "django_wsgi",
+    "django_asgi",
+    "django_wsgiref",
+    "raw_wsgi",
+    "falcon_wsgi",
+    "pyramid",
+    "bottle",  # raw WSGI middleware: see test_bottle_streamed_response_size
+}
+ERROR_SIZE_UNKNOWN = {"starlette", "raw_asgi", "raw_wsgi", "pyramid", "aiohttp", "tornado"}
+NOT_FOUND_SIZE_UNKNOWN = {"tornado"}
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
 HEX16 = re.compile(r"^[0-9a-f]{16}$")
 
@@ -133,9 +158,9 @@ def _env(mode: str) -> dict[str, str]:
     return env
 
 
-def _run_one(framework: str, mode: str, workdir: Path) -> Run:
+def _run_one(framework: str, mode: str, workdir: Path, *extra: str) -> Run:
     ingest = Ingest().start()
-    out = workdir / f"{framework}-{mode.replace('/', '_')}"
+    out = workdir / "-".join((framework, mode.replace("/", "_"), *extra))
     out.mkdir()
     report_path = out / "report.json"
     stderr_path = out / "stderr.txt"
@@ -150,6 +175,7 @@ def _run_one(framework: str, mode: str, workdir: Path) -> Run:
                     ingest.url,
                     str(report_path),
                     str(out / "spool"),
+                    *extra,
                 ],
                 cwd=str(HERE),
                 env=_env(mode),
@@ -208,6 +234,8 @@ def _expected_response_size(framework: str, name: str, received: int) -> int:
         return 0
     if name == "boom" and framework in ERROR_SIZE_UNKNOWN:
         return 0
+    if name == "missing" and framework in NOT_FOUND_SIZE_UNKNOWN:
+        return 0
     return received
 
 
@@ -223,7 +251,8 @@ def test_every_field_of_every_event(run: Run) -> None:
 
     for sc in run.report["scenarios"]:
         name = sc["name"]
-        assert sc["status"] == STATUS[name], (name, "the app answered")
+        status = STATUS_OVERRIDE.get((fw, name), STATUS[name])
+        assert sc["status"] == status, (name, "the app answered")
         (span,) = sc["server_spans"]  # one local-root SERVER span per request
         assert HEX32.match(span["trace_id"])
         assert HEX16.match(span["span_id"])
@@ -236,7 +265,7 @@ def test_every_field_of_every_event(run: Run) -> None:
             if name == "query" and proc == "query":
                 path += "?alpha=two&mid=3&zeta=1"  # sorted by name
             assert event["path"] == path, where
-            assert event["status_code"] == STATUS[name], where
+            assert event["status_code"] == status, where
             ms = event["response_time_ms"]
             assert isinstance(ms, float), where
             assert ms > 0, where
@@ -333,3 +362,19 @@ def test_wsgiref_http_mode_has_no_path_attribute_yet_the_path_is_right(
 def test_every_combination_produced_a_report(runs: dict[tuple[str, str], Run]) -> None:
     missing = [k for k, r in runs.items() if not r.report]
     assert not missing, {k: runs[k].stderr[-2000:] for k in missing}
+
+
+@pytest.mark.xfail(
+    reason="the raw WSGI middleware does not count streamed bodies yet; remove this mark "
+    "(and 'bottle' from STREAM_SIZE_UNKNOWN) once it does",
+    strict=True,
+)
+def test_bottle_streamed_response_size(runs: dict[tuple[str, str], Run]) -> None:
+    result = runs[("bottle", "default")]
+    assert result.returncode == 0, result.stderr[-3000:]
+    stream = next(s for s in result.report["scenarios"] if s["name"] == "stream")
+    events = [
+        e for e in result.events if e["metadata"]["span_id"] == stream["server_spans"][0]["span_id"]
+    ]
+    assert events
+    assert {e["response_size"] for e in events} == {stream["body_len"]}

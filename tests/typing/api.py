@@ -9,7 +9,12 @@ from opentelemetry.sdk.trace import TracerProvider
 
 import peekapi_otel
 from peekapi_otel import Options, PeekApiSpanExporter, PeekApiSpanProcessor, stats
-from peekapi_otel.hooks import instrumentor_kwargs
+from peekapi_otel.hooks import (
+    include_pyramid,
+    instrument_aiohttp_server,
+    instrument_falcon_asgi,
+    instrumentor_kwargs,
+)
 from peekapi_otel.testing import CapturedEvents, capture_events
 
 
@@ -49,6 +54,14 @@ def hooks_for_instrumentors() -> dict[str, Any]:
         return None
 
     return instrumentor_kwargs("fastapi", server_request_hook=mine)
+
+
+def more_frameworks(falcon_asgi_app: Any, pyramid_config: Any) -> Any:
+    litestar_settings: dict[str, Any] = instrumentor_kwargs("litestar")
+    assert "scope_span_details_extractor" in litestar_settings
+    pyramid_config.include(include_pyramid)
+    instrument_aiohttp_server()
+    return instrument_falcon_asgi(falcon_asgi_app)
 
 
 def counters() -> int:

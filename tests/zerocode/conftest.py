@@ -9,6 +9,7 @@ import pytest
 from zerocode.support import (
     APPS,
     EXAMPLES,
+    FRAMEWORK_SPECS,
     PROJECT_KEY,
     MakeServer,
     OtlpReceiver,
@@ -30,9 +31,20 @@ def pytest_configure(config: pytest.Config) -> None:
 def venvs() -> tuple[Venv, Venv]:
     started = time.monotonic()
     log("preparing user-like virtual environments (cached between runs)")
-    result = ensure_venvs()
+    user, otlp = ensure_venvs()
     log(f"virtual environments ready after {time.monotonic() - started:.1f}s")
-    return result
+    return user, otlp
+
+
+@pytest.fixture(scope="session")
+def framework_venv() -> Venv:
+    """``pip install "peekapi-otel[litestar,bottle,falcon,pyramid,aiohttp,tornado,quart]"
+    uvicorn gunicorn``."""
+    started = time.monotonic()
+    log("preparing the frameworks' virtual environment (cached between runs)")
+    (venv,) = ensure_venvs(FRAMEWORK_SPECS)
+    log(f"frameworks' virtual environment ready after {time.monotonic() - started:.1f}s")
+    return venv
 
 
 @pytest.fixture(scope="session")
@@ -98,6 +110,23 @@ COMMANDS: dict[str, tuple[str, list[str]]] = {
         "django",
         ["uvicorn", "mysite.asgi:application", "--host", "127.0.0.1", "--port", "{port}"],
     ),
+    "litestar-uvicorn": (
+        "litestar",
+        ["uvicorn", "app:app", "--host", "127.0.0.1", "--port", "{port}"],
+    ),
+    "bottle-gunicorn": ("bottle", ["gunicorn", "-w", "2", "-b", "127.0.0.1:{port}", "app:app"]),
+    "falcon-gunicorn": ("falcon", ["gunicorn", "-w", "2", "-b", "127.0.0.1:{port}", "app:app"]),
+    "falcon_asgi-uvicorn": (
+        "falcon",
+        ["uvicorn", "asgi_app:app", "--host", "127.0.0.1", "--port", "{port}"],
+    ),
+    "pyramid-gunicorn": (
+        "pyramid",
+        ["gunicorn", "-w", "2", "-b", "127.0.0.1:{port}", "app:app"],
+    ),
+    "aiohttp-own-server": ("aiohttp", ["python", "app.py"]),
+    "tornado-own-server": ("tornado", ["python", "app.py"]),
+    "quart-uvicorn": ("quart", ["uvicorn", "app:app", "--host", "127.0.0.1", "--port", "{port}"]),
     "custom-provider-uvicorn": (
         "@apps",
         ["uvicorn", "custom_provider_app:app", "--host", "127.0.0.1", "--port", "{port}"],
@@ -119,6 +148,8 @@ def make_server(tmp_path: Path) -> Iterator[MakeServer]:
         if zero_code:
             cmd = [str(venv.bin / "opentelemetry-instrument"), *cmd]
         extra: dict[str, str | None] = {"PEEKAPI_API_KEY": PROJECT_KEY}
+        if mode.endswith("own-server"):
+            extra["PORT"] = str(port)  # the app starts its framework's own server
         if example == "django":
             # Must be exported before opentelemetry-instrument runs (OTEL-FACTS Q8).
             extra["DJANGO_SETTINGS_MODULE"] = "mysite.settings"

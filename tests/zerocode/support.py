@@ -43,6 +43,17 @@ OTLP_REQUIREMENTS: tuple[str, ...] = (
     "opentelemetry-distro",
 )
 OTLP_EXTRAS = USER_EXTRAS
+# The frameworks of peekapi-otel[litestar] ... in a venv of their own (built only by the
+# tests that use it), so the two above stay as small as the README's FastAPI/Flask/Django
+# installs.
+FRAMEWORK_EXTRAS = "litestar,bottle,falcon,pyramid,aiohttp,tornado,quart"
+
+VenvSpec = tuple[str, str, tuple[str, ...]]
+DEFAULT_SPECS: tuple[VenvSpec, ...] = (
+    ("user", USER_EXTRAS, ()),
+    ("otlp", OTLP_EXTRAS, OTLP_REQUIREMENTS),
+)
+FRAMEWORK_SPECS: tuple[VenvSpec, ...] = (("frameworks", FRAMEWORK_EXTRAS, ()),)
 
 PROJECT_KEY = "zerocode-project-key"
 API_KEY_SECRET = "sk-live-zerocode-SECRET-apikey-0001"
@@ -135,15 +146,16 @@ class Venv:
         return bool(list((self.path / "lib").glob(f"python*/site-packages/{dist}-*.dist-info")))
 
 
-def ensure_venvs() -> tuple[Venv, Venv]:
-    """The plain user venv and the one with opentelemetry-distro + OTLP/HTTP exporter.
+def ensure_venvs(specs: tuple[VenvSpec, ...] = DEFAULT_SPECS) -> tuple[Venv, ...]:
+    """The venvs of ``specs`` (name, extras, more requirements): by default the plain
+    user venv and the one with opentelemetry-distro + OTLP/HTTP exporter.
 
     Dependencies are keyed by a hash of ``pyproject.toml`` and reused across runs; the
     package itself is reinstalled (non-editable, no deps) whenever ``src`` changed.
     A file lock keeps concurrent test runs from building the same venv twice.
     """
     deps_key = _tree_digest([REPO / "pyproject.toml"])
-    recipe = repr((USER_EXTRAS, USER_REQUIREMENTS, OTLP_EXTRAS, OTLP_REQUIREMENTS))
+    recipe = repr((specs, USER_REQUIREMENTS))
     deps_key = hashlib.sha256((deps_key + recipe).encode()).hexdigest()[:16]
     src_key = _tree_digest([REPO / "src", REPO / "examples", REPO / "pyproject.toml"])
     root = VENV_ROOT / deps_key
@@ -155,13 +167,10 @@ def ensure_venvs() -> tuple[Venv, Venv]:
             shutil.rmtree(other, ignore_errors=True)
     with open(root / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        user, otlp = Venv(root / "user"), Venv(root / "otlp")
+        venvs = tuple(Venv(root / name) for name, _, _ in specs)
         pending = [
             (venv, extras, extra)
-            for venv, extras, extra in (
-                (user, USER_EXTRAS, ()),
-                (otlp, OTLP_EXTRAS, OTLP_REQUIREMENTS),
-            )
+            for venv, (_, extras, extra) in zip(venvs, specs, strict=True)
             if not (venv.path / ".complete").exists()
         ]
         marker = root / ".src"
@@ -222,7 +231,7 @@ def ensure_venvs() -> tuple[Venv, Venv]:
                 if errors:
                     raise errors[0]
                 built = [v.path for v, _, _ in pending]
-                for venv in (user, otlp):
+                for venv in venvs:
                     if venv.path in built:
                         continue
                     log(f"reinstalling peekapi-otel into {venv.path} (src changed)")
@@ -245,7 +254,7 @@ def ensure_venvs() -> tuple[Venv, Venv]:
                 shutil.rmtree(build, ignore_errors=True)
         else:
             log(f"reusing venvs in {root}")
-    return user, otlp
+    return venvs
 
 
 # --- servers ---------------------------------------------------------------------------

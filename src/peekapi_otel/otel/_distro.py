@@ -29,6 +29,11 @@ from opentelemetry.sdk.trace import TracerProvider
 from peekapi_otel.delivery._shutdown import install_sigterm_handler
 from peekapi_otel.otel import _request_attrs
 from peekapi_otel.otel._configure import SANITIZE, SANITIZED, attach, merge_env_list
+from peekapi_otel.otel._framework_defaults import (
+    AFTER_INSTRUMENT,
+    after_instrument,
+    install_litestar_default,
+)
 from peekapi_otel.otel._hooks import instrumentor_kwargs
 
 _logger = logging.getLogger(__name__)
@@ -40,6 +45,8 @@ _INSTRUMENTORS: Final = {
     "starlette": ("opentelemetry.instrumentation.starlette", "StarletteInstrumentor", "starlette"),
     "flask": ("opentelemetry.instrumentation.flask", "FlaskInstrumentor", "flask"),
     "django": ("opentelemetry.instrumentation.django", "DjangoInstrumentor", "django"),
+    "falcon": ("opentelemetry.instrumentation.falcon", "FalconInstrumentor", "falcon"),
+    "tornado": ("opentelemetry.instrumentation.tornado", "TornadoInstrumentor", "tornado"),
 }
 _PATCHED: Final = "_peekapi_hooks_chained"
 
@@ -87,6 +94,7 @@ class PeekApiDistro(BaseDistro):
             _State.distro_active = True
             # Starlette and hand-built ASGI middlewares: the same rule as for FastAPI.
             _request_attrs._Config.cut_message_spans = _traces_go_nowhere()
+            install_litestar_default()
         except Exception:  # must never stop auto-instrumentation
             _logger.exception("peekapi-otel distro could not set its defaults")
 
@@ -100,6 +108,8 @@ class PeekApiDistro(BaseDistro):
             entry_point.load()().instrument(**kwargs)
         except Exception:  # one broken instrumentor must not stop the rest
             _logger.exception("Instrumenting of %s failed", entry_point.name)
+            return
+        after_instrument(entry_point.name)
 
 
 class PeekApiConfigurator(_OTelSDKConfigurator):
@@ -167,6 +177,26 @@ def _chain_hooks_into_instrumentors() -> None:
             setattr(cls, _PATCHED, True)
         except Exception:  # a missing or odd instrumentor is not fatal
             _logger.debug("peekapi-otel: no hooks for %s", name, exc_info=True)
+    for name, (module_name, class_name, _) in AFTER_INSTRUMENT.items():
+        try:
+            if importlib.util.find_spec(module_name) is None:
+                continue
+            cls = getattr(importlib.import_module(module_name), class_name)
+            if getattr(cls, _PATCHED, False):
+                continue
+            original = cls._instrument
+
+            def _instrument_then_glue(
+                self: Any, _orig: Any = original, _name: str = name, **kwargs: Any
+            ) -> Any:
+                result = _orig(self, **kwargs)
+                after_instrument(_name)
+                return result
+
+            cls._instrument = _instrument_then_glue
+            setattr(cls, _PATCHED, True)
+        except Exception:  # a missing or odd instrumentor is not fatal
+            _logger.debug("peekapi-otel: no glue for %s", name, exc_info=True)
 
 
 def pre_instrument(**kwargs: Any) -> None:
@@ -175,6 +205,7 @@ def pre_instrument(**kwargs: Any) -> None:
         if not _State.distro_active:
             merge_env_list(SANITIZE, list(SANITIZED))
             _chain_hooks_into_instrumentors()
+            install_litestar_default()
     except Exception:  # must never stop auto-instrumentation
         _logger.exception("peekapi-otel pre-instrument hook failed")
     _attach_to_global()

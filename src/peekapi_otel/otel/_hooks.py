@@ -3,6 +3,9 @@
 from collections.abc import Callable
 from typing import Any, Final
 
+from peekapi_otel.otel._bottle import bottle_response_hook
+from peekapi_otel.otel._falcon import falcon_request_hook, falcon_response_hook
+from peekapi_otel.otel._tornado import tornado_server_request_hook
 from peekapi_otel.otel._wsgi import (
     django_request_hook,
     django_response_hook,
@@ -16,8 +19,21 @@ _HOOKS: Final[dict[str, dict[str, Callable[..., None]]]] = {
     "wsgi": {"request_hook": wsgi_request_hook, "response_hook": wsgi_response_hook},
     "flask": {"request_hook": wsgi_request_hook, "response_hook": flask_response_hook},
     "django": {"request_hook": django_request_hook, "response_hook": django_response_hook},
+    "bottle": {"request_hook": wsgi_request_hook, "response_hook": bottle_response_hook},
+    "falcon": {"request_hook": falcon_request_hook, "response_hook": falcon_response_hook},
+    "tornado": {"server_request_hook": tornado_server_request_hook},
 }
-_HOOKS["fastapi"] = _HOOKS["starlette"] = _HOOKS["asgi"]
+_HOOKS["fastapi"] = _HOOKS["starlette"] = _HOOKS["quart"] = _HOOKS["asgi"]
+
+
+def _litestar_settings() -> dict[str, Any]:
+    from peekapi_otel.otel._litestar import config_kwargs
+
+    return config_kwargs()
+
+
+#: Settings rather than hooks: the user's value replaces ours.
+_SETTINGS: Final[dict[str, Callable[[], dict[str, Any]]]] = {"litestar": _litestar_settings}
 
 
 def _chain(ours: Callable[..., None], theirs: Callable[..., Any]) -> Callable[..., None]:
@@ -33,14 +49,22 @@ def instrumentor_kwargs(framework: str, **user_hooks: Callable[..., Any] | None)
     """Keyword arguments that add the PeekAPI hooks to an instrumentor or middleware.
 
     Args:
-        framework: ``fastapi``, ``starlette``, ``asgi``, ``flask``, ``wsgi`` or ``django``.
+        framework: ``fastapi``, ``starlette``, ``asgi``, ``quart``, ``flask``, ``wsgi``,
+            ``django``, ``bottle`` (for the WSGI middleware), ``falcon``, ``tornado`` or
+            ``litestar`` (for ``OpenTelemetryConfig``: our span details extractor, which
+            reports the route template; yours replaces it if you pass one).
         user_hooks: your own hooks under the instrumentation's names; they run after ours.
     """
+    if framework in _SETTINGS:
+        settings = _SETTINGS[framework]()
+        settings.update({k: v for k, v in user_hooks.items() if v is not None})
+        return settings
     try:
         ours = _HOOKS[framework]
     except KeyError:
         raise ValueError(
-            f"unknown framework {framework!r}; expected one of {', '.join(sorted(_HOOKS))}"
+            f"unknown framework {framework!r}; expected one of "
+            f"{', '.join(sorted([*_HOOKS, *_SETTINGS]))}"
         ) from None
     kwargs: dict[str, Any] = dict(ours)
     for name, hook in user_hooks.items():

@@ -1,0 +1,72 @@
+"""What every framework glue module puts on a server span: the consumer, the method
+when it is not a standard one, both body sizes, and the route template."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Final
+
+from opentelemetry.trace import Span
+
+from peekapi_otel.core._events import (
+    ATTR_CONSUMER,
+    ATTR_METHOD,
+    ATTR_REQUEST_SIZE,
+    ATTR_RESPONSE_SIZE,
+    hash_consumer,
+)
+from peekapi_otel.otel._request_attrs import _STANDARD_METHODS, _Config, _identify, _put
+
+HTTP_ROUTE: Final = "http.route"
+
+
+def put_request(
+    span: Span,
+    header: Callable[[str], str | None],
+    headers: Callable[[], dict[str, str]],
+    request_size: int,
+    method: str,
+) -> None:
+    """The consumer (hashed, or from ``identify_consumer``), the request size and a 0
+    response size until the response is known.
+
+    Args:
+        header: one request header by lower-case name (``None`` when absent).
+        headers: all request headers, lower-case names (only for ``identify_consumer``).
+    """
+    attrs: dict[str, Any] = {ATTR_REQUEST_SIZE: max(request_size, 0), ATTR_RESPONSE_SIZE: 0}
+    if _Config.identify_consumer is None:
+        for name in _Config.consumer_headers:  # the first configured header present wins
+            raw = header(name)
+            if raw:
+                attrs[ATTR_CONSUMER] = hash_consumer(raw)
+                break
+    else:
+        consumer = _identify(headers)
+        if consumer:
+            attrs[ATTR_CONSUMER] = consumer
+    if method not in _STANDARD_METHODS:
+        upper = method.upper()
+        if upper not in _STANDARD_METHODS:
+            attrs[ATTR_METHOD] = upper
+    _put(span, attrs)
+
+
+def put_response_size(span: Span, size: int) -> None:
+    _put(span, {ATTR_RESPONSE_SIZE: max(size, 0)})
+
+
+def put_route(span: Span, method: str, route: str) -> None:
+    """The route template as ``http.route`` and in the span name, as the instrumentations
+    that know their router do (``GET /items/{id}``)."""
+    if route:
+        span.set_attribute(HTTP_ROUTE, route)
+        span.update_name(f"{method} {route}" if method else route)
+
+
+def content_length(value: Any) -> int | None:
+    try:
+        size = int(value)
+    except (TypeError, ValueError):
+        return None
+    return size if size >= 0 else None
