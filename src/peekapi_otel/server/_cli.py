@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sqlite3
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from peekapi_otel.server._ingest import DEFAULT_DB, DEFAULT_HOST, DEFAULT_MAX_BODY, DEFAULT_PORT
+from peekapi_otel.server._ingest import (
+    API_KEY_ENV,
+    DEFAULT_DB,
+    DEFAULT_HOST,
+    DEFAULT_MAX_BODY,
+    DEFAULT_PORT,
+)
 
 PROG = "peekapi-otel"
 
@@ -73,7 +80,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--port", type=_port, default=DEFAULT_PORT, help="port, 0 for any free one (%(default)s)"
     )
     serve.add_argument("--db", default=DEFAULT_DB, help="SQLite file (%(default)s)")
-    serve.add_argument("--api-key", help="require this x-api-key on every POST")
+    keys = serve.add_mutually_exclusive_group()
+    keys.add_argument(
+        "--api-key",
+        help=f"require this x-api-key on every POST (visible in ps: prefer --api-key-file "
+        f"or {API_KEY_ENV}); without any of them every key is accepted",
+    )
+    keys.add_argument(
+        "--api-key-file", metavar="FILE", help="read the required x-api-key from FILE"
+    )
+    serve.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a host name the dashboard answers to besides localhost and IP addresses "
+        "(repeatable; a defence against DNS rebinding)",
+    )
     serve.add_argument(
         "--max-body",
         type=_positive,
@@ -123,11 +146,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _api_key(args: argparse.Namespace) -> tuple[str | None, str]:
+    """The key serve requires and where it came from: option, file, environment, or none."""
+    if args.api_key is not None:
+        key, source = args.api_key, "--api-key"
+    elif args.api_key_file is not None:
+        source = f"--api-key-file {args.api_key_file}"
+        try:
+            with open(args.api_key_file, encoding="utf-8") as file:
+                key = file.read(4096).strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"cannot read --api-key-file {args.api_key_file!r}: {exc}") from None
+    else:
+        key, source = os.environ.get(API_KEY_ENV, "").strip(), API_KEY_ENV
+        if not key:
+            return None, ""
+    if not key or "\n" in key or not key.isprintable():
+        raise ValueError(f"the API key from {source} must be one non-empty line of text")
+    return key, source
+
+
 def _serve(args: argparse.Namespace) -> int:
     from peekapi_otel.server._ingest import serve
 
     try:
-        return serve(args.host, args.port, args.db, api_key=args.api_key, max_body=args.max_body)
+        api_key, source = _api_key(args)
+    except ValueError as exc:
+        print(f"{PROG} serve: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return serve(
+            args.host,
+            args.port,
+            args.db,
+            api_key=api_key,
+            max_body=args.max_body,
+            allowed_hosts=tuple(args.allow_host),
+            key_source=source,
+        )
     except OSError as exc:
         print(f"{PROG} serve: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
     except sqlite3.Error as exc:

@@ -7,6 +7,9 @@ only ever inserted with ``textContent``: paths and consumer ids come from the ne
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 from typing import Final
 
 REFRESH_MS: Final = 2000
@@ -190,3 +193,20 @@ refresh();
 </body>
 </html>
 """ % {"refresh": REFRESH_MS}  # noqa: UP031 (the page is full of braces; % keeps it readable)
+
+
+def _inline_hash(tag: str) -> str:
+    match = re.search(rf"<{tag}>(.*?)</{tag}>", PAGE, re.DOTALL)
+    assert match is not None, tag
+    digest = hashlib.sha256(match.group(1).encode()).digest()
+    return f"'sha256-{base64.b64encode(digest).decode()}'"
+
+
+CSP: Final = (
+    "default-src 'none'; "
+    f"script-src {_inline_hash('script')}; "
+    f"style-src {_inline_hash('style')}; "
+    "connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'"
+)
+"""The page's Content-Security-Policy: only its own inline script and style may run."""
