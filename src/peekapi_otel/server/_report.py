@@ -6,13 +6,21 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from peekapi_otel.server._store import EventStore
+from peekapi_otel.server._text import printable
 
 ANONYMOUS = "(anonymous)"
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], numeric: set[int]) -> str:
-    """Aligned plain-text columns; the columns in ``numeric`` are right-aligned."""
-    cells = [[str(h) for h in headers], *[[str(c) for c in row] for row in rows]]
+    """Aligned plain-text columns; the columns in ``numeric`` are right-aligned.
+
+    Cells come from anonymous requests (paths, consumer IDs): control characters are
+    printed escaped, never sent to the terminal as they are.
+    """
+    cells = [
+        [printable(str(h)) for h in headers],
+        *[[printable(str(c)) for c in row] for row in rows],
+    ]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
 
     def line(row: Sequence[str]) -> str:
