@@ -42,6 +42,28 @@ def _pct(value: float) -> str:
     return f"{value:.1f}%"
 
 
+def _unmatched(endpoints: Sequence[dict[str, Any]]) -> list[str]:
+    """The raw paths behind each ``unmatched (404)`` row, most requested first."""
+    rows = []
+    for e in endpoints:
+        group = e.get("unmatched")
+        if not group:
+            continue
+        rows += [
+            [e["method"], group["status_code"], p["path"], p["requests"]] for p in group["paths"]
+        ]
+        more = group["distinct_paths"] - len(group["paths"])
+        if more > 0:
+            rows.append([e["method"], group["status_code"], f"(and {more} more paths)", ""])
+    if not rows:
+        return []
+    return [
+        "",
+        "Unmatched paths (requests no route answered, grouped above)",
+        table(["Method", "Status", "Path", "Requests"], rows, numeric={1, 3}),
+    ]
+
+
 def render(summary: dict[str, Any], *, latest: int) -> str:
     """The report text for a :meth:`EventStore.summary` result."""
     t = summary["totals"]
@@ -81,6 +103,7 @@ def render(summary: dict[str, Any], *, latest: int) -> str:
             ],
             numeric={2, 3, 4, 5, 6, 7},
         ),
+        *_unmatched(summary["endpoints"]),
         "",
         "Consumers",
         table(
