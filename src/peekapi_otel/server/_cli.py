@@ -129,6 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--requests", type=_positive, default=2000, help="requests to send (%(default)s)"
     )
     demo.add_argument("--keep", action="store_true", help="keep the database and logs afterwards")
+    demo.add_argument(
+        "--serve",
+        action="store_true",
+        help="keep the dashboard open on the demo's data until Ctrl-C",
+    )
 
     spool = sub.add_parser(
         "spool",
