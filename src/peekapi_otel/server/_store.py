@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from peekapi_otel.core._events import MAX_CONSUMER, MAX_METHOD, MAX_PATH
-from peekapi_otel.server._summary import summarize
+from peekapi_otel.server._summary import UNMATCHED_SQL, summarize
 
 LATEST_LIMIT: Final = 50
 
@@ -39,7 +39,7 @@ CREATE TABLE IF NOT EXISTS events (
 );
 -- NULL pairs never collide, so events without trace/span ids are always kept.
 CREATE UNIQUE INDEX IF NOT EXISTS events_pair ON events (trace_id, span_id);
--- Covering indexes: per-endpoint aggregates and the p95 look-ups below read only these.
+-- Covering indexes: per-endpoint aggregates and the p95 look-ups (_summary) read only these.
 CREATE INDEX IF NOT EXISTS events_endpoint
     ON events (method, path, response_time_ms, status_code);
 CREATE INDEX IF NOT EXISTS events_latency ON events (response_time_ms);
@@ -47,6 +47,13 @@ CREATE INDEX IF NOT EXISTS events_latency ON events (response_time_ms);
 CREATE INDEX IF NOT EXISTS events_time ON events (julianday(timestamp));
 -- Deliveries the unique index turned away: at-least-once delivery made visible.
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+# Unmatched requests (see _summary) in a partial index of their own: their groups, raw
+# paths and p95 are read without scanning the matched traffic.
+_UNMATCHED_INDEX: Final = f"""
+CREATE INDEX IF NOT EXISTS events_unmatched
+    ON events (method, status_code, path, response_time_ms) WHERE {UNMATCHED_SQL}
 """
 
 _COUNT_DUPLICATES: Final = """
@@ -178,6 +185,7 @@ class EventStore:
         self._writer.execute("PRAGMA journal_mode=WAL")
         self._writer.execute("PRAGMA synchronous=NORMAL")
         self._writer.executescript(_SCHEMA)
+        self._writer.execute(_UNMATCHED_INDEX)
 
     def _connect(self, mode: str) -> sqlite3.Connection:
         uri = f"{self.path.resolve().as_uri()}?mode={mode}"

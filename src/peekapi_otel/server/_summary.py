@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterable
 from typing import Any, Final
 
 TIMELINE_SECONDS: Final = 60
@@ -28,17 +27,21 @@ UNMATCHED_SQL: Final = (
     "(status_code IN (404, 405) AND instr(path, '{') = 0 AND instr(path, '<') = 0 "
     "AND instr(path, '/:') = 0)"
 )
-# The grouping key of an endpoint row: (method, path, NULL) for a route, and
-# (method, NULL, status) for the unmatched requests of one method and status.
-_GROUP_PATH: Final = f"CASE WHEN {UNMATCHED_SQL} THEN NULL ELSE path END"
-_GROUP_STATUS: Final = f"CASE WHEN {UNMATCHED_SQL} THEN status_code END"
+# Routes and unmatched groups are two queries: each is a scan of one covering index
+# (``events_endpoint``, and the partial ``events_unmatched``), where one GROUP BY over a
+# CASE expression would read and sort every row.
+_ROUTES: Final = f"""
+SELECT method, path, COUNT(*), SUM(status_code >= 400), SUM(status_code >= 500),
+       AVG(response_time_ms)
+FROM events WHERE NOT {UNMATCHED_SQL}
+GROUP BY method, path
+"""
 
-_ENDPOINTS: Final = f"""
-SELECT method, {_GROUP_PATH} AS gpath, {_GROUP_STATUS} AS gstatus, COUNT(*),
-       SUM(status_code >= 400), SUM(status_code >= 500), AVG(response_time_ms)
-FROM events
-GROUP BY method, gpath, gstatus
-ORDER BY COUNT(*) DESC, method, gpath, gstatus
+_UNMATCHED_GROUPS: Final = f"""
+SELECT method, status_code, COUNT(*), SUM(status_code >= 400), SUM(status_code >= 500),
+       AVG(response_time_ms)
+FROM events WHERE {UNMATCHED_SQL}
+GROUP BY method, status_code
 """
 
 _ROUTE_RANK: Final = f"""
@@ -70,20 +73,24 @@ _TOTAL_RANK: Final = (
     "SELECT response_time_ms FROM events ORDER BY response_time_ms LIMIT 1 OFFSET ?"
 )
 
-_CONSUMERS: Final = f"""
-SELECT consumer_id, method, {_GROUP_PATH} AS gpath, {_GROUP_STATUS} AS gstatus, COUNT(*),
-       SUM(status_code >= 400)
-FROM events
-GROUP BY consumer_id, method, gpath, gstatus
-ORDER BY consumer_id IS NULL, consumer_id, COUNT(*) DESC, method, gpath, gstatus
+_CONSUMER_ROUTES: Final = f"""
+SELECT consumer_id, method, path, COUNT(*), SUM(status_code >= 400)
+FROM events WHERE NOT {UNMATCHED_SQL}
+GROUP BY consumer_id, method, path
 """
 
-# Newest request first by the event's own time; events whose timestamp cannot be read
-# come last, in arrival order.
+_CONSUMER_UNMATCHED: Final = f"""
+SELECT consumer_id, method, status_code, COUNT(*), SUM(status_code >= 400)
+FROM events WHERE {UNMATCHED_SQL}
+GROUP BY consumer_id, method, status_code
+"""
+
+# Newest request first by the event's own time (the events_time index); events whose
+# timestamp cannot be read are NULL there, which sorts last.
 _LATEST: Final = """
 SELECT timestamp, method, path, status_code, response_time_ms, consumer_id,
        request_size, response_size
-FROM events ORDER BY julianday(timestamp) IS NULL, julianday(timestamp) DESC, id DESC LIMIT ?
+FROM events ORDER BY julianday(timestamp) DESC, id DESC LIMIT ?
 """
 
 _LATEST_KEYS: Final = (
@@ -155,41 +162,44 @@ def _figures(
 
 def _endpoints(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     out = []
-    for method, path, status, n, err, err5, mean in conn.execute(_ENDPOINTS).fetchall():
-        if path is None:
-            p95 = conn.execute(_UNMATCHED_RANK, (method, status, p95_offset(n))).fetchone()[0]
-            paths = conn.execute(_UNMATCHED_PATHS, (method, status, UNMATCHED_PATHS)).fetchall()
-            distinct = conn.execute(_UNMATCHED_DISTINCT, (method, status)).fetchone()[0]
-            unmatched: dict[str, Any] | None = {
-                "status_code": status,
-                "distinct_paths": int(distinct),
-                "paths": [{"path": p, "requests": int(c)} for p, c in paths],
-            }
-            base = {"method": method, "path": unmatched_label(status), "unmatched": unmatched}
-        else:
-            p95 = conn.execute(_ROUTE_RANK, (method, path, p95_offset(n))).fetchone()[0]
-            base = {"method": method, "path": path, "unmatched": None}
+    for method, path, n, err, err5, mean in conn.execute(_ROUTES).fetchall():
+        p95 = conn.execute(_ROUTE_RANK, (method, path, p95_offset(n))).fetchone()[0]
+        base = {"method": method, "path": path, "unmatched": None}
         out.append(_figures(base, n, err, err5, mean, p95))
+    for method, status, n, err, err5, mean in conn.execute(_UNMATCHED_GROUPS).fetchall():
+        p95 = conn.execute(_UNMATCHED_RANK, (method, status, p95_offset(n))).fetchone()[0]
+        paths = conn.execute(_UNMATCHED_PATHS, (method, status, UNMATCHED_PATHS)).fetchall()
+        distinct = conn.execute(_UNMATCHED_DISTINCT, (method, status)).fetchone()[0]
+        unmatched = {
+            "status_code": status,
+            "distinct_paths": int(distinct),
+            "paths": [{"path": p, "requests": int(c)} for p, c in paths],
+        }
+        base = {"method": method, "path": unmatched_label(status), "unmatched": unmatched}
+        out.append(_figures(base, n, err, err5, mean, p95))
+    out.sort(key=lambda e: (-e["requests"], e["method"], e["path"]))
     return out
 
 
-def _consumers(rows: Iterable[tuple[Any, ...]]) -> list[dict[str, Any]]:
+def _consumers(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     """consumer -> endpoint -> (requests, errors), anonymous traffic last."""
+    rows = [
+        (consumer, method, path, int(n), int(err or 0))
+        for consumer, method, path, n, err in conn.execute(_CONSUMER_ROUTES).fetchall()
+    ]
+    rows += [
+        (consumer, method, unmatched_label(status), int(n), int(err or 0))
+        for consumer, method, status, n, err in conn.execute(_CONSUMER_UNMATCHED).fetchall()
+    ]
+    rows.sort(key=lambda r: (r[0] is None, r[0] or "", -r[3], r[1], r[2]))
     by_consumer: dict[str | None, dict[str, Any]] = {}
-    for consumer, method, path, status, n, err in rows:
+    for consumer, method, path, n, err in rows:
         entry = by_consumer.setdefault(
             consumer, {"consumer_id": consumer, "requests": 0, "errors": 0, "endpoints": []}
         )
         entry["requests"] += n
-        entry["errors"] += int(err)
-        entry["endpoints"].append(
-            {
-                "method": method,
-                "path": unmatched_label(status) if path is None else path,
-                "requests": n,
-                "errors": int(err),
-            }
-        )
+        entry["errors"] += err
+        entry["endpoints"].append({"method": method, "path": path, "requests": n, "errors": err})
     return list(by_consumer.values())
 
 
@@ -249,7 +259,7 @@ def summarize(conn: sqlite3.Connection, *, latest: int, now: float | None = None
             None if p95 is None else p95[0],
         ),
         "endpoints": _endpoints(conn),
-        "consumers": _consumers(conn.execute(_CONSUMERS).fetchall()),
+        "consumers": _consumers(conn),
         "latest": [
             dict(zip(_LATEST_KEYS, row, strict=True))
             for row in conn.execute(_LATEST, (latest,)).fetchall()
