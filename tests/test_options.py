@@ -388,3 +388,9 @@ def test_missing_scheme_is_named_and_a_fix_suggested(url: str, suggestion: str) 
     assert "has no scheme" in options.problem
     assert suggestion in options.problem
     assert "must use https:// (got" not in options.problem
+
+
+def test_repr_never_shows_the_api_key_or_user_info() -> None:
+    options = Options(api_key="proj-live-5e3c9a1b7d")
+    assert "proj-live-5e3c9a1b7d" not in repr(options)
+    assert "endpoint='https://ingest.peekapi.dev/v1/events'" in repr(options)

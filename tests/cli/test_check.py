@@ -57,10 +57,13 @@ def test_rejected_key(ingest: Ingest, status: int) -> None:
 
 
 def test_redirect_is_a_configuration_error(ingest: Ingest) -> None:
-    ingest.default = Reply(status=308, headers={"Location": "https://elsewhere.example/v1"})
+    ingest.default = Reply(
+        status=308, headers={"Location": "https://user:s3cretpw@elsewhere.example/v1"}
+    )
     result = check({"PEEKAPI_API_KEY": KEY, "PEEKAPI_ENDPOINT": ingest.url})
     assert result.code == 1, result.text
-    assert "redirect" in result.out
+    assert "redirect to https://***@elsewhere.example/v1" in result.out
+    assert "s3cretpw" not in result.text
     assert "never followed" in result.out
     assert len(ingest.requests) == 1  # not followed
 

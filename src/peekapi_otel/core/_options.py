@@ -326,7 +326,7 @@ class Options:
     app keeps serving.
     """
 
-    api_key: str = ""
+    api_key: str = dataclasses.field(default="", repr=False)  # a secret: never in repr()
     endpoint: str = DEFAULT_ENDPOINT
     flush_interval: float = 5.0
     batch_size: int = 100

@@ -7,7 +7,7 @@ import dataclasses
 import logging
 import sys
 
-from peekapi_otel.core._options import Options, mask_secret
+from peekapi_otel.core._options import Options, mask_secret, mask_url
 from peekapi_otel.delivery._retry import DECISION_TABLE, Decision, Outcome, decide
 from peekapi_otel.delivery._transport import HttpTransport
 from peekapi_otel.server._text import printable
@@ -41,7 +41,7 @@ def _probe(options: Options) -> tuple[Decision, str]:
     if result.status in (401, 403):
         return decision, f"answers {result.status}: it rejects this API key"
     if 300 <= result.status < 400:
-        location = printable(str(result.location))
+        location = printable(mask_url(str(result.location)))
         return decision, (
             f"answers {result.status} (redirect to {location}); redirects are never "
             "followed: use the final URL"
