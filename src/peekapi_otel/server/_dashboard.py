@@ -46,7 +46,7 @@ PAGE: Final = """<!doctype html>
            display: block; box-sizing: border-box; width: 100%%; max-width: 720px;
            height: auto; }
   details ul { margin: .3rem 0 0; padding-left: 1.2rem; }
-  summary { cursor: pointer; }
+  summary { cursor: pointer; white-space: nowrap; }
   #empty { background: #fff; border: 1px solid #dde1e8; border-radius: 6px;
            padding: .6rem .9rem; margin-top: 1rem; }
   #empty pre { white-space: pre-wrap; overflow-wrap: anywhere; background: #f1f3f7;
