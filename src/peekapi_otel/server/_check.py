@@ -23,7 +23,7 @@ def _value(name: str, value: object) -> str:
     return "(default)" if value is None else str(value)
 
 
-def _probe(options: Options) -> tuple[Decision, str]:
+def probe_answer(options: Options) -> tuple[Decision, str]:
     """POST an empty batch: the cheapest request that shows the ingest and the key work.
 
     Returns the decision-table row for the answer, and the answer as a user reads it.
@@ -47,6 +47,12 @@ def _probe(options: Options) -> tuple[Decision, str]:
             "followed: use the final URL"
         )
     return decision, f"answers {result.status}: {printable(result.excerpt.strip()[:120])}"
+
+
+def _probe(options: Options) -> tuple[bool, str]:
+    """Whether the ingest accepts, and its answer as a user reads it (``spool --drain``)."""
+    decision, answer = probe_answer(options)
+    return decision.outcome is Outcome.OK, answer
 
 
 def _decision_lines(current: Decision) -> list[str]:
@@ -86,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"verdict: {problem}")
         return 1
     print(f"endpoint: {options.endpoint} is allowed")
-    decision, answer = _probe(options)
+    decision, answer = probe_answer(options)
     print(f"ingest:   {answer}")
     spool = options.spool_dir()
     print(
