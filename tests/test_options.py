@@ -394,3 +394,16 @@ def test_repr_never_shows_the_api_key_or_user_info() -> None:
     options = Options(api_key="proj-live-5e3c9a1b7d")
     assert "proj-live-5e3c9a1b7d" not in repr(options)
     assert "endpoint='https://ingest.peekapi.dev/v1/events'" in repr(options)
+
+
+@pytest.mark.parametrize(
+    ("url", "suggestion"),
+    [
+        ("http:/localhost:8787/v1/events", "'http://localhost:8787/v1/events'"),
+        ("https:ingest.example.com/v1/events", "'https://ingest.example.com/v1/events'"),
+    ],
+)
+def test_scheme_without_slashes_is_named_and_a_fix_suggested(url: str, suggestion: str) -> None:
+    with pytest.raises(ValueError, match="missing '//' after the scheme") as info:
+        Options.from_env({}, endpoint=url)
+    assert suggestion in str(info.value)

@@ -138,6 +138,13 @@ def _missing_scheme(url: str) -> str | None:
     """The refusal message when ``url`` has no ``scheme://`` at all, else ``None``."""
     if "://" in url:
         return None
+    scheme, colon, rest = url.partition(":")
+    if colon and scheme.lower() in ("http", "https"):
+        fixed = f"{scheme.lower()}://{rest.lstrip('/')}"
+        return (
+            f"endpoint {mask_url(url)!r} is missing '//' after the scheme: "
+            f"write it as {mask_url(fixed)!r}"
+        )
     # "localhost:8787/v1/events" parses as scheme "localhost"; "127.0.0.1:8787/..." as a
     # path: read it again as a scheme-less host:port/path to suggest the right fix.
     host = urlsplit("//" + url).hostname or ""
