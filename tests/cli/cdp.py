@@ -119,7 +119,21 @@ class Browser:
             mobile=False,
         )
         self.call("Page.navigate", session, url=url)
+        self._wait_for_document(session, url)
         return session
+
+    def _wait_for_document(self, session: str, url: str) -> None:
+        # Page.navigate answers before the new document exists; an expression evaluated
+        # now could run in about:blank, or die with it. Wait until the page is ``url``.
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            try:
+                if self.evaluate(session, "location.href") == url:
+                    return
+            except RuntimeError:
+                pass  # the old document went away under the evaluation: look again
+            time.sleep(0.1)
+        raise TimeoutError(f"Chromium never showed {url}")
 
     def evaluate(self, session: str, expression: str) -> Any:
         """The JSON value of ``expression`` (a promise is awaited) in the page."""
