@@ -213,6 +213,10 @@ REFUSED = [
     ("http://ingest.example/v1/events", "plain http"),
     ("https:///v1/events", "no host"),
     ("https://host.example:notaport/x", "not a valid URL"),
+    ("ftp://user:s3cretpw@ingest.example/v1/events", "https"),
+    ("https://user:s3cretpw@10.0.0.1:notaport/x", "not a valid URL"),
+    ("localhost:8787/v1/events", "has no scheme"),
+    ("127.0.0.1:8787/v1/events", "'http://127.0.0.1:8787/v1/events'"),
 ]
 
 
