@@ -213,6 +213,10 @@ REFUSED = [
     ("http://ingest.example/v1/events", "plain http"),
     ("https:///v1/events", "no host"),
     ("https://host.example:notaport/x", "not a valid URL"),
+    ("ftp://user:s3cretpw@ingest.example/v1/events", "https"),
+    ("https://user:s3cretpw@10.0.0.1:notaport/x", "not a valid URL"),
+    ("localhost:8787/v1/events", "has no scheme"),
+    ("127.0.0.1:8787/v1/events", "'http://127.0.0.1:8787/v1/events'"),
 ]
 
 
@@ -314,3 +318,96 @@ def test_spool_dir_is_per_endpoint_and_key(tmp_path: Path) -> None:
     assert len(dirs) == 3
     assert all(d.parent == tmp_path for d in dirs)
     assert "a" not in {d.name for d in dirs}
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"endpoint": "http://10.0.0.1/v1/events"},
+        {"endpoint": "https://169.254.169.254/latest/meta-data"},
+        {"endpoint": "http://169.254.169.254/latest/meta-data"},
+        {"endpoint": "https://user:s3cretpw@host.example/v1/events"},
+        {"endpoint": "ftp://ingest.example/v1/events"},
+        {"endpoint": "http://ingest.example/v1/events"},
+        {"endpoint": ""},
+        {"batch_size": -1},
+        {"flush_interval": 0},
+        {"path_source": "template"},
+        {"metadata": ["a"]},
+        {"identify_consumer": "not callable"},
+    ],
+)
+def test_options_built_directly_are_validated(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match=next(iter(kwargs))) as info:
+        Options(api_key="k", **kwargs)  # type: ignore[arg-type]
+    assert "s3cretpw" not in str(info.value)
+
+
+def test_options_built_directly_never_reach_an_exporter() -> None:
+    # The exporter takes Options as they are: the refusal has to happen at construction.
+    with pytest.raises(ValueError, match="private, link-local"):
+        PeekApiSpanExporter(options=Options(api_key="k", endpoint="https://10.0.0.1/v1/events"))
+
+
+def test_options_built_directly_are_normalised_like_from_env() -> None:
+    built = Options(api_key=" k ", consumer_headers=["X-Token"], path_source="RAW", batch_size=7.0)  # type: ignore[arg-type]
+    assert built == Options.from_env(
+        {}, api_key="k", consumer_headers="x-token", path_source="raw", batch_size=7
+    )
+    assert built.consumer_headers == ("x-token",)
+    assert Options() == Options.from_env({})
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://user:s3cretpw@ingest.example/v1/events",
+        "https://user:s3cretpw@host.example:notaport/x",
+        "http://user:s3cretpw@10.0.0.1/v1/events",
+        "user:s3cretpw@ingest.example/v1/events",
+    ],
+)
+def test_user_info_is_masked_in_every_refusal(url: str) -> None:
+    with pytest.raises(ValueError, match="endpoint") as info:
+        Options.from_env({}, endpoint=url)
+    assert "s3cretpw" not in str(info.value)
+    assert "***@" in str(info.value)
+    options = Options.from_env({"PEEKAPI_ENDPOINT": url, "PEEKAPI_API_KEY": "k"})
+    assert "s3cretpw" not in (options.problem or "")
+    assert "***@" in (options.problem or "")
+
+
+@pytest.mark.parametrize(
+    ("url", "suggestion"),
+    [
+        ("localhost:8787/v1/events", "'http://localhost:8787/v1/events'"),
+        ("127.0.0.1:8787/v1/events", "'http://127.0.0.1:8787/v1/events'"),
+        ("[::1]:8787/v1/events", "'http://[::1]:8787/v1/events'"),
+        ("ingest.example.com/v1/events", "'https://ingest.example.com/v1/events'"),
+    ],
+)
+def test_missing_scheme_is_named_and_a_fix_suggested(url: str, suggestion: str) -> None:
+    options = Options.from_env({"PEEKAPI_ENDPOINT": url, "PEEKAPI_API_KEY": "k"})
+    assert options.problem is not None
+    assert "has no scheme" in options.problem
+    assert suggestion in options.problem
+    assert "must use https:// (got" not in options.problem
+
+
+def test_repr_never_shows_the_api_key_or_user_info() -> None:
+    options = Options(api_key="proj-live-5e3c9a1b7d")
+    assert "proj-live-5e3c9a1b7d" not in repr(options)
+    assert "endpoint='https://ingest.peekapi.dev/v1/events'" in repr(options)
+
+
+@pytest.mark.parametrize(
+    ("url", "suggestion"),
+    [
+        ("http:/localhost:8787/v1/events", "'http://localhost:8787/v1/events'"),
+        ("https:ingest.example.com/v1/events", "'https://ingest.example.com/v1/events'"),
+    ],
+)
+def test_scheme_without_slashes_is_named_and_a_fix_suggested(url: str, suggestion: str) -> None:
+    with pytest.raises(ValueError, match="missing '//' after the scheme") as info:
+        Options.from_env({}, endpoint=url)
+    assert suggestion in str(info.value)

@@ -52,14 +52,18 @@ def test_rejected_key(ingest: Ingest, status: int) -> None:
     assert "rejects this API key" in result.out
     assert KEY not in result.text
     assert "verdict: ready" not in result.out
-    assert "kept on disk" in result.out
+    assert "verdict: not ready (the answer is 401, 403): sending pauses" in result.out
+    assert "kept in the disk spool" in result.out
 
 
 def test_redirect_is_a_configuration_error(ingest: Ingest) -> None:
-    ingest.default = Reply(status=308, headers={"Location": "https://elsewhere.example/v1"})
+    ingest.default = Reply(
+        status=308, headers={"Location": "https://user:s3cretpw@elsewhere.example/v1"}
+    )
     result = check({"PEEKAPI_API_KEY": KEY, "PEEKAPI_ENDPOINT": ingest.url})
     assert result.code == 1, result.text
-    assert "redirect" in result.out
+    assert "redirect to https://***@elsewhere.example/v1" in result.out
+    assert "s3cretpw" not in result.text
     assert "never followed" in result.out
     assert len(ingest.requests) == 1  # not followed
 
@@ -182,3 +186,66 @@ def test_via_module_entry_point(ingest: Ingest) -> None:
             proc.communicate(timeout=10)
     assert proc.returncode == 0
     assert "verdict: ready" in out
+
+
+@pytest.mark.parametrize("status", [400, 404, 405, 422])
+def test_other_4xx_says_the_exporter_drops_and_exits_non_zero(ingest: Ingest, status: int) -> None:
+    # The running exporter drops such batches as rejected; check must not promise the spool.
+    ingest.default = Reply(status=status, body=b'{"error":"no such route"}')
+    result = check({"PEEKAPI_API_KEY": KEY, "PEEKAPI_ENDPOINT": ingest.url})
+    assert result.code == 1, result.text
+    assert f"answers {status}" in result.out
+    (verdict,) = [line for line in result.out.splitlines() if line.startswith("verdict:")]
+    assert verdict.startswith("verdict: not ready (the answer is other 4xx): the batch is dropped")
+    assert "counted as rejected" in verdict
+    assert "kept" not in verdict
+    marked = [line for line in result.out.splitlines() if line.startswith(" > ")]
+    assert len(marked) == 1
+    assert "other 4xx" in marked[0]
+
+
+@pytest.mark.parametrize(
+    ("status", "row"),
+    [
+        (200, "2xx"),
+        (429, "408, 425, 429"),
+        (503, "5xx"),
+        (413, "413"),
+        (401, "401, 403"),
+        (308, "3xx"),
+        (404, "other 4xx"),
+        (None, "no answer"),
+    ],
+)
+def test_check_and_classify_read_one_decision_table(status: int | None, row: str) -> None:
+    from peekapi_otel.delivery._retry import DECISION_TABLE, classify, decide
+    from peekapi_otel.delivery._transport import SendResult
+
+    decision = decide(status)
+    assert decision in DECISION_TABLE
+    assert decision.answers.startswith(row)
+    assert classify(SendResult(status=status)) is decision.outcome
+
+
+def test_decision_table_keeps_every_outcome() -> None:
+    from peekapi_otel.delivery._retry import Outcome, decide
+
+    expected = {
+        **dict.fromkeys(range(200, 300), Outcome.OK),
+        **dict.fromkeys((*range(300, 400), 401, 403), Outcome.PAUSE),
+        **{s: Outcome.REJECTED for s in range(400, 500) if s not in (401, 403, 408, 413, 425, 429)},
+        **dict.fromkeys(
+            (408, 425, 429, *range(500, 1000), *range(100, 200), 0, 1000), Outcome.RETRY
+        ),
+        413: Outcome.TOO_LARGE,
+        None: Outcome.RETRY,
+    }
+    assert {s: decide(s).outcome for s in expected} == expected
+
+
+def test_control_characters_in_the_answer_are_escaped(ingest: Ingest) -> None:
+    ingest.default = Reply(status=400, body=b"bad\x1b]0;pwned\x07 request")
+    result = check({"PEEKAPI_API_KEY": KEY, "PEEKAPI_ENDPOINT": ingest.url})
+    assert result.code == 1, result.text
+    assert "\x1b" not in result.out
+    assert "bad\\x1b]0;pwned\\x07 request" in result.out

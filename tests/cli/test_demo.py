@@ -129,6 +129,8 @@ def _check_output(demo: Demo, total: int) -> None:
     ) in out
     assert re.search(
         rf"{VERDICT}\nduplicate deliveries the ingest dropped by trace/span pair: 0 .*\n"
+        r"(dashboard  .+\n\n?)?"
+        r"(view it again: peekapi-otel serve --db .+\n|the dashboard ended with the demo: .+\n)"
         r"(kept: .+\n)?$",
         out,
     )
@@ -161,6 +163,47 @@ def test_demo_tiny_still_has_outage_and_recovery(tmp_path: Path) -> None:
     assert work.parent == tmp_path
     assert (work / "events.db").is_file()
     assert (work / "demo.log").is_file()
+    # The exact command that shows the kept database again.
+    assert f"view it again: peekapi-otel serve --db {work / 'events.db'}  (then open" in demo.out
+
+
+def test_demo_400_says_how_to_keep_the_dashboard(tmp_path: Path) -> None:
+    demo = run_demo(tmp_path, "--requests", "40", timeout=60)
+    _check_output(demo, 40)
+    assert "peekapi-otel demo --serve keeps it open" in demo.out
+
+
+def test_demo_serve_keeps_the_dashboard_open_until_ctrl_c(tmp_path: Path) -> None:
+    import http.client
+    import json
+
+    proc, out, err = _start(tmp_path, "--requests", "30", "--serve")
+    try:
+        deadline = time.monotonic() + 60
+        while not (
+            found := re.search(r"^dashboard  http://127\.0\.0\.1:(\d+)/ ", out.read_text(), re.M)
+        ):
+            assert proc.poll() is None, out.read_text() + err.read_text()
+            assert time.monotonic() < deadline, "the demo never opened its dashboard"
+            time.sleep(0.1)
+        port = int(found.group(1))
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            conn.request("GET", "/api/summary")
+            summary = json.loads(conn.getresponse().read())
+        finally:
+            conn.close()
+        assert summary["totals"]["requests"] == 30
+        assert sum(p["requests"] for p in summary["timeline"]) == 30
+        os.kill(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=30) == 0, err.read_text()
+        _assert_nothing_left(proc.pid, tmp_path)
+        assert not list(tmp_path.glob("peekapi-demo-*")), "temp dir not removed"
+    finally:
+        _kill_group(proc.pid)
+        if proc.poll() is None:
+            proc.wait(10)
+    _check_output(Demo(0, out.read_text(), err.read_text(), 0.0), 30)
 
 
 def test_sigterm_stops_everything(tmp_path: Path) -> None:

@@ -150,3 +150,33 @@ def test_report_clear_error(tmp_path: Path, kind: str) -> None:
     assert str(db) in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert result.stdout == ""
+
+
+def test_control_characters_from_requests_are_printed_escaped(
+    serve_factory: Any, tmp_path: Path
+) -> None:
+    # Any anonymous request to the instrumented app can put these in a path or a consumer.
+    hostile = [
+        make_event(1, path="/a\x1b]0;pwned\x07b", consumer="c\x1b[2J\x00d"),
+        make_event(2, path="/x\u202eevil", consumer=None),
+        make_event(3, path="/tab\there\r\nnext", consumer="\x9bcsi"),
+    ]
+    ingest = serve_factory()
+    assert post(ingest.port, hostile)[0] == 200
+    ingest.stop()
+
+    result = subprocess.run(
+        [*_serve.cli_command(), "report", "--db", str(ingest.db)],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.decode("utf-8")
+    for char in "\x1b\x07\x00\x9b\u202e\t\r":
+        assert char not in out
+    assert "/a\\x1b]0;pwned\\x07b" in out
+    assert "c\\x1b[2J\\x00d" in out
+    assert "/x\\u202eevil" in out
+    assert "/tab\\x09here\\x0d\\x0anext" in out

@@ -13,6 +13,7 @@ import ipaddress
 import json
 import logging
 import os
+import re
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -124,27 +125,68 @@ def _is_loopback_host(host: str) -> bool:
         return False
 
 
+# scheme://user:password@host: everything up to the last "@" before the path is user-info.
+_USERINFO: Final = re.compile(r"^((?:[A-Za-z][A-Za-z0-9+.-]*:)?//)?[^/?#]*@")
+
+
+def mask_url(url: str) -> str:
+    """``url`` with any user-info replaced by ``***``, for messages and logs."""
+    return _USERINFO.sub(lambda m: (m.group(1) or "") + "***@", url)
+
+
+def _missing_scheme(url: str) -> str | None:
+    """The refusal message when ``url`` has no ``scheme://`` at all, else ``None``."""
+    if "://" in url:
+        return None
+    scheme, colon, rest = url.partition(":")
+    if colon and scheme.lower() in ("http", "https"):
+        fixed = f"{scheme.lower()}://{rest.lstrip('/')}"
+        return (
+            f"endpoint {mask_url(url)!r} is missing '//' after the scheme: "
+            f"write it as {mask_url(fixed)!r}"
+        )
+    # "localhost:8787/v1/events" parses as scheme "localhost"; "127.0.0.1:8787/..." as a
+    # path: read it again as a scheme-less host:port/path to suggest the right fix.
+    host = urlsplit("//" + url).hostname or ""
+    scheme = "http" if _is_loopback_host(host) else "https"
+    hint = " (plain http is allowed to loopback only)" if scheme == "http" else ""
+    return (
+        f"endpoint {mask_url(url)!r} has no scheme: write it as "
+        f"{mask_url(scheme + '://' + url)!r}{hint}"
+    )
+
+
 def validate_endpoint(url: str) -> str:
-    """Return ``url`` if it is an acceptable ingest endpoint, else raise ``ValueError``."""
+    """Return ``url`` if it is an acceptable ingest endpoint, else raise ``ValueError``.
+
+    Messages never contain the URL's user-info, so a password put there is not echoed.
+    """
+    if not url:
+        raise ConfigurationError("endpoint is empty")
+    shown = mask_url(url)
+    missing = _missing_scheme(url)
+    if missing is not None:
+        raise ConfigurationError(missing)
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""
         _ = parts.port  # raises ValueError on a bad port
     except ValueError as exc:
-        raise ConfigurationError(f"endpoint {url!r} is not a valid URL: {exc}") from None
+        reason = str(exc).replace(url, shown)
+        raise ConfigurationError(f"endpoint {shown!r} is not a valid URL: {reason}") from None
     if parts.scheme not in ("http", "https"):
-        raise ConfigurationError(f"endpoint {url!r} must use https:// (got {parts.scheme!r})")
-    if not host:
-        raise ConfigurationError(f"endpoint {url!r} has no host")
+        raise ConfigurationError(f"endpoint {shown!r} must use https:// (got {parts.scheme!r})")
     if parts.username is not None or parts.password is not None:
         raise ConfigurationError(
-            "endpoint must not contain user-info (user:password@); "
+            f"endpoint {shown!r} must not contain user-info (user:password@); "
             "the API key goes in PEEKAPI_API_KEY"
         )
+    if not host:
+        raise ConfigurationError(f"endpoint {shown!r} has no host")
     loopback = _is_loopback_host(host)
     if parts.scheme == "http" and not loopback:
         raise ConfigurationError(
-            f"endpoint {url!r} uses plain http; only https is allowed except to "
+            f"endpoint {shown!r} uses plain http; only https is allowed except to "
             "localhost, 127.0.0.0/8 and ::1"
         )
     if host.lower() in _METADATA_HOSTS:
@@ -284,11 +326,14 @@ _PARSERS: Final[dict[str, tuple[str, Callable[[Any], Any]]]] = {
 class Options:
     """Resolved PeekAPI settings. Build with :meth:`Options.from_env`.
 
+    Built directly, every field is validated the same way: a bad value raises
+    ``ValueError`` (SPEC §5), and values are normalised as ``from_env`` would.
+
     ``api_key`` may be empty: export is then disabled with one clear error and the
     app keeps serving.
     """
 
-    api_key: str = ""
+    api_key: str = dataclasses.field(default="", repr=False)  # a secret: never in repr()
     endpoint: str = DEFAULT_ENDPOINT
     flush_interval: float = 5.0
     batch_size: int = 100
@@ -313,6 +358,24 @@ class Options:
     warnings: tuple[str, ...] = dataclasses.field(default=(), compare=False, repr=False)
     #: Why the ``PEEKAPI_ENDPOINT`` value was refused, if it was.
     endpoint_error: str | None = dataclasses.field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # Built directly (Options(...)) or by from_env: every field passes the same parser,
+        # so a bad value raises here and no exporter can ever be given one.
+        for name, (_var, parse) in _PARSERS.items():
+            value = getattr(self, name)
+            if value is None and name in ("storage_path", "metadata"):
+                continue
+            if name == "endpoint" and value == "" and self.endpoint_error:
+                continue  # refused from the environment: export disabled, reported once
+            try:
+                parsed = parse(value)
+            except (TypeError, ValueError) as exc:
+                raise ConfigurationError(f"invalid {name}: {exc}") from None
+            object.__setattr__(self, name, parsed)
+        for name in ("identify_consumer", "on_error"):
+            if getattr(self, name) is not None and not callable(getattr(self, name)):
+                raise ConfigurationError(f"{name} must be callable")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Options:

@@ -9,8 +9,6 @@ from typing import Final
 
 from peekapi_otel.delivery._transport import SendResult
 
-_RETRYABLE: Final = frozenset({408, 425, 429})
-
 
 class Outcome(enum.Enum):
     OK = "ok"
@@ -20,21 +18,69 @@ class Outcome(enum.Enum):
     REJECTED = "rejected"  # other 4xx: dropping is the only way forward
 
 
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    """One row of the decision table: which answers, their outcome, what is done."""
+
+    answers: str
+    """The answers this row covers, as a user reads them (``"other 4xx"``)."""
+    statuses: range | frozenset[int] | None
+    """The status codes it covers; ``None`` for no answer at all."""
+    outcome: Outcome
+    action: str
+    """What the exporter does with a batch that got this answer (``check`` prints it)."""
+
+
+_RETRY_ACTION: Final = (
+    "retried with exponential backoff (5 attempts), then kept in the disk spool and sent "
+    "when the ingest answers again"
+)
+_PAUSE_ACTION: Final = (
+    "sending pauses: events are kept in the disk spool and the ingest is probed again every "
+    "few minutes until the endpoint or API key is fixed"
+)
+
+# Read top to bottom: the first row whose statuses hold the answer decides. `classify`
+# and `peekapi-otel check` both read this table, so what check predicts is what the
+# exporter does.
+DECISION_TABLE: Final[tuple[Decision, ...]] = (
+    Decision("2xx", range(200, 300), Outcome.OK, "delivered"),
+    Decision("408, 425, 429", frozenset({408, 425, 429}), Outcome.RETRY, _RETRY_ACTION),
+    Decision("5xx", range(500, 1000), Outcome.RETRY, _RETRY_ACTION),
+    Decision(
+        "413",
+        frozenset({413}),
+        Outcome.TOO_LARGE,
+        "the batch is split and resent; a single event still too large is dropped and "
+        "counted (oversize)",
+    ),
+    Decision("401, 403", frozenset({401, 403}), Outcome.PAUSE, _PAUSE_ACTION),
+    Decision("3xx", range(300, 400), Outcome.PAUSE, f"never followed: {_PAUSE_ACTION}"),
+    Decision(
+        "other 4xx",
+        range(400, 500),
+        Outcome.REJECTED,
+        "the batch is dropped and counted as rejected (logged once with the answer); it "
+        "is never retried and never spooled",
+    ),
+    Decision("no answer (timeout, connection error)", None, Outcome.RETRY, _RETRY_ACTION),
+)
+_ANYTHING_ELSE: Final = Decision("1xx or an invalid status", None, Outcome.RETRY, _RETRY_ACTION)
+
+
+def decide(status: int | None) -> Decision:
+    """The row of :data:`DECISION_TABLE` for an answer's status (``None``: no answer)."""
+    for row in DECISION_TABLE:
+        if row.statuses is None:
+            if status is None:
+                return row
+        elif status is not None and status in row.statuses:
+            return row
+    return _ANYTHING_ELSE
+
+
 def classify(result: SendResult) -> Outcome:
-    status = result.status
-    if status is None:
-        return Outcome.RETRY
-    if 200 <= status < 300:
-        return Outcome.OK
-    if status in _RETRYABLE or status >= 500:
-        return Outcome.RETRY
-    if status == 413:
-        return Outcome.TOO_LARGE
-    if status in (401, 403) or 300 <= status < 400:
-        return Outcome.PAUSE
-    if 400 <= status < 500:
-        return Outcome.REJECTED
-    return Outcome.RETRY  # 1xx or nonsense: try again later
+    return decide(result.status).outcome
 
 
 @dataclasses.dataclass(frozen=True)

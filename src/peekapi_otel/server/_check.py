@@ -7,9 +7,10 @@ import dataclasses
 import logging
 import sys
 
-from peekapi_otel.core._options import Options, mask_secret
-from peekapi_otel.delivery._retry import Outcome, classify
+from peekapi_otel.core._options import Options, mask_secret, mask_url
+from peekapi_otel.delivery._retry import DECISION_TABLE, Decision, Outcome, decide
 from peekapi_otel.delivery._transport import HttpTransport
+from peekapi_otel.server._text import printable
 
 
 def _value(name: str, value: object) -> str:
@@ -22,26 +23,45 @@ def _value(name: str, value: object) -> str:
     return "(default)" if value is None else str(value)
 
 
-def _probe(options: Options) -> tuple[bool, str]:
-    """POST an empty batch: the cheapest request that shows the ingest and the key work."""
+def probe_answer(options: Options) -> tuple[Decision, str]:
+    """POST an empty batch: the cheapest request that shows the ingest and the key work.
+
+    Returns the decision-table row for the answer, and the answer as a user reads it.
+    """
     transport = HttpTransport(options.endpoint, options.api_key, compression=options.compression)
     try:
         result = transport.send(b"[]", options.timeout)
     finally:
         transport.close()
-    outcome = classify(result)
-    if outcome is Outcome.OK:
-        return True, f"answers {result.status}: it accepts this API key"
+    decision = decide(result.status)
+    if decision.outcome is Outcome.OK:
+        return decision, f"answers {result.status}: it accepts this API key"
     if result.status is None:
-        return False, f"does not answer: {result.error}"
+        return decision, f"does not answer: {printable(str(result.error))}"
     if result.status in (401, 403):
-        return False, f"answers {result.status}: it rejects this API key"
+        return decision, f"answers {result.status}: it rejects this API key"
     if 300 <= result.status < 400:
-        return False, (
-            f"answers {result.status} (redirect to {result.location}); redirects are never "
+        location = printable(mask_url(str(result.location)))
+        return decision, (
+            f"answers {result.status} (redirect to {location}); redirects are never "
             "followed: use the final URL"
         )
-    return False, f"answers {result.status}: {result.excerpt.strip()[:120]}"
+    return decision, f"answers {result.status}: {printable(result.excerpt.strip()[:120])}"
+
+
+def _probe(options: Options) -> tuple[bool, str]:
+    """Whether the ingest accepts, and its answer as a user reads it (``spool --drain``)."""
+    decision, answer = probe_answer(options)
+    return decision.outcome is Outcome.OK, answer
+
+
+def _decision_lines(current: Decision) -> list[str]:
+    """The decision table, the row this ingest's answer falls in marked with ``>``."""
+    lines = ["what the exporter does with each answer:"]
+    for row in DECISION_TABLE:
+        mark = ">" if row is current else " "
+        lines.append(f" {mark} {row.answers:<40} {row.action}")
+    return lines
 
 
 def _resolve() -> Options:
@@ -72,17 +92,18 @@ def run(args: argparse.Namespace) -> int:
         print(f"verdict: {problem}")
         return 1
     print(f"endpoint: {options.endpoint} is allowed")
-    ok, answer = _probe(options)
+    decision, answer = probe_answer(options)
     print(f"ingest:   {answer}")
     spool = options.spool_dir()
     print(
         f"events:   sent in batches of {options.batch_size} at least every "
-        f"{options.flush_interval:g} s; while the ingest fails they wait in {spool} "
-        f"(up to {options.max_storage_bytes} bytes, oldest evicted first) and are sent "
-        "when it answers again"
+        f"{options.flush_interval:g} s; the spool is {spool} "
+        f"(up to {options.max_storage_bytes} bytes, oldest evicted first)"
     )
-    if not ok:
-        print("verdict: events will be kept on disk until the ingest accepts them")
+    for line in _decision_lines(decision):
+        print(line)
+    if decision.outcome is not Outcome.OK:
+        print(f"verdict: not ready (the answer is {decision.answers}): {decision.action}")
         return 1
     print("verdict: ready")
     return 0

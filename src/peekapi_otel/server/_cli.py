@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sqlite3
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from peekapi_otel.server._ingest import DEFAULT_DB, DEFAULT_HOST, DEFAULT_MAX_BODY, DEFAULT_PORT
+from peekapi_otel.server._ingest import (
+    API_KEY_ENV,
+    DEFAULT_DB,
+    DEFAULT_HOST,
+    DEFAULT_MAX_BODY,
+    DEFAULT_PORT,
+)
 
 PROG = "peekapi-otel"
 
@@ -74,7 +81,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--port", type=_port, default=DEFAULT_PORT, help="port, 0 for any free one (%(default)s)"
     )
     serve.add_argument("--db", default=DEFAULT_DB, help="SQLite file (%(default)s)")
-    serve.add_argument("--api-key", help="require this x-api-key on every POST")
+    keys = serve.add_mutually_exclusive_group()
+    keys.add_argument(
+        "--api-key",
+        help=f"require this x-api-key on every POST (visible in ps: prefer --api-key-file "
+        f"or {API_KEY_ENV}); without any of them every key is accepted",
+    )
+    keys.add_argument(
+        "--api-key-file", metavar="FILE", help="read the required x-api-key from FILE"
+    )
+    serve.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a host name the dashboard answers to besides localhost and IP addresses "
+        "(repeatable; a defence against DNS rebinding)",
+    )
     serve.add_argument(
         "--max-body",
         type=_positive,
@@ -108,6 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--requests", type=_positive, default=2000, help="requests to send (%(default)s)"
     )
     demo.add_argument("--keep", action="store_true", help="keep the database and logs afterwards")
+    demo.add_argument(
+        "--serve",
+        action="store_true",
+        help="keep the dashboard open on the demo's data until Ctrl-C",
+    )
 
     spool = sub.add_parser(
         "spool",
@@ -135,13 +163,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _api_key(args: argparse.Namespace) -> tuple[str | None, str]:
+    """The key serve requires and where it came from: option, file, environment, or none."""
+    if args.api_key is not None:
+        key, source = args.api_key, "--api-key"
+    elif args.api_key_file is not None:
+        source = f"--api-key-file {args.api_key_file}"
+        try:
+            with open(args.api_key_file, encoding="utf-8") as file:
+                key = file.read(4096).strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"cannot read --api-key-file {args.api_key_file!r}: {exc}") from None
+    else:
+        key, source = os.environ.get(API_KEY_ENV, "").strip(), API_KEY_ENV
+        if not key:
+            return None, ""
+    if not key or "\n" in key or not key.isprintable():
+        raise ValueError(f"the API key from {source} must be one non-empty line of text")
+    return key, source
+
+
 def _serve(args: argparse.Namespace) -> int:
     from peekapi_otel.server._ingest import serve
     from peekapi_otel.server.alerts import AlertsFileError, load_alerts
 
     try:
         alerts = None if args.alerts is None else load_alerts(args.alerts)
-    except AlertsFileError as exc:
+        api_key, source = _api_key(args)
+    except (AlertsFileError, ValueError) as exc:
         print(f"{PROG} serve: {exc}", file=sys.stderr)
         return 2
     try:
@@ -149,8 +198,10 @@ def _serve(args: argparse.Namespace) -> int:
             args.host,
             args.port,
             args.db,
-            api_key=args.api_key,
+            api_key=api_key,
             max_body=args.max_body,
+            allowed_hosts=tuple(args.allow_host),
+            key_source=source,
             alerts=alerts,
         )
     except OSError as exc:

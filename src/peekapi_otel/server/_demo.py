@@ -267,7 +267,7 @@ def run(args: argparse.Namespace) -> int:
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        return _run(int(args.requests), bool(args.keep))
+        return _run(int(args.requests), bool(args.keep), bool(getattr(args, "serve", False)))
     except KeyboardInterrupt:
         print("\npeekapi-otel demo: interrupted; stopped what it started", file=sys.stderr)
         return 130
@@ -276,7 +276,30 @@ def run(args: argparse.Namespace) -> int:
             signal.signal(signal.SIGTERM, previous)
 
 
-def _run(total: int, keep: bool) -> int:
+def _keep_dashboard_open(ingest: _Ingest) -> None:
+    """Serve the demo's database until Ctrl-C (or SIGTERM, which exits through finally)."""
+    ingest.start()
+    _say(f"dashboard  http://127.0.0.1:{ingest.port}/ shows this run; press Ctrl-C to stop")
+    try:
+        while ingest.proc is not None and ingest.proc.poll() is None:
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        _say("")
+    if ingest.proc is not None and ingest.proc.returncode not in (None, 0):
+        raise RuntimeError(f"the dashboard's ingest exited with {ingest.proc.returncode}")
+
+
+def _how_to_view(db: Path, keep: bool) -> None:
+    if keep:
+        _say(f"view it again: peekapi-otel serve --db {db}  (then open http://127.0.0.1:8787/)")
+    else:
+        _say(
+            "the dashboard ended with the demo: peekapi-otel demo --serve keeps it open, "
+            "--keep keeps the database"
+        )
+
+
+def _run(total: int, keep: bool, serve: bool = False) -> int:
     with _workdir(keep) as work:
         log = open(work / "demo.log", "wb")  # noqa: SIM115 - closed in finally below
         db = work / "events.db"
@@ -286,7 +309,10 @@ def _run(total: int, keep: bool) -> int:
         try:
             _say("peekapi-otel demo")
             ingest.start()
-            _say(f"  ingest     peekapi-otel serve on {ingest.url} (dashboard at /)")
+            _say(
+                f"  ingest     peekapi-otel serve on {ingest.url} "
+                f"(dashboard at http://127.0.0.1:{ingest.port}/ while the demo runs)"
+            )
             port = _free_port()
             env = {
                 **os.environ,
@@ -390,6 +416,10 @@ def _run(total: int, keep: bool) -> int:
                 "(delivery is at least once; the pair makes it exactly once at the ingest)"
             )
             failed = not ok
+            if serve:
+                _keep_dashboard_open(ingest)
+                ingest.stop()
+            _how_to_view(db, keep)
             return 0 if ok else 1
         except (OSError, RuntimeError, TimeoutError, sqlite3.Error) as exc:
             print(f"\npeekapi-otel demo: {exc}", file=sys.stderr)

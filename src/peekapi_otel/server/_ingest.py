@@ -16,7 +16,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Final
 
-from peekapi_otel.server._dashboard import PAGE
+from peekapi_otel.server._body import MalformedBody, decode
+from peekapi_otel.server._dashboard import CSP, PAGE
+from peekapi_otel.server._policy import HostPolicy
+from peekapi_otel.server._refusals import RefusalLog
 from peekapi_otel.server._store import EventStore, InvalidBatch, validate_batch
 
 if TYPE_CHECKING:
@@ -27,6 +30,8 @@ DEFAULT_PORT: Final = 8787
 DEFAULT_DB: Final = "peekapi-events.db"
 DEFAULT_MAX_BODY: Final = 5 * 1024 * 1024
 EVENTS_PATH: Final = "/v1/events"
+API_KEY_ENV: Final = "PEEKAPI_SERVE_API_KEY"
+"""Environment variable ``serve`` reads the required key from (after the CLI options)."""
 _DRAIN_LIMIT: Final = 64 * 1024 * 1024
 
 _logger = logging.getLogger(__name__)
@@ -51,6 +56,7 @@ class IngestServer(ThreadingHTTPServer):
         *,
         api_key: str | None = None,
         max_body: int = DEFAULT_MAX_BODY,
+        allowed_hosts: tuple[str, ...] = (),
     ) -> None:
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
@@ -59,6 +65,13 @@ class IngestServer(ThreadingHTTPServer):
         self.api_key = api_key
         self.max_body = max_body
         self.alerts: AlertEngine | None = None
+        self.hosts = HostPolicy(address[0], allowed_hosts)
+        self.refusals = RefusalLog(_logger)
+
+    def service_actions(self) -> None:
+        # Called by serve_forever between requests: a refusal burst that then stops still
+        # gets its summary line once its minute is over.
+        self.refusals.flush()
 
 
 def _gunzip(body: bytes, limit: int) -> bytes:
@@ -90,11 +103,18 @@ class _Handler(BaseHTTPRequestHandler):
         if _logger.isEnabledFor(logging.DEBUG):
             _logger.debug("%s %s", self.address_string(), format % args)
 
-    def _send(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
+    def _send(
+        self, status: HTTPStatus, body: bytes, content_type: str, *, page: bool = False
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        if page:
+            self.send_header("Content-Security-Policy", CSP)
+            self.send_header("Referrer-Policy", "no-referrer")
+            self.send_header("X-Frame-Options", "DENY")
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
@@ -107,32 +127,56 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
-        if path == "/":
-            self._send(HTTPStatus.OK, PAGE.encode(), "text/html; charset=utf-8")
+        if path == "/healthz":
+            self._json(HTTPStatus.OK, {"status": "ok", "refused": self.server.refusals.snapshot()})
+            return
+        if not self.server.hosts.host_allowed(self.headers.get("Host")):
+            # DNS rebinding: a page on another site reaching us under its own name.
+            self._json(
+                HTTPStatus.FORBIDDEN,
+                {
+                    "error": "Host not allowed: the dashboard answers to localhost, IP "
+                    "addresses and the names given with --allow-host"
+                },
+            )
+        elif path == "/":
+            self._send(HTTPStatus.OK, PAGE.encode(), "text/html; charset=utf-8", page=True)
         elif path == "/api/summary":
-            self._json(HTTPStatus.OK, self.server.store.summary())
+            summary = self.server.store.summary()
+            summary["ingest"] = {
+                "events_path": EVENTS_PATH,
+                "api_key_required": self.server.api_key is not None,
+            }
+            self._json(HTTPStatus.OK, summary)
         elif path == "/api/alerts":
             alerts = self.server.alerts
             self._json(HTTPStatus.OK, {"enabled": False} if alerts is None else alerts.snapshot())
-        elif path == "/healthz":
-            self._json(HTTPStatus.OK, {"status": "ok"})
         else:
             self._json(HTTPStatus.NOT_FOUND, {"error": "not found"})
 
     do_HEAD = do_GET
 
+    def _client(self) -> str:
+        agent = self.headers.get("x-peekapi-sdk") or self.headers.get("User-Agent")
+        return f"{agent or 'no x-peekapi-sdk or User-Agent'} at {self.client_address[0]}"
+
+    def _refuse(self, status: HTTPStatus, reason: str) -> None:
+        self.server.refusals.refused(int(status), reason, self._client())
+        self._json(status, {"error": reason})
+
     def do_POST(self) -> None:
-        if self.path.split("?", 1)[0] != EVENTS_PATH:
+        path = self.path.split("?", 1)[0]
+        if path != EVENTS_PATH:
             self.close_connection = True
-            self._json(HTTPStatus.NOT_FOUND, {"error": "not found"})
+            self._refuse(HTTPStatus.NOT_FOUND, f"not found: events go to POST {EVENTS_PATH}")
             return
         try:
             rows = validate_batch(self._read_batch())
         except _Refused as exc:
-            self._json(exc.status, {"error": exc.reason})
+            self._refuse(exc.status, exc.reason)
             return
         except InvalidBatch as exc:
-            self._json(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
+            self._refuse(HTTPStatus.BAD_REQUEST, str(exc))
             return
         try:
             accepted, duplicates = self.server.store.insert_rows(rows)
@@ -141,6 +185,11 @@ class _Handler(BaseHTTPRequestHandler):
             # should retry, not drop.
             self.close_connection = True
             self._json(HTTPStatus.SERVICE_UNAVAILABLE, {"error": f"store unavailable: {exc}"})
+            return
+        except (ValueError, OverflowError, TypeError) as exc:
+            # A value the checks above let through but SQLite cannot bind: the batch
+            # would fail the same way on every retry, so it is refused, not retried.
+            self._refuse(HTTPStatus.BAD_REQUEST, f"event cannot be stored: {exc}")
             return
         self._json(HTTPStatus.OK, {"accepted": accepted, "duplicates": duplicates})
 
@@ -158,12 +207,17 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = False
 
     def _read_batch(self) -> Any:
-        length_header = self.headers.get("Content-Length")
+        lengths = self.headers.get_all("Content-Length") or []
+        if len(lengths) > 1:
+            # Two lengths are how request smuggling starts: never pick one of them.
+            self.close_connection = True
+            raise _Refused(HTTPStatus.BAD_REQUEST, "more than one Content-Length header")
+        length_header = lengths[0] if lengths else None
         if self.headers.get("Transfer-Encoding") or length_header is None:
             self.close_connection = True
             raise _Refused(HTTPStatus.LENGTH_REQUIRED, "Content-Length is required")
         try:
-            length = int(length_header)
+            length = int(length_header) if length_header.strip().isdigit() else -1
         except ValueError:
             length = -1
         if length < 0:
@@ -175,6 +229,18 @@ class _Handler(BaseHTTPRequestHandler):
             if not hmac.compare_digest(given.encode(), key.encode()):
                 self._discard(length)
                 raise _Refused(HTTPStatus.UNAUTHORIZED, "missing or invalid x-api-key")
+        else:
+            refusal = self.server.hosts.cross_site_refusal(
+                self.headers.get("Origin"),
+                self.headers.get("Host"),
+                self.headers.get("Content-Type"),
+            )
+            if refusal is not None:
+                self._discard(length)
+                status = HTTPStatus.FORBIDDEN
+                if refusal.startswith("Content-Type"):
+                    status = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
+                raise _Refused(status, refusal)
         limit = self.server.max_body
         if length > limit:
             self._discard(length)
@@ -189,9 +255,22 @@ class _Handler(BaseHTTPRequestHandler):
         elif encoding not in ("", "identity"):
             raise _Refused(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, f"unsupported encoding {encoding}")
         try:
-            return json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise _Refused(HTTPStatus.BAD_REQUEST, f"malformed JSON: {exc}") from None
+            return decode(body)
+        except MalformedBody as exc:
+            raise _Refused(HTTPStatus.BAD_REQUEST, str(exc)) from None
+
+
+def _log_to_stderr() -> logging.Handler | None:
+    """Send this package's server log lines to stderr unless the embedding app set that up."""
+    logger = logging.getLogger("peekapi_otel.server")
+    if logger.handlers:
+        return None
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s peekapi-otel serve: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    return handler
 
 
 def serve(
@@ -201,6 +280,8 @@ def serve(
     *,
     api_key: str | None = None,
     max_body: int = DEFAULT_MAX_BODY,
+    allowed_hosts: tuple[str, ...] = (),
+    key_source: str = "--api-key",
     alerts: AlertsConfig | None = None,
 ) -> int:
     """Run the ingest until SIGTERM or SIGINT; returns the process exit code.
@@ -210,7 +291,9 @@ def serve(
     """
     store = EventStore(db)
     try:
-        server = IngestServer((host, port), store, api_key=api_key, max_body=max_body)
+        server = IngestServer(
+            (host, port), store, api_key=api_key, max_body=max_body, allowed_hosts=allowed_hosts
+        )
     except BaseException:
         store.close()
         raise
@@ -228,8 +311,22 @@ def serve(
     previous = {}
     if threading.current_thread() is threading.main_thread():
         previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    handler = _log_to_stderr()
     bound_port = server.server_address[1]
     url_host = f"[{host}]" if ":" in host else host
+    if api_key is None:
+        print(
+            "peekapi-otel serve: no API key set, so any x-api-key (or none) is accepted; "
+            f"require one with --api-key-file FILE or {API_KEY_ENV}",
+            file=sys.stderr,
+            flush=True,
+        )
+    else:
+        print(
+            f"peekapi-otel serve: x-api-key required (from {key_source})",
+            file=sys.stderr,
+            flush=True,
+        )
     try:
         if alerts is not None:
             from peekapi_otel.server.alerts import AlertEngine
@@ -243,11 +340,14 @@ def serve(
         )
         server.serve_forever(poll_interval=0.2)
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
         server.server_close()
         if server.alerts is not None:
             server.alerts.stop()
         store.close()
+        server.refusals.flush(force=True)
+        if handler is not None:
+            logging.getLogger("peekapi_otel.server").removeHandler(handler)
     print("peekapi-otel ingest stopped", file=sys.stderr, flush=True)
     return 0

@@ -6,13 +6,21 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from peekapi_otel.server._store import EventStore
+from peekapi_otel.server._text import printable
 
 ANONYMOUS = "(anonymous)"
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], numeric: set[int]) -> str:
-    """Aligned plain-text columns; the columns in ``numeric`` are right-aligned."""
-    cells = [[str(h) for h in headers], *[[str(c) for c in row] for row in rows]]
+    """Aligned plain-text columns; the columns in ``numeric`` are right-aligned.
+
+    Cells come from anonymous requests (paths, consumer IDs): control characters are
+    printed escaped, never sent to the terminal as they are.
+    """
+    cells = [
+        [printable(str(h)) for h in headers],
+        *[[printable(str(c)) for c in row] for row in rows],
+    ]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
 
     def line(row: Sequence[str]) -> str:
@@ -32,6 +40,28 @@ def _ms(value: float) -> str:
 
 def _pct(value: float) -> str:
     return f"{value:.1f}%"
+
+
+def _unmatched(endpoints: Sequence[dict[str, Any]]) -> list[str]:
+    """The raw paths behind each ``unmatched (404)`` row, most requested first."""
+    rows = []
+    for e in endpoints:
+        group = e.get("unmatched")
+        if not group:
+            continue
+        rows += [
+            [e["method"], group["status_code"], p["path"], p["requests"]] for p in group["paths"]
+        ]
+        more = group["distinct_paths"] - len(group["paths"])
+        if more > 0:
+            rows.append([e["method"], group["status_code"], f"(and {more} more paths)", ""])
+    if not rows:
+        return []
+    return [
+        "",
+        "Unmatched paths (requests no route answered, grouped above)",
+        table(["Method", "Status", "Path", "Requests"], rows, numeric={1, 3}),
+    ]
 
 
 def render(summary: dict[str, Any], *, latest: int) -> str:
@@ -73,6 +103,7 @@ def render(summary: dict[str, Any], *, latest: int) -> str:
             ],
             numeric={2, 3, 4, 5, 6, 7},
         ),
+        *_unmatched(summary["endpoints"]),
         "",
         "Consumers",
         table(

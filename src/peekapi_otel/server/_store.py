@@ -1,7 +1,7 @@
 """SQLite event store for the local ingest: validation, de-duplicated inserts, statistics.
 
-The summary computed here is the single source of the figures shown by the dashboard
-(``/api/summary``) and by ``peekapi-otel report``.
+:meth:`EventStore.summary` (computed in ``_summary``) is the single source of the figures
+shown by the dashboard (``/api/summary``) and by ``peekapi-otel report``.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any, Final
 
 from peekapi_otel.core._events import MAX_CONSUMER, MAX_METHOD, MAX_PATH
+from peekapi_otel.server._summary import UNMATCHED_SQL, summarize
 
 LATEST_LIMIT: Final = 50
-TIMELINE_SECONDS: Final = 60
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS events (
@@ -39,12 +39,21 @@ CREATE TABLE IF NOT EXISTS events (
 );
 -- NULL pairs never collide, so events without trace/span ids are always kept.
 CREATE UNIQUE INDEX IF NOT EXISTS events_pair ON events (trace_id, span_id);
--- Covering indexes: per-endpoint aggregates and the p95 look-ups below read only these.
+-- Covering indexes: per-endpoint aggregates and the p95 look-ups (_summary) read only these.
 CREATE INDEX IF NOT EXISTS events_endpoint
     ON events (method, path, response_time_ms, status_code);
 CREATE INDEX IF NOT EXISTS events_latency ON events (response_time_ms);
+-- Event time (the request's start), for the chart and the latest requests.
+CREATE INDEX IF NOT EXISTS events_time ON events (julianday(timestamp));
 -- Deliveries the unique index turned away: at-least-once delivery made visible.
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+# Unmatched requests (see _summary) in a partial index of their own: their groups, raw
+# paths and p95 are read without scanning the matched traffic.
+_UNMATCHED_INDEX: Final = f"""
+CREATE INDEX IF NOT EXISTS events_unmatched
+    ON events (method, status_code, path, response_time_ms) WHERE {UNMATCHED_SQL}
 """
 
 _COUNT_DUPLICATES: Final = """
@@ -57,59 +66,6 @@ INSERT OR IGNORE INTO events (
     method, path, status_code, response_time_ms, request_size, response_size,
     consumer_id, metadata, timestamp, trace_id, span_id, received_at
 ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-"""
-
-_ENDPOINTS: Final = """
-SELECT method, path, COUNT(*), SUM(status_code >= 400), SUM(status_code >= 500),
-       AVG(response_time_ms)
-FROM events
-GROUP BY method, path
-ORDER BY COUNT(*) DESC, method, path
-"""
-
-_ENDPOINT_RANK: Final = """
-SELECT response_time_ms FROM events WHERE method = ? AND path = ?
-ORDER BY response_time_ms LIMIT 1 OFFSET ?
-"""
-
-_TOTALS: Final = """
-SELECT COUNT(*), SUM(status_code >= 400), SUM(status_code >= 500), AVG(response_time_ms),
-       COUNT(DISTINCT consumer_id)
-FROM events
-"""
-
-_TOTAL_RANK: Final = (
-    "SELECT response_time_ms FROM events ORDER BY response_time_ms LIMIT 1 OFFSET ?"
-)
-
-_CONSUMERS: Final = """
-SELECT consumer_id, method, path, COUNT(*), SUM(status_code >= 400)
-FROM events
-GROUP BY consumer_id, method, path
-ORDER BY consumer_id IS NULL, consumer_id, COUNT(*) DESC, method, path
-"""
-
-_LATEST: Final = """
-SELECT timestamp, method, path, status_code, response_time_ms, consumer_id,
-       request_size, response_size
-FROM events ORDER BY id DESC LIMIT ?
-"""
-
-_LATEST_KEYS: Final = (
-    "timestamp",
-    "method",
-    "path",
-    "status_code",
-    "response_time_ms",
-    "consumer_id",
-    "request_size",
-    "response_size",
-)
-
-_TIMELINE: Final = """
-SELECT CAST(received_at AS INTEGER) AS second, COUNT(*), AVG(response_time_ms)
-FROM events WHERE received_at >= ?
-GROUP BY second ORDER BY second
 """
 
 
@@ -201,22 +157,6 @@ def validate_batch(batch: Any) -> list[tuple[Any, ...]]:
     return [_row(event, i, now) for i, event in enumerate(batch)]
 
 
-def p95_offset(n: int) -> int:
-    """0-based index of the nearest-rank 95th percentile among ``n`` sorted values.
-
-    The rank is ceil(0.95 * n), computed in integers so float rounding cannot move it.
-    """
-    return max(0, (95 * n + 99) // 100 - 1)
-
-
-def _pct(part: int, whole: int) -> float:
-    return round(100.0 * part / whole, 1) if whole else 0.0
-
-
-def _ms(value: float | None) -> float:
-    return round(value, 2) if value is not None else 0.0
-
-
 class EventStore:
     """Events in one SQLite file (WAL): one writer connection behind a lock, and a fresh
     reader connection per query so the dashboard never waits on ingest.
@@ -245,6 +185,7 @@ class EventStore:
         self._writer.execute("PRAGMA journal_mode=WAL")
         self._writer.execute("PRAGMA synchronous=NORMAL")
         self._writer.executescript(_SCHEMA)
+        self._writer.execute(_UNMATCHED_INDEX)
 
     def _connect(self, mode: str) -> sqlite3.Connection:
         uri = f"{self.path.resolve().as_uri()}?mode={mode}"
@@ -317,88 +258,11 @@ class EventStore:
         return [(str(t), str(s)) for t, s in rows]
 
     def summary(self, *, latest: int = LATEST_LIMIT) -> dict[str, Any]:
-        """Aggregate figures for the dashboard and the report.
+        """Aggregate figures for the dashboard and the report (see ``_summary``).
 
         Errors are responses with status >= 400 (5xx counted apart as ``server_errors``);
         ``error_rate`` is a percentage rounded to 1 decimal, latencies are milliseconds
         rounded to 2 decimals, and ``p95_ms`` is the nearest-rank 95th percentile.
         """
-        now = int(time.time())
         with self._snapshot() as conn:
-            total, errors, server_errors, avg, consumers = conn.execute(_TOTALS).fetchone()
-            p95 = conn.execute(_TOTAL_RANK, (p95_offset(total),)).fetchone()
-            endpoints = [
-                _figures(
-                    {"method": method, "path": path},
-                    n,
-                    err,
-                    err5,
-                    mean,
-                    conn.execute(_ENDPOINT_RANK, (method, path, p95_offset(n))).fetchone()[0],
-                )
-                for method, path, n, err, err5, mean in conn.execute(_ENDPOINTS).fetchall()
-            ]
-            by_consumer = conn.execute(_CONSUMERS).fetchall()
-            latest_rows = conn.execute(_LATEST, (latest,)).fetchall()
-            first = now - TIMELINE_SECONDS + 1
-            per_second = {
-                int(sec): (int(n), _ms(mean))
-                for sec, n, mean in conn.execute(_TIMELINE, (first,)).fetchall()
-            }
-        return {
-            "generated_at": time.time(),
-            "totals": _figures(
-                {"consumers": int(consumers)},
-                total,
-                errors,
-                server_errors,
-                avg,
-                None if p95 is None else p95[0],
-            ),
-            "endpoints": endpoints,
-            "consumers": _consumers(by_consumer),
-            "latest": [dict(zip(_LATEST_KEYS, row, strict=True)) for row in latest_rows],
-            "timeline": [
-                {
-                    "second": sec,
-                    "requests": per_second.get(sec, (0, 0.0))[0],
-                    "avg_ms": per_second.get(sec, (0, 0.0))[1],
-                }
-                for sec in range(first, now + 1)
-            ],
-        }
-
-
-def _figures(
-    base: dict[str, Any],
-    n: int,
-    errors: int | None,
-    server_errors: int | None,
-    avg: float | None,
-    p95: float | None,
-) -> dict[str, Any]:
-    # SUM() over no rows is NULL, hence the "or 0".
-    return {
-        **base,
-        "requests": n,
-        "errors": int(errors or 0),
-        "server_errors": int(server_errors or 0),
-        "error_rate": _pct(int(errors or 0), n),
-        "avg_ms": _ms(avg),
-        "p95_ms": _ms(p95),
-    }
-
-
-def _consumers(rows: Iterable[tuple[Any, ...]]) -> list[dict[str, Any]]:
-    """consumer -> endpoint -> (requests, errors), anonymous traffic last."""
-    by_consumer: dict[str | None, dict[str, Any]] = {}
-    for consumer, method, path, n, err in rows:
-        entry = by_consumer.setdefault(
-            consumer, {"consumer_id": consumer, "requests": 0, "errors": 0, "endpoints": []}
-        )
-        entry["requests"] += n
-        entry["errors"] += int(err)
-        entry["endpoints"].append(
-            {"method": method, "path": path, "requests": n, "errors": int(err)}
-        )
-    return list(by_consumer.values())
+            return summarize(conn, latest=latest)
