@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import os
 import shutil
 import socket
 import ssl
@@ -609,17 +610,24 @@ def test_malformed_reply_is_an_error_result(serve: Callable[..., RawServer], rep
     assert server.accepts == 1
 
 
-def test_forget_leaves_the_socket_open(serve: Callable[..., RawServer]) -> None:
+def test_a_forked_child_leaves_the_parents_connection_alone(
+    serve: Callable[..., RawServer],
+) -> None:
     server = serve(replying(OK))
     transport = HttpTransport(server.url(), "key-1")
     try:
         assert transport.send(BODY, 5).ok
-        old = transport._sock
-        assert old is not None
-        transport.forget()
-        assert old.fileno() != -1  # not closed: in a forked child it is the parent's
-        assert transport.send(BODY, 5).ok
-        old.close()
+        pid = os.fork()
+        if pid == 0:  # the child: its own connection; the parent's is never closed
+            code = 1
+            try:
+                code = 0 if transport.send(BODY, 5).ok else 1
+                transport.close()
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert transport.send(BODY, 5).ok  # still the first connection
     finally:
         transport.close()
     assert server.accepts == 2
