@@ -13,8 +13,7 @@ from pathlib import Path
 
 from peekapi_otel.core._options import Options, default_storage_root
 from peekapi_otel.core._stats import stats
-from peekapi_otel.delivery._pipeline import Pipeline
-from peekapi_otel.delivery._spool import Spool, SpoolInfo
+from peekapi_otel.delivery import Pipeline, Spool, SpoolInfo
 
 PROG = "peekapi-otel spool"
 _DRAIN_TIMEOUT = 300.0
