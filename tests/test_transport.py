@@ -206,13 +206,21 @@ def test_request_headers_and_body(serve: Callable[..., RawServer]) -> None:
 
 
 def test_host_header_omits_default_port() -> None:
-    assert b"\r\nHost: example.com\r\n" in HttpTransport("https://example.com/v1", "k")._head
     assert (
-        b"\r\nHost: example.com:8443\r\n" in HttpTransport("https://example.com:8443/", "k")._head
+        b"\r\nHost: example.com\r\n" in HttpTransport("https://example.com/v1", "k")._request_head
     )
-    assert b"\r\nHost: example.com\r\n" in HttpTransport("http://example.com:80/v1", "k")._head
-    assert b"POST /v1?a=b HTTP/1.1\r\n" in HttpTransport("http://example.com/v1?a=b", "k")._head
-    assert b"\r\nHost: [::1]:8080\r\n" in HttpTransport("http://[::1]:8080/v1", "k")._head
+    assert (
+        b"\r\nHost: example.com:8443\r\n"
+        in HttpTransport("https://example.com:8443/", "k")._request_head
+    )
+    assert (
+        b"\r\nHost: example.com\r\n" in HttpTransport("http://example.com:80/v1", "k")._request_head
+    )
+    assert (
+        b"POST /v1?a=b HTTP/1.1\r\n"
+        in HttpTransport("http://example.com/v1?a=b", "k")._request_head
+    )
+    assert b"\r\nHost: [::1]:8080\r\n" in HttpTransport("http://[::1]:8080/v1", "k")._request_head
 
 
 def test_header_injection_is_an_error_result() -> None:

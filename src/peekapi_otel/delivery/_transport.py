@@ -104,7 +104,7 @@ class HttpTransport:
       about 96 us of CPU here and about 175 us with ``http.client`` (which builds each
       request's headers and parses each reply's with the ``email`` package), both with
       TCP_NODELAY and TCP_QUICKACK; medians of 8 alternating rounds of 2,000 POSTs,
-      ``benchmarks/experiments/transport_cost.py`` on the 2-core CI machine.
+      ``benchmarks/experiments/transport_cost.py`` on a shared 2-core development machine.
     * Time: ``http.client``'s timeout bounds each socket operation, so an ingest that
       trickles its reply a byte at a time holds the sender for as long as it likes;
       here a deadline bounds the whole reply (and its size is bounded too).
@@ -126,13 +126,13 @@ class HttpTransport:
         # when http.client refused it there, not raise from the constructor.
         self._invalid: str | None = None
         self._answered = False
-        self._head = b""
+        self._request_head = b""
         try:
-            self._head = self._build_head(api_key, default_port)
+            self._request_head = self._build_request_head(api_key, default_port)
         except ValueError as exc:
             self._invalid = f"{type(exc).__name__}: {exc}"
 
-    def _build_head(self, api_key: str, default_port: int) -> bytes:
+    def _build_request_head(self, api_key: str, default_port: int) -> bytes:
         host = self._host
         if ":" in host:
             # An IPv6 literal; its zone ("%eth0") is local to this host, not the server's.
@@ -204,7 +204,7 @@ class HttpTransport:
             return SendResult(error=self._invalid)
         if self._gzip:
             body = gzip.compress(body, compresslevel=5)
-        request = b"%s%d\r\n\r\n%s" % (self._head, len(body), body)
+        request = b"%s%d\r\n\r\n%s" % (self._request_head, len(body), body)
         with suppress_instrumentation():
             for attempt in (1, 2):
                 reused = self._sock is not None
