@@ -7,7 +7,7 @@ spools and probes an ingest); everything else here is internal to delivery.
 from peekapi_otel.delivery._pipeline import Pipeline
 from peekapi_otel.delivery._retry import Outcome, RetryPolicy, classify
 from peekapi_otel.delivery._shutdown import install_sigterm_handler
-from peekapi_otel.delivery._spool import Spool, SpoolInfo
+from peekapi_otel.delivery._spool import Spool, SpoolInfo, move_segments
 from peekapi_otel.delivery._transport import HttpTransport, SendResult, Transport
 
 __all__ = [
@@ -21,4 +21,5 @@ __all__ = [
     "Transport",
     "classify",
     "install_sigterm_handler",
+    "move_segments",
 ]

@@ -98,7 +98,7 @@ class Health:
             self.call_on_error(what)
 
     def report_failure(self, result: SendResult) -> None:
-        what = f"HTTP {result.status}" if result.status is not None else result.error
+        what = result.error if result.is_connection_error else f"HTTP {result.status}"
         if STATS.once(
             "failing",
             logging.WARNING,

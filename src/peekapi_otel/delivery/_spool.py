@@ -280,25 +280,7 @@ class Spool:
         STATS.drop(reason, events, detail)
         STATS.once(f"spool-claim-{reason}", logging.WARNING, "peekapi-otel: %s", detail)
 
-    # --- moving, inspection and fork -----------------------------------------------
-
-    def move_to(self, target: Spool) -> int:
-        """Move every segment nobody else holds into ``target``; returns the events
-        moved. ``peekapi-otel spool --drain --to-current`` sends events spooled for an
-        old endpoint or key with the current ones this way."""
-        moved = 0
-        while True:
-            claim = self.claim()
-            if claim is None:
-                break
-            lines = claim.batch(claim.remaining)
-            if target.write(lines) < len(lines):
-                claim.release()  # the rest stays where it is; the target counted why
-                break
-            claim.ack(len(lines))
-            moved += len(lines)
-        target.close_segment()
-        return moved
+    # --- inspection and fork -------------------------------------------------------
 
     def info(self) -> SpoolInfo:
         """What the directory holds, read the way a claim reads it."""
@@ -391,3 +373,22 @@ def _read_info(directory: Path) -> SpoolInfo:
         created = created_at(parsed[0])
         oldest = created if oldest is None else min(oldest, created)
     return SpoolInfo(segments, events, size, oldest, corrupt)
+
+
+def move_segments(source: Spool, target: Spool) -> int:
+    """Move every segment of ``source`` that nobody else holds into ``target``; returns
+    the events moved. ``peekapi-otel spool --drain --to-current`` sends events spooled for
+    an old endpoint or key with the current ones this way."""
+    moved = 0
+    while True:
+        claim = source.claim()
+        if claim is None:
+            break
+        lines = claim.batch(claim.remaining)
+        if target.write(lines) < len(lines):
+            claim.release()  # the rest stays where it is; the target counted why
+            break
+        claim.ack(len(lines))
+        moved += len(lines)
+    target.close_segment()
+    return moved

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from peekapi_otel.core._options import Options, default_storage_root
 from peekapi_otel.core._stats import stats
-from peekapi_otel.delivery import Pipeline, Spool, SpoolInfo
+from peekapi_otel.delivery import Pipeline, Spool, SpoolInfo, move_segments
 
 PROG = "peekapi-otel spool"
 _DRAIN_TIMEOUT = 300.0
@@ -136,7 +136,7 @@ def _drain_to_current(options: Options, directory: Path) -> int:
             )
             return 1
         target = Spool(current, options.max_storage_bytes)
-        moved = Spool(directory, options.max_storage_bytes).move_to(target)
+        moved = move_segments(Spool(directory, options.max_storage_bytes), target)
         print(f"moved {moved} events from {directory} to {current}")
     return _drain(options, current)
 
