@@ -179,6 +179,19 @@ def test_drain_refuses_a_spool_of_another_key(tmp_path: Path, ingest: Ingest) ->
     assert len(segment_files(spooled.directory)) == 2
 
 
+def test_a_fifo_named_like_a_segment_does_not_hang_the_command(
+    tmp_path: Path, ingest: Ingest
+) -> None:
+    spooled = write_spool(tmp_path / "root", ingest.url)
+    os.mkfifo(spooled.directory / f"seg-{T1 - 1:020d}-1-fifo0000.jsonl", 0o600)
+    shown = spool_cli(env=spooled.env)  # a blocking open would run into RUN_TIMEOUT
+    assert shown.code == 0, shown.text
+    assert summary(shown.out)[:3] == (2, 5, 2)
+    drained = spool_cli("--drain", env=spooled.env)
+    assert drained.code == 0, drained.text
+    assert ingest.keys() == dict.fromkeys(spooled.keys, 1)
+
+
 @pytest.mark.parametrize("old", ["key", "endpoint"])
 def test_drain_to_current_sends_events_kept_for_an_old_key_or_endpoint(
     tmp_path: Path, ingest: Ingest, old: str

@@ -7,13 +7,23 @@ import errno
 import logging
 import os
 import subprocess
+import tempfile
 import threading
 from pathlib import Path
 
 import pytest
 
-from delivery.support import Scripted, dropped, event_lines, fast_policy, options, wait_until
+from delivery.support import (
+    Scripted,
+    dropped,
+    event_lines,
+    fast_policy,
+    make_span,
+    options,
+    wait_until,
+)
 from ingest import Ingest  # type: ignore[import-not-found]
+from peekapi_otel.core._options import Options
 from peekapi_otel.core._stats import stats
 from peekapi_otel.delivery._pipeline import Pipeline
 from peekapi_otel.delivery._spool import Spool
@@ -245,3 +255,42 @@ def test_a_claim_rename_failing_with_erofs_is_counted(
     assert spool.claim() is None
     assert spool.claim() is None
     assert dropped(stats()) == {"spool_error": 4}
+
+
+@ROOT_ONLY
+def test_planted_events_in_a_fallback_root_of_another_user_are_never_sent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No writable home and no XDG_CACHE_HOME: the root is ``$TMPDIR/peekapi-otel-<uid>``.
+    Another local user (uid 65534 here) created it first; once the victim's spool
+    directory appears in it, they swap it for their own, filled with events."""
+    monkeypatch.setenv("HOME", str(tmp_path / "no-such-home"))  # not writable
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    opts = Options.from_env({}, api_key="victim-key", endpoint=DOWN, flush_interval=0.1)
+    root = tmp_path / f"peekapi-otel-{os.getuid()}"
+    leaf = opts.spool_dir()
+    assert leaf.parent == root
+    root.mkdir()
+    os.chmod(root, 0o777)
+    os.chown(root, 65534, 65534)
+    transport = Scripted()
+    pipeline = Pipeline(opts, transport=transport, policy=fast_policy(), recovery_interval=0.2)
+    try:
+        pipeline.submit(make_span())
+        assert pipeline.force_flush(5)
+        if leaf.exists():  # the victim made its directory in the attacker's root
+            os.rename(leaf, tmp_path / "moved-away")
+        leaf.mkdir()
+        planted = leaf / SEGMENT
+        planted.write_bytes(b"".join(line + b"\n" for line in lines(5)))
+        for path in (leaf, planted):
+            os.chmod(path, 0o777)
+            os.chown(path, 65534, 65534)
+        wait_until(lambda: sum(transport.delivered().values()) > 1, 2)  # drains every 0.2 s
+    finally:
+        pipeline.shutdown()
+    assert sum(transport.delivered().values()) == 1  # the victim's own event only
+    assert pipeline.spool.error is not None
+    assert f"{root} is owned by uid 65534" in pipeline.spool.error
+    assert planted.exists()
