@@ -44,7 +44,7 @@ _STALE: Final = (
 )
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class SendResult:
     """Outcome of one POST: a status (any class), or an error before a status arrived."""
 
