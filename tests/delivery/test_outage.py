@@ -232,11 +232,12 @@ def test_burst_far_faster_than_the_ingest_drops_nothing(ingest: Ingest, private_
     """The hand-off queue holds 2 x max_buffer_size (20,000) records while the batcher is
     blocked; this loop submits about 15,000 spans a second, so a batcher held up for
     more than a second or so drops the excess as ``queue_full`` (counted, by design:
-    memory stays bounded). During this burst the batcher writes every batch past the
-    outbox to the spool and fsyncs a segment per MiB. On a shared disk those writes
-    wait behind other processes' writeback for as long as the host makes them, and
-    the test measured the host rather than the pipeline; its spool gets a disk of its
-    own when one can be mounted."""
+    memory stays bounded). Only a batcher blocked outside the GIL can fall that far
+    behind (starved of CPU, it would hold the producer back too), and during this
+    burst it writes every batch past the outbox to the spool and fsyncs a segment per
+    MiB. On a shared disk those writes can wait behind other processes' writeback for
+    as long as the host makes them, and then the test measures the host rather than
+    the pipeline: its spool gets a disk of its own when one can be mounted."""
     slow = {"on": True}
     ingest.responder = lambda: Reply(delay=0.05) if slow["on"] else Reply()
     opts = options(ingest.url, private_disk, flush_interval=1.0, timeout=5.0)
