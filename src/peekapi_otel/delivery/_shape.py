@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import math
 from typing import Final
 
-# Wire fields and the JSON types each may hold (bool is an int to Python; never here).
+# Required wire fields and the JSON types each may hold (bool is an int to Python, and
+# never one here).
 _REQUIRED: Final[dict[str, tuple[type, ...]]] = {
     "method": (str,),
     "path": (str,),
     "status_code": (int,),
     "response_time_ms": (int, float),
-    "request_size": (int,),
-    "response_size": (int,),
     "timestamp": (str,),
 }
-_NULLABLE: Final[dict[str, tuple[type, ...]]] = {
+# Optional ones: absent or null stands for the default (0, or no consumer, no metadata).
+_OPTIONAL: Final[dict[str, tuple[type, ...]]] = {
+    "request_size": (int,),
+    "response_size": (int,),
     "consumer_id": (str,),
     "metadata": (dict,),
 }
+_NON_NEGATIVE: Final = ("response_time_ms", "request_size", "response_size")
 
 
 def event_problem(obj: object) -> str | None:
@@ -27,17 +31,24 @@ def event_problem(obj: object) -> str | None:
     spooled line is checked before it is sent again.
     """
     if not isinstance(obj, dict):
-        return f"not a JSON object ({type(obj).__name__})"
+        return "must be an object"
     for name, types in _REQUIRED.items():
-        value = obj.get(name)
-        if value is None or isinstance(value, bool) or not isinstance(value, types):
-            return f"field {name} missing or not {types[0].__name__}"
-    for name, types in _NULLABLE.items():
         if name not in obj:
-            return f"field {name} missing"
-        value = obj[name]
-        if value is not None and not isinstance(value, types):
-            return f"field {name} not {types[0].__name__} or null"
-    if obj["request_size"] < 0 or obj["response_size"] < 0:
-        return "negative size"
+            return f"missing field {name}"
+        if not _is(obj[name], types):
+            return f"{name} must be {types[0].__name__}"
+    for name, types in _OPTIONAL.items():
+        value = obj.get(name)
+        if value is not None and not _is(value, types):
+            return f"{name} must be {types[0].__name__} or null"
+    for name in _NON_NEGATIVE:
+        value = obj.get(name)
+        if value is not None and value < 0:
+            return f"{name} must be >= 0"
     return None
+
+
+def _is(value: object, types: tuple[type, ...]) -> bool:
+    if isinstance(value, bool) or not isinstance(value, types):
+        return False
+    return not isinstance(value, float) or math.isfinite(value)
