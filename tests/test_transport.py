@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import os
 import shutil
 import socket
 import ssl
@@ -205,13 +206,21 @@ def test_request_headers_and_body(serve: Callable[..., RawServer]) -> None:
 
 
 def test_host_header_omits_default_port() -> None:
-    assert b"\r\nHost: example.com\r\n" in HttpTransport("https://example.com/v1", "k")._head
     assert (
-        b"\r\nHost: example.com:8443\r\n" in HttpTransport("https://example.com:8443/", "k")._head
+        b"\r\nHost: example.com\r\n" in HttpTransport("https://example.com/v1", "k")._request_head
     )
-    assert b"\r\nHost: example.com\r\n" in HttpTransport("http://example.com:80/v1", "k")._head
-    assert b"POST /v1?a=b HTTP/1.1\r\n" in HttpTransport("http://example.com/v1?a=b", "k")._head
-    assert b"\r\nHost: [::1]:8080\r\n" in HttpTransport("http://[::1]:8080/v1", "k")._head
+    assert (
+        b"\r\nHost: example.com:8443\r\n"
+        in HttpTransport("https://example.com:8443/", "k")._request_head
+    )
+    assert (
+        b"\r\nHost: example.com\r\n" in HttpTransport("http://example.com:80/v1", "k")._request_head
+    )
+    assert (
+        b"POST /v1?a=b HTTP/1.1\r\n"
+        in HttpTransport("http://example.com/v1?a=b", "k")._request_head
+    )
+    assert b"\r\nHost: [::1]:8080\r\n" in HttpTransport("http://[::1]:8080/v1", "k")._request_head
 
 
 def test_header_injection_is_an_error_result() -> None:
@@ -609,17 +618,24 @@ def test_malformed_reply_is_an_error_result(serve: Callable[..., RawServer], rep
     assert server.accepts == 1
 
 
-def test_forget_leaves_the_socket_open(serve: Callable[..., RawServer]) -> None:
+def test_a_forked_child_leaves_the_parents_connection_alone(
+    serve: Callable[..., RawServer],
+) -> None:
     server = serve(replying(OK))
     transport = HttpTransport(server.url(), "key-1")
     try:
         assert transport.send(BODY, 5).ok
-        old = transport._sock
-        assert old is not None
-        transport.forget()
-        assert old.fileno() != -1  # not closed: in a forked child it is the parent's
-        assert transport.send(BODY, 5).ok
-        old.close()
+        pid = os.fork()
+        if pid == 0:  # the child: its own connection; the parent's is never closed
+            code = 1
+            try:
+                code = 0 if transport.send(BODY, 5).ok else 1
+                transport.close()
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert transport.send(BODY, 5).ok  # still the first connection
     finally:
         transport.close()
     assert server.accepts == 2

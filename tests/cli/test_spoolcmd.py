@@ -179,6 +179,54 @@ def test_drain_refuses_a_spool_of_another_key(tmp_path: Path, ingest: Ingest) ->
     assert len(segment_files(spooled.directory)) == 2
 
 
+def test_a_fifo_named_like_a_segment_does_not_hang_the_command(
+    tmp_path: Path, ingest: Ingest
+) -> None:
+    spooled = write_spool(tmp_path / "root", ingest.url)
+    os.mkfifo(spooled.directory / f"seg-{T1 - 1:020d}-1-fifo0000.jsonl", 0o600)
+    shown = spool_cli(env=spooled.env)  # a blocking open would run into RUN_TIMEOUT
+    assert shown.code == 0, shown.text
+    assert summary(shown.out)[:3] == (2, 5, 2)
+    drained = spool_cli("--drain", env=spooled.env)
+    assert drained.code == 0, drained.text
+    assert ingest.keys() == dict.fromkeys(spooled.keys, 1)
+
+
+@pytest.mark.parametrize("old", ["key", "endpoint"])
+def test_drain_to_current_sends_events_kept_for_an_old_key_or_endpoint(
+    tmp_path: Path, ingest: Ingest, old: str
+) -> None:
+    """After a 401/403 or 3xx pause the user fixes the key or endpoint; what the pause kept
+    sits in the old spool directory and is sent with the new settings."""
+    root = tmp_path / "root"
+    if old == "key":
+        spooled = write_spool(root, ingest.url, key="proj-revoked-0000")
+    else:
+        spooled = write_spool(root, "http://127.0.0.1:9/old/v1/events")
+    env = {
+        "PEEKAPI_API_KEY": KEY,
+        "PEEKAPI_ENDPOINT": ingest.url,
+        "PEEKAPI_STORAGE_PATH": str(root),
+    }
+    refused = spool_cli("--path", str(spooled.directory), "--drain", env=env)
+    assert refused.code == 1, refused.text
+    assert "--to-current" in refused.err
+    result = spool_cli("--path", str(spooled.directory), "--drain", "--to-current", env=env)
+    assert result.code == 0, result.text
+    assert "moved 5 events" in result.out
+    assert ingest.keys() == dict.fromkeys(spooled.keys, 1)
+    assert all(r.headers["x-api-key"] == KEY for r in ingest.requests)
+    assert segment_files(spooled.directory) == []
+    assert segment_files(Options.from_env(env).spool_dir()) == []
+
+
+def test_to_current_needs_drain(tmp_path: Path, ingest: Ingest) -> None:
+    spooled = write_spool(tmp_path / "root", ingest.url)
+    result = spool_cli("--path", str(spooled.directory), "--to-current", env=spooled.env)
+    assert result.code == 2, result.text
+    assert ingest.requests == []
+
+
 @pytest.mark.parametrize("status", [401, 403])
 def test_drain_with_rejected_key_keeps_events(tmp_path: Path, ingest: Ingest, status: int) -> None:
     ingest.default = Reply(status=status, body=b'{"error":"invalid api key"}')

@@ -54,6 +54,18 @@ def make_span(
     return span  # type: ignore[return-value]
 
 
+def event_lines(n: int) -> list[bytes]:
+    """``n`` event lines of distinct request spans, as the encoder writes them."""
+    from peekapi_otel.core._events import encode_event, span_to_event
+
+    out = []
+    for _ in range(n):
+        line = encode_event(span_to_event(make_span()), 65536)
+        assert line is not None
+        out.append(line)
+    return out
+
+
 def key_of(span: ReadableSpan) -> tuple[str, str]:
     ctx = span.context
     assert ctx is not None

@@ -72,7 +72,8 @@ def test_gunicorn_workers(ingest: Ingest, tmp_path: Path, preload: bool) -> None
         started.append(server)
         url = f"http://127.0.0.1:{port}"
         answered: list[int] = []  # readiness probes that reached the app make events too
-        assert wait_until(lambda: _up(url, answered), 20), server.output()
+        unanswered: list[str] = []
+        assert wait_until(lambda: _up(url, answered, unanswered), 20), server.output()
         pids = set()
         with httpx.Client() as client:
             for i in range(60):
@@ -81,14 +82,21 @@ def test_gunicorn_workers(ingest: Ingest, tmp_path: Path, preload: bool) -> None
         server.signal(signal.SIGTERM)
         assert server.wait(30) == 0, server.output()
     got = ingest.keys()
-    assert len(got) == 60 + len(answered), server.output()
+    expected = 60 + len(answered)
+    assert expected <= len(got) <= expected + len(unanswered), server.output()
     assert duplicates(got) == 0, server.output()
     assert pids  # which worker serves is the kernel's choice; each delivers its own
 
 
-def _up(url: str, answered: list[int]) -> bool:
+def _up(url: str, answered: list[int], unanswered: list[str]) -> bool:
+    """gunicorn listens before its workers have booted: a probe waits in the backlog
+    until one has (hence the long timeout), and one that timed out on our side may still
+    be handled later, so it may make an event too."""
     try:
-        status = httpx.get(f"{url}/items/0", timeout=1).status_code
+        status = httpx.get(f"{url}/items/0", timeout=10).status_code
+    except httpx.TimeoutException as exc:
+        unanswered.append(type(exc).__name__)
+        return False
     except httpx.HTTPError:
         return False
     answered.append(status)

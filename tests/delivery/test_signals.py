@@ -29,18 +29,26 @@ GRACE = 10.0  # shutdown_timeout (5 s) plus the server's own shutdown
 
 def _serve_and_terminate(
     ingest: Ingest, tmp_path: Path, args: list[str], requests: int = 40
-) -> tuple[int, Proc]:
-    """Start a server, send requests, SIGTERM it; returns how many events to expect."""
+) -> tuple[int, int, Proc]:
+    """Start a server, send requests, SIGTERM it. Returns how many events to expect, and
+    how many more there may be: a start-up probe that timed out on our side may still
+    have been handled by a worker that was slow to start."""
     port = free_port()
     args = [a.replace("{port}", str(port)) for a in args]
     env = child_env(ingest.url, tmp_path, PEEKAPI_FLUSH_INTERVAL="30")
     server = Proc(args, env, cwd=Path(__file__).parent / "apps")
     url = f"http://127.0.0.1:{port}"
     answered: list[int] = []
+    unanswered: list[str] = []
 
     def up() -> bool:
         try:
-            status = httpx.get(f"{url}/items/0", timeout=1).status_code
+            # gunicorn listens before its workers have booted: the probe waits in the
+            # backlog until one has, and one that timed out may still be handled later.
+            status = httpx.get(f"{url}/items/0", timeout=10).status_code
+        except httpx.TimeoutException as exc:
+            unanswered.append(type(exc).__name__)
+            return False
         except httpx.HTTPError:
             return False
         answered.append(status)
@@ -57,7 +65,7 @@ def _serve_and_terminate(
         assert time.monotonic() - start < GRACE, server.output()
     finally:
         server.stop()
-    return requests + len(answered), server
+    return requests + len(answered), len(unanswered), server
 
 
 def _deliver_leftovers(ingest: Ingest, tmp_path: Path, expected: int) -> int:
@@ -115,13 +123,13 @@ GUNICORN = str(BIN / "gunicorn")
     ],
 )
 def test_sigterm_loses_nothing(ingest: Ingest, tmp_path: Path, args: list[str]) -> None:
-    expected, server = _serve_and_terminate(ingest, tmp_path, args)
+    expected, maybe, server = _serve_and_terminate(ingest, tmp_path, args)
     direct = _deliver_leftovers(ingest, tmp_path, expected)
     got = ingest.keys()
-    assert len(got) == expected, (direct, server.output())
+    assert expected <= len(got) <= expected + maybe, (direct, maybe, server.output())
     assert duplicates(got) == 0
     # Every server here lets the exit flush run (or the SIGTERM flush plus its drain).
-    assert direct == expected, f"only {direct}/{expected} before the restart"
+    assert direct == len(got), f"only {direct}/{len(got)} before the restart"
 
 
 @pytest.mark.slow

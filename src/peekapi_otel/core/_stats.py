@@ -31,7 +31,8 @@ _SUMMARY_INTERVAL: Final = 60.0
 class Stats:
     """Counters safe to bump from any thread; the first drop of each reason logs a warning."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
         self._drops: Counter[str] = Counter()
@@ -61,17 +62,12 @@ class Stats:
         with self._lock:
             self._drops[reason] += n
             first = self._drops[reason] == n
-            now = time.monotonic()
             if first:
                 # The summary of later drops comes a full interval after a first warning.
-                self._last_summary = now
+                self._last_summary = self._clock()
             else:
                 self._unlogged[reason] += n
-            summary = None
-            if self._unlogged and now - self._last_summary >= _SUMMARY_INTERVAL:
-                summary = dict(self._unlogged)
-                self._unlogged.clear()
-                self._last_summary = now
+            summary = None if first else self._take_summary_locked(force=False)
         if first:
             _logger.warning(
                 "peekapi-otel dropped %d event(s): %s%s; later drops are counted in "
@@ -81,7 +77,35 @@ class Stats:
                 f" ({detail})" if detail else "",
             )
         elif summary:
-            _logger.warning("peekapi-otel dropped more events since the last report: %s", summary)
+            self._log_summary(*summary)
+
+    def summarise_drops(self, *, force: bool = False) -> None:
+        """Log the drops counted since the last report, if a minute has passed (the
+        batcher calls this on its flush timer) or at once with ``force`` (shutdown):
+        drops are reported even when no further drop comes to trigger the summary."""
+        with self._lock:
+            summary = self._take_summary_locked(force=force)
+        if summary:
+            self._log_summary(*summary)
+
+    def _take_summary_locked(self, *, force: bool) -> tuple[dict[str, int], dict[str, int]] | None:
+        if not self._unlogged:
+            return None
+        now = self._clock()
+        if not force and now - self._last_summary < _SUMMARY_INTERVAL:
+            return None
+        since = dict(self._unlogged)
+        self._unlogged.clear()
+        self._last_summary = now
+        return since, {reason: self._drops[reason] for reason in since}
+
+    @staticmethod
+    def _log_summary(since: dict[str, int], totals: dict[str, int]) -> None:
+        _logger.warning(
+            "peekapi-otel dropped more events since the last report: %s (in total: %s)",
+            since,
+            totals,
+        )
 
     def drop_quietly(self, reason: str, n: int = 1) -> None:
         """Count a drop whose cause was already reported (e.g. export disabled)."""

@@ -30,7 +30,8 @@ itself it would land inside the hook), so it lands at an ordinary point instead.
 
 The handlers take no lock and do no I/O while the main thread is inside pipeline code
 (where it may hold a lock the flush needs): the action is deferred to the moment the main
-thread leaves that code (:func:`run_deferred`), which is microseconds later.
+thread leaves that code (:func:`run_deferred`), which is microseconds later. The entry
+points that count as pipeline code are registered with :func:`defer_signals_in`.
 """
 
 from __future__ import annotations
@@ -43,20 +44,21 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from types import FrameType
-from typing import Any, Final
+from types import CodeType, FrameType
+from typing import Any, Final, Protocol
 
 _EXIT_CODE: Final = 128 + signal.SIGTERM
 #: Bounds the re-sends of an exit swallowed by a context that ignores exceptions.
 _MAX_RESENDS: Final = 8
 _RESEND_DELAY: Final = 0.01
-_GUARDED_MODULE: Final = "peekapi_otel.delivery._pipeline"
 
 #: True while an action waits for the main thread to leave pipeline code. Read on every
 #: submit, so it is a plain module attribute.
 deferred = False
 _actions: list[Callable[[], None]] = []  # list.append is atomic: safe in a handler
-_listeners: list[weakref.WeakMethod[Callable[[], None]]] = []
+_listeners: list[weakref.ref[Listener]] = []
+#: Code of the functions through which the main thread enters pipeline code.
+_entry_points: set[CodeType] = set()
 _installed_pid = 0
 _exiting = False
 _held = False  # SIGTERM blocked on the main thread until the exit flush is done
@@ -64,13 +66,28 @@ _resent = 0
 _previous_unraisablehook: Callable[[Any], object] | None = None
 
 
+class Listener(Protocol):
+    """A pipeline, as SIGTERM and the exit flush see it."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    def terminate(self) -> None: ...
+
+
 class _Terminated(SystemExit):
     """The exit a SIGTERM asks for; its own type so a swallowed one can be recognised."""
 
 
+def defer_signals_in(*functions: Callable[..., object]) -> None:
+    """While the main thread runs one of ``functions`` (or anything they call), a
+    SIGTERM's action waits until it returns: they may hold a lock the flush needs."""
+    _entry_points.update(function.__code__ for function in functions)
+
+
 def _inside_pipeline(frame: FrameType | None) -> bool:
     while frame is not None:
-        if frame.f_globals.get("__name__") == _GUARDED_MODULE:
+        if frame.f_code in _entry_points:
             return True
         frame = frame.f_back
     return False
@@ -100,14 +117,15 @@ def run_deferred() -> None:
 def notify_terminating() -> None:
     """Tell every live pipeline that the process is about to end."""
     for ref in list(_listeners):
-        callback = ref()
-        if callback is not None:
-            callback()
+        listener = ref()
+        if listener is not None:
+            listener.terminate()
 
 
-def add_listener(callback: Callable[[], None]) -> None:
+def add_listener(listener: Listener) -> None:
+    """Tell ``listener`` (held weakly) when SIGTERM asks for memory to go to disk."""
     _listeners[:] = [ref for ref in _listeners if ref() is not None]
-    _listeners.append(weakref.WeakMethod(callback))
+    _listeners.append(weakref.ref(listener))
 
 
 def set_exiting() -> None:
@@ -209,8 +227,8 @@ def release_held_signal() -> None:
     if not _held:
         return
     for ref in _listeners:
-        method = ref()
-        if method is not None and not getattr(getattr(method, "__self__", None), "closed", True):
+        listener = ref()
+        if listener is not None and not listener.closed:
             return  # another pipeline still flushes; the last one releases
     _held = False
     try:

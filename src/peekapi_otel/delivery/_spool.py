@@ -20,11 +20,9 @@ from __future__ import annotations
 import dataclasses
 import errno
 import fcntl
-import json
 import logging
 import os
 import secrets
-import stat
 import threading
 import time
 from collections.abc import Sequence
@@ -32,181 +30,34 @@ from pathlib import Path
 from typing import Final
 
 from peekapi_otel.core._stats import STATS
+from peekapi_otel.delivery._claim import Claim
+from peekapi_otel.delivery._segments import (
+    NotASegment,
+    SpoolUnavailable,
+    created_at,
+    evict,
+    lock_unheld,
+    open_segment,
+    parse_lines,
+    parse_name,
+    secure_dirs,
+    write_all,
+)
 
 _logger = logging.getLogger(__name__)
 
 SEGMENT_BYTES: Final = 1 << 20
-# A .tmp whose lock is free is only taken over when untouched this long: the writer
-# creates the file and locks it a moment later.
-_STALE_TMP_SECONDS: Final = 2.0
-_OPEN_FLAGS: Final = os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-
-
-class SpoolUnavailable(Exception):
-    """The spool directory cannot be used (symlink, foreign owner, not writable...)."""
+#: Errors of a claim's rename that no retry in this process will get past.
+_STUCK: Final = frozenset({errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO})
 
 
 @dataclasses.dataclass(frozen=True)
 class SpoolInfo:
     segments: int
-    events: int
+    events: int  # event lines still to send
     bytes: int
     oldest: float | None  # epoch seconds of the oldest segment
-
-
-def _parse(name: str) -> tuple[str, str, int] | None:
-    """``(base, kind, offset)`` for a segment file name, else ``None``."""
-    if not name.startswith("seg-"):
-        return None
-    if name.endswith(".tmp"):
-        return name[:-4], "tmp", 0
-    if name.endswith(".jsonl"):
-        return name[:-6], "ready", 0
-    if name.endswith(".sending"):
-        base, _, off = name[:-8].rpartition(".")
-        if base and off.isdigit():
-            return base, "sending", int(off)
-    return None
-
-
-def _created(base: str) -> float:
-    try:
-        return int(base.split("-")[1]) / 1e9
-    except (IndexError, ValueError):
-        return 0.0
-
-
-def _secure_dir(path: Path) -> None:
-    """Create ``path`` (0700) or check an existing one: no symlink, owned by us.
-
-    The parent (the storage root) is created if missing; the directory itself must be a
-    real directory owned by this user, or another user could read or plant events.
-    """
-    try:
-        os.makedirs(path.parent, mode=0o700, exist_ok=True)
-    except OSError as exc:
-        raise SpoolUnavailable(f"cannot create spool root {path.parent}: {exc}") from None
-    try:
-        os.mkdir(path, 0o700)
-    except FileExistsError:
-        pass
-    except OSError as exc:
-        raise SpoolUnavailable(f"cannot create spool directory {path}: {exc}") from None
-    st = os.lstat(path)
-    if stat.S_ISLNK(st.st_mode):
-        raise SpoolUnavailable(f"spool directory {path} is a symlink; refusing to use it")
-    if not stat.S_ISDIR(st.st_mode):
-        raise SpoolUnavailable(f"spool path {path} is not a directory; refusing to use it")
-    if st.st_uid != os.geteuid():
-        raise SpoolUnavailable(
-            f"spool directory {path} is owned by uid {st.st_uid}, not by this user "
-            f"(uid {os.geteuid()}); refusing to use it"
-        )
-    if stat.S_IMODE(st.st_mode) != 0o700:
-        os.chmod(path, 0o700)
-
-
-def parse_lines(data: bytes) -> tuple[list[bytes], list[int], list[int]]:
-    """Split segment bytes into valid event lines.
-
-    Returns the lines, the byte offset just past each line, and the offset just past each
-    corrupt line (not a JSON object, or a last line cut short by a crash).
-    """
-    lines: list[bytes] = []
-    ends: list[int] = []
-    bad: list[int] = []
-    pos = 0
-    size = len(data)
-    while pos < size:
-        nl = data.find(b"\n", pos)
-        if nl < 0:
-            bad.append(size)  # truncated last line
-            break
-        line = data[pos:nl]
-        pos = nl + 1
-        if not line.strip():
-            continue
-        try:
-            ok = isinstance(json.loads(line), dict)
-        except ValueError:
-            ok = False
-        if ok:
-            lines.append(line)
-            ends.append(pos)
-        else:
-            bad.append(pos)
-    return lines, ends, bad
-
-
-class Claim:
-    """A segment this process locked for sending.
-
-    Corrupt lines are counted as the recorded offset passes them, so a segment claimed
-    again after a failed drain does not count them twice.
-    """
-
-    def __init__(
-        self, spool: Spool, directory: Path, base: str, fd: int, name: str, offset: int
-    ) -> None:
-        self._spool = spool
-        self._dir = directory
-        self._base = base
-        self._fd = fd
-        self._name = name
-        self.offset = offset
-        size = os.fstat(fd).st_size
-        data = os.pread(fd, max(size - offset, 0), offset) if size > offset else b""
-        self.lines, ends, bad = parse_lines(data)
-        self._ends = [offset + e for e in ends]
-        self._bad = [offset + e for e in bad]
-        self._next = 0
-
-    @property
-    def remaining(self) -> int:
-        return len(self.lines) - self._next
-
-    def batch(self, size: int) -> list[bytes]:
-        return self.lines[self._next : self._next + size]
-
-    def ack(self, count: int) -> None:
-        """Record that the next ``count`` lines were acknowledged by the ingest."""
-        self._next += count
-        if self._next >= len(self.lines):
-            self.finish()
-            return
-        offset = self._ends[self._next - 1]
-        new = f"{self._base}.{offset}.sending"
-        try:
-            os.rename(self._dir / self._name, self._dir / new)
-        except OSError:
-            return  # progress not recorded: a takeover resends from the last recorded point
-        self._name = new
-        self.offset = offset
-        self._count_corrupt(offset)
-
-    def _count_corrupt(self, upto: int | None) -> None:
-        passed = [end for end in self._bad if upto is None or end <= upto]
-        if passed:
-            self._bad = self._bad[len(passed) :]
-            STATS.drop("corrupt", len(passed), f"unreadable lines in spool segment {self._base}")
-
-    def finish(self) -> None:
-        try:
-            os.unlink(self._dir / self._name)
-        except OSError:
-            pass
-        else:
-            self._count_corrupt(None)
-        self.release()
-
-    def release(self) -> None:
-        if self._fd >= 0:
-            fd, self._fd = self._fd, -1
-            self._spool._claims.discard(self)
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+    corrupt: int = 0  # lines that will be skipped (not an event, or cut short)
 
 
 class Spool:
@@ -225,16 +76,19 @@ class Spool:
         self._last_write = 0.0
         self._approx_total: int | None = None
         self._claims: set[Claim] = set()
+        self._reported: set[str] = set()  # segment names whose problem was counted
 
     # --- setup ---------------------------------------------------------------------
 
-    def _ensure(self) -> bool:
-        if self._ready:
+    def _ensure(self, *, recheck: bool = False) -> bool:
+        """Create or check the directories; ``recheck`` checks them again (each time a
+        segment is opened or claimed: they may have been replaced since)."""
+        if self._ready and not recheck:
             return True
         if self.error is not None:
             return False
         try:
-            _secure_dir(self.directory)
+            secure_dirs(self.directory)
         except (SpoolUnavailable, OSError) as exc:
             self.error = str(exc)
             _logger.error(
@@ -268,7 +122,7 @@ class Spool:
                     self._close_locked()
                     self._open_locked()
                 try:
-                    _write_all(self._fd, data)
+                    write_all(self._fd, data)
                 except OSError:
                     # Cut a partial write off, so no half line or half batch is left
                     # behind: the whole batch is counted as dropped, once.
@@ -283,6 +137,9 @@ class Spool:
             except _SpoolFull:
                 STATS.drop("spool_full", len(lines), f"spool over {self.max_bytes} bytes")
                 return 0
+            except _SpoolDisabled:
+                STATS.drop("spool_error", len(lines), self.error or "")
+                return 0
             self._written += len(data)
             self._last_write = time.monotonic()
             if self._approx_total is not None:
@@ -290,9 +147,11 @@ class Spool:
             return len(lines)
 
     def _open_locked(self) -> None:
+        if not self._ensure(recheck=True):
+            raise _SpoolDisabled
         name = f"seg-{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(4)}.tmp"
         path = self.directory / name
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _OPEN_FLAGS, 0o600)
+        fd = open_segment(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -345,50 +204,30 @@ class Spool:
             return
         if self._fd >= 0:
             self._close_locked()
-        for name in self._sorted_names():
-            parsed = _parse(name)
-            if parsed is None:
-                continue
-            # Ready segments, and those of dead writers and claimers (their lock is gone).
-            evicted = _evict(self.directory / name, parsed[1], parsed[2])
-            if evicted is None:
-                continue
-            size, events = evicted
-            STATS.drop("evicted", events, f"spool over {self.max_bytes} bytes, oldest removed")
-            total -= size
-            if total + incoming <= self.max_bytes:
-                break
+        total = _evict_oldest(self.directory, total, incoming, self.max_bytes)
         self._approx_total = total
         if total + incoming > self.max_bytes:
             raise _SpoolFull
 
     def _scan_total(self) -> int:
         total = 0
-        for name in self._sorted_names():
+        for name in _sorted_names(self.directory):
             try:
                 total += os.lstat(self.directory / name).st_size
             except OSError:
                 pass
         return total
 
-    def _sorted_names(self) -> list[str]:
-        try:
-            names = [n for n in os.listdir(self.directory) if n.startswith("seg-")]
-        except OSError:
-            return []
-        names.sort()
-        return names
-
     # --- claiming ------------------------------------------------------------------
 
     def claim(self) -> Claim | None:
         """Lock the oldest segment nobody is working on, or return ``None``."""
         with self._lock:
-            if not self._ensure():
+            if not self._ensure(recheck=True):
                 return None
             own = self._tmp.name if self._tmp is not None else None
-            for name in self._sorted_names():
-                parsed = _parse(name)
+            for name in _sorted_names(self.directory):
+                parsed = parse_name(name)
                 if parsed is None or name == own:
                     continue
                 claim = self._try_claim(name, *parsed)
@@ -398,16 +237,30 @@ class Spool:
 
     def _try_claim(self, name: str, base: str, kind: str, offset: int) -> Claim | None:
         path = self.directory / name
-        locked = _lock_unheld(path, kind)
+        try:
+            locked = lock_unheld(path, kind)
+        except NotASegment as exc:
+            self._report_once(name, "corrupt", 1, f"{exc}; skipped")
+            return None
         if locked is None:
             return None
         fd = locked[0]
+        new = f"{base}.{offset}.sending"
         try:
-            new = f"{base}.{offset}.sending"
             if new != name:
                 os.rename(path, self.directory / new)
-            claim = Claim(self, self.directory, base, fd, new, offset)
-        except OSError:
+            claim = Claim(self.directory, base, fd, new, offset, self._claims.discard)
+        except OSError as exc:
+            if exc.errno in _STUCK:
+                # A read-only remount (EROFS) or a changed mode: the events stay on disk,
+                # but this process cannot send them without recording its progress.
+                self._report_once(
+                    name,
+                    "spool_error",
+                    _events_in(fd, offset),
+                    f"cannot claim spool segment {path}: {exc.strerror or exc}; it stays "
+                    "on disk (is the disk read-only?)",
+                )
             try:
                 os.close(fd)
             except OSError:
@@ -419,34 +272,26 @@ class Spool:
             return None
         return claim
 
+    def _report_once(self, name: str, reason: str, events: int, detail: str) -> None:
+        """Count a segment that cannot be claimed, once per segment and process."""
+        if name in self._reported:
+            return
+        self._reported.add(name)
+        STATS.drop(reason, events, detail)
+        STATS.once(f"spool-claim-{reason}", logging.WARNING, "peekapi-otel: %s", detail)
+
     # --- inspection and fork -------------------------------------------------------
 
     def info(self) -> SpoolInfo:
-        segments = events = size = 0
-        oldest: float | None = None
-        for name in self._sorted_names():
-            parsed = _parse(name)
-            if parsed is None:
-                continue
-            path = self.directory / name
-            try:
-                with open(path, "rb") as fh:
-                    data = fh.read()
-            except OSError:
-                continue
-            segments += 1
-            size += len(data)
-            events += data.count(b"\n", parsed[2]) if parsed[2] < len(data) else 0
-            created = _created(parsed[0])
-            oldest = created if oldest is None else min(oldest, created)
-        return SpoolInfo(segments, events, size, oldest)
+        """What the directory holds, read the way a claim reads it."""
+        return _read_info(self.directory)
 
     def after_fork_in_child(self) -> None:
         # The parent keeps writing its segment and sending its claims; the child must
         # not, and must not keep their locks alive either: flock belongs to the open file,
         # which our inherited copies share. Closing our copies leaves the parent's locks
         # in place and lets them go when the parent closes its own.
-        fds = [self._fd] + [claim._fd for claim in self._claims]
+        fds = [self._fd] + [claim.fd for claim in self._claims]
         for fd in fds:
             if fd >= 0:
                 try:
@@ -463,48 +308,87 @@ class _SpoolFull(Exception):
     pass
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
+class _SpoolDisabled(Exception):
+    pass
 
 
-def _lock_unheld(path: Path, kind: str) -> tuple[int, os.stat_result] | None:
-    """Open and lock a segment nobody holds: ``(fd, stat)`` with the lock, else ``None``.
-
-    Lock, then verify the path still names the locked file: it may have been renamed
-    (claimed, acknowledged) or removed between our open and our lock.
-    """
+def _events_in(fd: int, offset: int) -> int:
     try:
-        fd = os.open(path, os.O_RDONLY | _OPEN_FLAGS)
+        size = os.fstat(fd).st_size
+        return len(parse_lines(os.pread(fd, max(size - offset, 0), offset))[0])
     except OSError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        st = os.fstat(fd)
-        if os.lstat(path).st_ino == st.st_ino and not (
-            # Just created: its writer is about to lock it.
-            kind == "tmp" and time.time() - st.st_mtime < _STALE_TMP_SECONDS
-        ):
-            return fd, st
-    except OSError:
-        pass
-    os.close(fd)
-    return None
+        return 0
 
 
-def _evict(path: Path, kind: str, offset: int) -> tuple[int, int] | None:
-    """Delete a segment nobody holds; returns (bytes, events) removed."""
-    locked = _lock_unheld(path, kind)
-    if locked is None:
-        return None
-    fd, st = locked
+def _sorted_names(directory: Path) -> list[str]:
     try:
-        data = os.pread(fd, st.st_size, 0)
-        os.unlink(path)
-        return st.st_size, data.count(b"\n", min(offset, len(data)))
+        names = [n for n in os.listdir(directory) if n.startswith("seg-")]
     except OSError:
-        return None
-    finally:
-        os.close(fd)
+        return []
+    names.sort()
+    return names
+
+
+def _evict_oldest(directory: Path, total: int, incoming: int, max_bytes: int) -> int:
+    """Remove the oldest segments nobody holds until ``incoming`` more bytes fit in
+    ``max_bytes`` (ready segments, and those of dead writers and claimers: their lock is
+    gone); returns the bytes left."""
+    for name in _sorted_names(directory):
+        if total + incoming <= max_bytes:
+            break
+        parsed = parse_name(name)
+        if parsed is None:
+            continue
+        evicted = evict(directory / name, parsed[1], parsed[2])
+        if evicted is None:
+            continue
+        size, events = evicted
+        STATS.drop("evicted", events, f"spool over {max_bytes} bytes, oldest removed")
+        total -= size
+    return total
+
+
+def _read_info(directory: Path) -> SpoolInfo:
+    segments = events = corrupt = size = 0
+    oldest: float | None = None
+    for name in _sorted_names(directory):
+        parsed = parse_name(name)
+        if parsed is None:
+            continue
+        try:
+            fd = open_segment(directory / name, os.O_RDONLY)
+        except (OSError, NotASegment):
+            continue
+        try:
+            data = os.pread(fd, os.fstat(fd).st_size, 0)
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+        segments += 1
+        size += len(data)
+        lines, _ends, bad = parse_lines(data[parsed[2] :])
+        events += len(lines)
+        corrupt += len(bad)
+        created = created_at(parsed[0])
+        oldest = created if oldest is None else min(oldest, created)
+    return SpoolInfo(segments, events, size, oldest, corrupt)
+
+
+def move_segments(source: Spool, target: Spool) -> int:
+    """Move every segment of ``source`` that nobody else holds into ``target``; returns
+    the events moved. ``peekapi-otel spool --drain --to-current`` sends events spooled for
+    an old endpoint or key with the current ones this way."""
+    moved = 0
+    while True:
+        claim = source.claim()
+        if claim is None:
+            break
+        lines = claim.batch(claim.remaining)
+        if target.write(lines) < len(lines):
+            claim.release()  # the rest stays where it is; the target counted why
+            break
+        claim.ack(len(lines))
+        moved += len(lines)
+    target.close_segment()
+    return moved

@@ -144,6 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     spool.add_argument("--path", metavar="DIR", help="spool directory (the configured one)")
     spool.add_argument("--drain", action="store_true", help="send the spooled events now")
+    spool.add_argument(
+        "--to-current",
+        action="store_true",
+        help="with --drain: send events spooled for another endpoint or API key (after a "
+        "pause for a redirect or a rejected key) with the current PEEKAPI_ENDPOINT and key",
+    )
 
     sub.add_parser(
         "check",

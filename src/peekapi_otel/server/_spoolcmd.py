@@ -1,9 +1,10 @@
-"""``peekapi-otel spool``: what waits on disk, and ``--drain`` to send it now."""
+"""``peekapi-otel spool``: what waits on disk, ``--drain`` to send it now, and
+``--drain --to-current`` to send events spooled for an old endpoint or API key with the
+current ones."""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime
 import re
 import sys
@@ -12,8 +13,7 @@ from pathlib import Path
 
 from peekapi_otel.core._options import Options, default_storage_root
 from peekapi_otel.core._stats import stats
-from peekapi_otel.delivery._pipeline import Pipeline
-from peekapi_otel.delivery._spool import Spool, _created, _parse, parse_lines
+from peekapi_otel.delivery import Pipeline, Spool, SpoolInfo, move_segments
 
 PROG = "peekapi-otel spool"
 _DRAIN_TIMEOUT = 300.0
@@ -22,40 +22,9 @@ _STALL_SECONDS = 30.0
 _DIGEST = re.compile(r"^[0-9a-f]{16}$")
 
 
-@dataclasses.dataclass(frozen=True)
-class _Contents:
-    segments: int
-    events: int  # valid event lines still to send
-    corrupt: int  # unreadable lines (garbage, or a last line cut short)
-    bytes: int
-    oldest: float | None
-
-
-def _contents(directory: Path) -> _Contents:
-    """Count what a spool directory holds, the way the sender will read it."""
-    segments = events = corrupt = size = 0
-    oldest: float | None = None
-    try:
-        names = sorted(n for n in (p.name for p in directory.iterdir()) if n.startswith("seg-"))
-    except OSError:
-        names = []
-    for name in names:
-        parsed = _parse(name)
-        if parsed is None:
-            continue
-        base, _kind, offset = parsed
-        try:
-            data = (directory / name).read_bytes()
-        except OSError:
-            continue
-        segments += 1
-        size += len(data)
-        lines, _ends, bad = parse_lines(data[offset:])
-        events += len(lines)
-        corrupt += bad if isinstance(bad, int) else len(bad)
-        created = _created(base)
-        oldest = created if oldest is None else min(oldest, created)
-    return _Contents(segments, events, corrupt, size, oldest)
+def _contents(directory: Path) -> SpoolInfo:
+    """What a spool directory holds, counted the way the sender will read it."""
+    return Spool(directory, 1).info()
 
 
 def _has_segments(path: Path) -> bool:
@@ -70,7 +39,7 @@ def _directories(path: Path) -> list[Path]:
     return children or [path]
 
 
-def _describe(path: Path, info: _Contents) -> str:
+def _describe(path: Path, info: SpoolInfo) -> str:
     oldest = "-"
     if info.oldest is not None:
         age = max(time.time() - info.oldest, 0)
@@ -90,7 +59,8 @@ def _refusal(options: Options, directory: Path) -> str | None:
         return (
             f"{directory} holds events spooled for another endpoint or API key than "
             f"PEEKAPI_ENDPOINT={options.endpoint} with this PEEKAPI_API_KEY; set those to "
-            "the ones the events were spooled with"
+            "the ones the events were spooled with, or add --to-current to send them "
+            "with the current ones"
         )
     return None
 
@@ -101,10 +71,6 @@ def _probe(options: Options) -> str | None:
 
     ok, answer = probe(options)
     return None if ok else f"the ingest at {options.endpoint} {answer}"
-
-
-def _paused(pipeline: Pipeline) -> bool:
-    return float(getattr(pipeline, "_paused_until", 0.0)) > time.monotonic()
 
 
 def _drain(options: Options, directory: Path) -> int:
@@ -133,7 +99,7 @@ def _drain(options: Options, directory: Path) -> int:
                 break
             if now_left < left:
                 left, progress_at = now_left, time.monotonic()
-            if _paused(pipeline):
+            if pipeline.paused:
                 reason = "the ingest refused the API key or redirected (see the error above)"
                 break
             if time.monotonic() - progress_at > _STALL_SECONDS:
@@ -154,6 +120,25 @@ def _drain(options: Options, directory: Path) -> int:
         print(f"{PROG}: drain incomplete: {reason or 'events still waiting'}", file=sys.stderr)
         return 1
     return 0
+
+
+def _drain_to_current(options: Options, directory: Path) -> int:
+    """Move the events of ``directory`` (spooled for an old endpoint or key) into the
+    current spool directory, then drain that with the current endpoint and key."""
+    current = options.spool_dir()
+    if directory.resolve() != current.resolve():
+        problem = _probe(options)
+        if problem is not None:
+            waiting = _contents(directory).events
+            print(
+                f"{PROG}: cannot drain: {problem}; the {waiting} events stay in {directory}",
+                file=sys.stderr,
+            )
+            return 1
+        target = Spool(current, options.max_storage_bytes)
+        moved = move_segments(Spool(directory, options.max_storage_bytes), target)
+        print(f"moved {moved} events from {directory} to {current}")
+    return _drain(options, current)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -189,9 +174,15 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
-        refusal = _refusal(options, directories[0])
+        directory = directories[0]
+        if getattr(args, "to_current", False):
+            return _drain_to_current(options, directory)
+        refusal = _refusal(options, directory)
         if refusal is not None:
             print(f"{PROG}: cannot drain: {refusal}", file=sys.stderr)
             return 1
-        return _drain(options, directories[0])
+        return _drain(options, directory)
+    if getattr(args, "to_current", False):
+        print(f"{PROG}: --to-current goes with --drain", file=sys.stderr)
+        return 2
     return 0

@@ -1,0 +1,175 @@
+"""The batcher thread: encodes queued records in one go, cuts batches, and routes each
+to the outbox (healthy ingest, room in memory) or to the spool."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import deque
+
+from opentelemetry.sdk.trace import ReadableSpan
+
+from peekapi_otel.core._events import EventEncoder, Record
+from peekapi_otel.core._options import Options
+from peekapi_otel.core._stats import STATS
+from peekapi_otel.delivery._clock import Clock
+from peekapi_otel.delivery._control import TERMINATING_TICK, Control
+from peekapi_otel.delivery._health import Health
+from peekapi_otel.delivery._outbox import Batch, Outbox
+from peekapi_otel.delivery._recovery import Recovery
+from peekapi_otel.delivery._spool import Spool
+
+_logger = logging.getLogger(__name__)
+
+
+class Batcher:
+    """Turns the hand-off queue into batches of ``batch_size`` event lines.
+
+    Encoding here rather than on the request thread keeps the encoder in the CPU's
+    caches, where one encode per request between two requests' worth of other code
+    does not.
+    """
+
+    def __init__(
+        self,
+        options: Options,
+        encoder: EventEncoder,
+        outbox: Outbox,
+        health: Health,
+        recovery: Recovery,
+        spool: Spool,
+        control: Control,
+        clock: Clock,
+    ) -> None:
+        self._options = options
+        self._encoder = encoder
+        self._outbox = outbox
+        self._health = health
+        self._recovery = recovery
+        self._spool = spool
+        self._control = control
+        self._clock = clock
+        #: Filled by ``Pipeline.submit`` (deque appends need no lock), emptied here.
+        self.queue: deque[bytes | Record] = deque()
+        self._pending: Batch = []  # lines not yet cut into a batch; this thread only
+
+    def run(self) -> None:
+        """The ``peekapi-batcher`` thread: wakes on a full queue, a flush, shutdown,
+        SIGTERM or every ``flush_interval``."""
+        control, clock, outbox = self._control, self._clock, self._outbox
+        interval = self._options.flush_interval
+        next_flush = clock.now() + interval
+        while True:
+            control.batcher_wake.clear()
+            stopping = control.stop.is_set()
+            try:
+                flush_to = outbox.flush_requested()
+                now = clock.now()
+                terminating = control.terminating
+                flushing = flush_to != outbox.flushed
+                due = now >= next_flush or flushing or stopping or terminating
+                self.step(partial=due)
+                if terminating:
+                    self.spill_memory()
+                if due and now >= next_flush:
+                    next_flush = now + interval + random.uniform(0, interval * 0.1)
+                    self._spool.close_segment(idle_for=interval)
+                    STATS.summarise_drops()
+                if flushing:
+                    outbox.mark_flushed(flush_to)
+            except Exception:  # the thread must survive anything
+                _logger.exception("peekapi-otel batcher error")
+            if stopping:
+                return
+            wait = max(next_flush - clock.now(), 0.0)
+            if control.terminating:
+                wait = min(wait, TERMINATING_TICK)
+            clock.wait(control.batcher_wake, wait)
+
+    def step(self, *, partial: bool) -> None:
+        """Encode what is queued and route every full batch (and, if ``partial``, the
+        last short one)."""
+        self.take_queue()
+        self._cut_batches(partial)
+
+    def take_queue(self) -> None:
+        queue = self.queue
+        self._pending.extend(self.encode_queued([queue.popleft() for _ in range(len(queue))]))
+
+    def take_pending(self) -> Batch:
+        """The lines not cut into a batch yet (shutdown puts them on disk)."""
+        pending, self._pending = self._pending, []
+        return pending
+
+    # --- encoding ----------------------------------------------------------------------
+
+    def encode_queued(self, items: list[bytes | Record]) -> Batch:
+        """Event lines for queued items; a record that cannot be encoded is counted."""
+        encode = self._encoder.encode_record
+        lines: Batch = []
+        for item in items:
+            if isinstance(item, bytes):
+                lines.append(item)
+                continue
+            try:
+                line = encode(item)
+            except Exception as exc:  # noqa: BLE001 - one bad record must not stop the rest
+                self._drop_unencodable(exc)
+                continue
+            if line is None:
+                self._drop_oversize()
+            else:
+                lines.append(line)
+        return lines
+
+    def encode_now(self, span: ReadableSpan) -> bytes | None:
+        """The span's event line, on the request thread (``submit`` does this when the
+        batcher is behind); a span that cannot be encoded is counted, not sent."""
+        try:
+            line = self._encoder.encode(span)
+        except Exception as exc:  # noqa: BLE001 - one bad span must not reach the app
+            self._drop_unencodable(exc)
+            return None
+        if line is None:
+            self._drop_oversize()
+        return line
+
+    @staticmethod
+    def _drop_unencodable(exc: Exception) -> None:
+        STATS.drop("internal_error", 1, f"could not convert a span: {exc!r}")
+
+    def _drop_oversize(self) -> None:
+        STATS.drop("oversize", 1, f"event over max_event_bytes={self._options.max_event_bytes}")
+
+    # --- routing -----------------------------------------------------------------------
+
+    def _cut_batches(self, partial: bool) -> None:
+        size = self._options.batch_size
+        pending = self._pending
+        start = 0
+        while len(pending) - start >= size or (partial and start < len(pending)):
+            self._route(pending[start : start + size])
+            start += size
+        del pending[:start]
+
+    def _route(self, batch: Batch) -> None:
+        """Outbox when the ingest is healthy and there is room; otherwise the spool."""
+        usable = self._spool.usable
+        outbox, control = self._outbox, self._control
+        with outbox.lock:
+            healthy = self._health.accepting(self._clock.now()) and not control.terminating
+            if (healthy or not usable) and outbox.put_locked(batch):
+                control.sender_wake.set()
+                return
+            if healthy:
+                control.recover_now = True  # overflow: drain it once the outbox is empty
+        self._recovery.keep(batch)
+
+    def spill_memory(self) -> None:
+        """Outbox and the sender's batch to disk, make the segment claimable, and have
+        the sender send it from there."""
+        for batch in self._outbox.take_all():
+            self._recovery.keep(batch)
+        self._spool.close_segment()
+        self._control.recover_now = True
+        self._control.sender_wake.set()

@@ -1,0 +1,79 @@
+"""The batcher and the outbox on their own: batches cut, routed to memory or disk,
+memory taken over. Driven step by step on the test's thread."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from delivery.layers import build, lines
+from delivery.support import dropped, make_span
+from peekapi_otel.core._stats import stats
+from peekapi_otel.delivery._transport import SendResult
+
+
+def test_full_batches_go_to_the_outbox_and_a_short_one_only_when_due(tmp_path: Path) -> None:
+    layers = build(tmp_path, batch_size=10)
+    layers.batcher.queue.extend(lines(25))
+    layers.batcher.step(partial=False)
+    assert [len(b) for b in layers.outbox.take_all()] == [10, 10]
+    layers.batcher.step(partial=True)
+    assert [len(b) for b in layers.outbox.take_all()] == [5]
+    assert layers.control.sender_wake.is_set()
+    assert layers.spool.info().events == 0
+
+
+def test_overflow_over_max_buffer_size_goes_to_disk_and_asks_for_a_drain(tmp_path: Path) -> None:
+    layers = build(tmp_path, batch_size=10, max_buffer_size=20)
+    layers.control.recover_now = False
+    layers.batcher.queue.extend(lines(50))
+    layers.batcher.step(partial=True)
+    assert [len(b) for b in layers.outbox.take_all()] == [10, 10]
+    assert layers.spool.info().events == 30
+    assert layers.control.recover_now
+    assert stats()["spooled"] == 30
+
+
+def test_while_the_ingest_fails_batches_go_to_disk(tmp_path: Path) -> None:
+    layers = build(tmp_path, batch_size=10)
+    layers.health.mark_failing(SendResult(status=503))
+    layers.batcher.queue.extend(lines(20))
+    layers.batcher.step(partial=True)
+    assert layers.outbox.take_all() == []
+    assert layers.spool.info().events == 20
+
+
+def test_while_paused_batches_go_to_disk(tmp_path: Path) -> None:
+    layers = build(tmp_path, batch_size=10)
+    layers.health.pause(SendResult(status=401))
+    layers.batcher.queue.extend(lines(10))
+    layers.batcher.step(partial=True)
+    assert layers.outbox.take_all() == []
+    assert layers.spool.info().events == 10
+    layers.clock.t += 301  # the pause is over
+    layers.batcher.queue.extend(lines(10))
+    layers.batcher.step(partial=True)
+    assert [len(b) for b in layers.outbox.take_all()] == [10]
+
+
+def test_spill_takes_the_senders_batch_over_and_it_is_on_disk_once(tmp_path: Path) -> None:
+    layers = build(tmp_path, batch_size=10)
+    layers.batcher.queue.extend(lines(30))
+    layers.batcher.step(partial=True)
+    inflight = layers.outbox.take()
+    assert inflight is not None
+    layers.batcher.spill_memory()  # SIGTERM: memory to disk
+    assert layers.spool.info().events == 30
+    # The sender's POST failed after the takeover: it must not spool the batch again.
+    assert not layers.outbox.settle(inflight, inflight, layers.recovery.keep)
+    assert layers.spool.info().events == 30
+    # Or it succeeded after all: its copy on disk is marked as delivered.
+    assert layers.outbox.settle(inflight, [], layers.recovery.keep)
+
+
+def test_an_oversize_line_is_counted_not_queued(tmp_path: Path) -> None:
+    layers = build(tmp_path, batch_size=10)
+    span = make_span(path="/" + "x" * 5000, route="")
+    assert layers.batcher.encode_now(span) is not None
+    small = build(tmp_path / "small", batch_size=10, max_event_bytes=200)
+    assert small.batcher.encode_now(span) is None
+    assert dropped(stats()) == {"oversize": 1}
