@@ -148,6 +148,20 @@ def test_reset_undoes_every_patch_and_a_processor_puts_them_back(
     again.shutdown()
 
 
+def test_the_last_processor_to_shut_down_undoes_the_patches(restored: None, tmp_path: Any) -> None:
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+    reset_process_state()  # no processor left alive by earlier tests
+    first = PeekApiSpanProcessor(api_key="k", storage_path=str(tmp_path / "a"))
+    second = PeekApiSpanProcessor(api_key="k", storage_path=str(tmp_path / "b"))
+    patched = OpenTelemetryMiddleware.__dict__["__init__"]
+    first.shutdown()
+    assert OpenTelemetryMiddleware.__dict__["__init__"] is patched
+    second.shutdown()
+    assert OpenTelemetryMiddleware.__dict__["__init__"] is not patched
+    assert OpenTelemetryMiddleware.__init__.__module__.startswith("opentelemetry")
+
+
 def test_reset_puts_the_process_state_back(restored: None, tmp_path: Any) -> None:
     processor = PeekApiSpanProcessor(
         api_key="k", storage_path=str(tmp_path), consumer_headers=["x-tenant"]

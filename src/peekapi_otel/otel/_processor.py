@@ -97,6 +97,11 @@ class PeekApiSpanProcessor(_sdk.EndingHook):
                 STATE.release_rule(self)
                 with STATE.lock:
                     STATE.processors = max(STATE.processors - 1, 0)
+                    last = STATE.processors == 0
+                if last:
+                    # Nothing to count for any more: the instrumentation classes get
+                    # their own methods back (objects built meanwhile keep our layer).
+                    _sdk.undo_patches()
             self.exporter.shutdown()
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:

@@ -8,8 +8,9 @@ API that gives the same answer on any SDK. The switches (``CONTEXT_GET``,
 ``TUPLE_LAYOUT``, ``PLAIN_DICT``, ``ENDING_HOOK``, ``WRITE_GUARD``) are module globals so
 that tests can turn each fast path off and prove the fallback.
 
-Every patch of a contrib class is recorded and undone by :func:`undo_patches` (called
-when the process state is reset, see ``_state.reset``), and is listed in the README.
+Every patch of a contrib class is recorded and undone by :func:`undo_patches` (when the
+last processor shuts down and when the process state is reset), and is listed in the
+README.
 """
 
 from __future__ import annotations
