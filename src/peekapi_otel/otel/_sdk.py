@@ -309,17 +309,19 @@ def _clean(key: str, value: Any) -> Any:
 
 
 class _GuardedAttributes(BoundedAttributes):
-    """``BoundedAttributes`` whose write paths pass every value through the cleaner:
-    ``__setitem__`` (every SDK) and ``_setitem_locked`` (the one path of newer ones,
-    which ``set_attributes`` uses without ``__setitem__``). Cleaning twice is harmless."""
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        super().__setitem__(key, _clean(key, value))
+    """``BoundedAttributes`` whose one write path passes every value through the
+    cleaner: ``_setitem_locked`` where the SDK has it (``__setitem__`` and
+    ``set_attributes`` both end there), else ``__setitem__`` (1.39 and older)."""
 
     if hasattr(BoundedAttributes, "_setitem_locked"):
 
         def _setitem_locked(self, key: str, value: Any) -> None:
             super()._setitem_locked(key, _clean(key, value))
+
+    else:
+
+        def __setitem__(self, key: str, value: Any) -> None:
+            super().__setitem__(key, _clean(key, value))
 
 
 #: Spans' attribute containers can be switched to :class:`_GuardedAttributes`.
