@@ -8,6 +8,7 @@ samplers' fields are then reached only through the public API.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterator
 from typing import Any
 
@@ -36,6 +37,7 @@ def seam(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str
             monkeypatch.setattr(_sdk, name, None if name == "CONTEXT_GET" else False)
         # Without the plain dict there is no ending hook either: the write guard cleans.
         monkeypatch.setattr(_sdk, "ENDING_HOOK", False)
+        monkeypatch.setattr(_sdk, "span_kind", operator.attrgetter("kind"))
     return str(request.param)
 
 

@@ -69,7 +69,7 @@ class PeekApiSpanProcessor(_sdk.EndingHook):
         if _sdk.ENDING_HOOK:
             return  # cleaned as the span ends instead (on_ending)
         try:
-            kind = span.kind
+            kind = _sdk.span_kind(span)
             if kind is _SERVER or kind is _CLIENT:
                 _credentials.protect(span)
         except Exception as exc:  # noqa: BLE001 - never into the app; counted
@@ -77,7 +77,7 @@ class PeekApiSpanProcessor(_sdk.EndingHook):
 
     def on_ending(self, span: ReadableSpan) -> None:
         try:
-            kind = span.kind
+            kind = _sdk.span_kind(span)
             if kind is _SERVER or kind is _CLIENT:
                 _credentials.scrub(span)
         except Exception as exc:  # noqa: BLE001 - never into the app; counted
@@ -85,7 +85,7 @@ class PeekApiSpanProcessor(_sdk.EndingHook):
 
     def on_end(self, span: ReadableSpan) -> None:
         try:
-            if span.kind is _SERVER and self._registered and is_request_span(span):
+            if _sdk.span_kind(span) is _SERVER and self._registered and is_request_span(span):
                 self._submit(span)
         except Exception as exc:  # noqa: BLE001 - never into the app; counted
             report(exc)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import operator
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Final
@@ -29,6 +30,7 @@ from opentelemetry.trace import (
     NonRecordingSpan,
     Span,
     SpanContext,
+    SpanKind,
     TraceFlags,
     TraceState,
     get_current_span,
@@ -202,6 +204,24 @@ def parent_based_delegates(sampler: object) -> tuple[Sampler, ...] | None:
     if not all(isinstance(d, Sampler) for d in delegates):
         return None
     return delegates  # type: ignore[return-value]  # checked: all samplers
+
+
+# --- Span fields ----------------------------------------------------------------------
+
+
+def _kind_getter() -> Callable[[Any], SpanKind]:
+    """A C-level read of ``ReadableSpan._kind`` when the SDK still keeps the kind
+    there (the ``kind`` property costs a Python call, for every span of the app)."""
+    try:
+        if ReadableSpan(name="probe", kind=SpanKind.SERVER)._kind is SpanKind.SERVER:
+            return operator.attrgetter("_kind")
+    except Exception:  # noqa: BLE001 - another SDK: the public property
+        pass
+    return operator.attrgetter("kind")
+
+
+#: ``span_kind(span)``: the kind of a live or ended SDK span.
+span_kind: Callable[[Any], SpanKind] = _kind_getter()
 
 
 # --- Span attributes ------------------------------------------------------------------
