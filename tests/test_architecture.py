@@ -122,6 +122,14 @@ def _private_otel_uses(tree: ast.Module) -> Iterator[tuple[int, str]]:
                         yield node.lineno, "__class__ switch"
                     elif isinstance(base, ast.Name) and base.id in otel_names:
                         yield node.lineno, f"patch of {base.id}.{target.attr}"
+        # The same names read by string: getattr(span, "_attributes"), attrgetter("_kind").
+        if isinstance(node, ast.Call) and any(
+            isinstance(arg, ast.Constant) and arg.value in private for arg in node.args
+        ):
+            func = node.func
+            called = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
+            if called in ("getattr", "hasattr", "setattr", "attrgetter"):
+                yield node.lineno, f"private OpenTelemetry name by string in {called}()"
         if (
             isinstance(node, ast.Call)
             and isinstance(node.func, ast.Name)
@@ -156,6 +164,8 @@ def test_the_check_sees_private_names_and_patches() -> None:
         "attrs.__class__ = Guarded\n"
         "self._kind = 1\n"
         "super()._configure()\n"
+        "getattr(span, '_attributes', None)\n"
+        "operator.attrgetter('_kind')\n"
     )
     found = sorted(what for _, what in _private_otel_uses(ast.parse(source)))
     assert found == sorted(
@@ -168,6 +178,8 @@ def test_the_check_sees_private_names_and_patches() -> None:
             "patch of OpenTelemetryMiddleware.__init__",
             "setattr on OpenTelemetryMiddleware",
             "__class__ switch",
+            "private OpenTelemetry name by string in getattr()",
+            "private OpenTelemetry name by string in attrgetter()",
         ]
     ), found
 
