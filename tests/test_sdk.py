@@ -164,6 +164,20 @@ def test_the_last_processor_to_shut_down_undoes_the_patches(restored: None, tmp_
     assert OpenTelemetryMiddleware.__init__.__module__.startswith("opentelemetry")
 
 
+def test_replace_attribute_is_undone_and_happens_once(restored: None) -> None:
+    class Instrumentor:
+        def hook(self) -> str:
+            return "theirs"
+
+    assert _sdk.replace_attribute(Instrumentor, "hook", lambda self: "ours")
+    assert not _sdk.replace_attribute(Instrumentor, "hook", lambda self: "again")
+    assert _sdk.replace_attribute(Instrumentor, "extra", 1)
+    assert (Instrumentor().hook(), Instrumentor.extra) == ("ours", 1)  # type: ignore[attr-defined]
+    reset_process_state()
+    assert Instrumentor().hook() == "theirs"
+    assert not hasattr(Instrumentor, "extra")
+
+
 def test_reset_puts_the_process_state_back(restored: None, tmp_path: Any) -> None:
     processor = PeekApiSpanProcessor(
         api_key="k", storage_path=str(tmp_path), consumer_headers=["x-tenant"]

@@ -409,6 +409,17 @@ def _patched(owner: type, name: str) -> bool:
     return any(o is owner and n == name for o, n, _ in _patches)
 
 
+def replace_attribute(owner: type, name: str, replacement: object) -> bool:
+    """Set ``owner.name`` to ``replacement`` until :func:`undo_patches`, once: False (and
+    nothing changed) when it is replaced already. For patches of instrumentation classes
+    that the functions below do not cover."""
+    with _patch_lock:
+        if _patched(owner, name):
+            return False
+        _patch(owner, name, replacement)
+        return True
+
+
 def undo_patches() -> None:
     """Give every patched class its own attributes back, newest patch first."""
     with _patch_lock:
