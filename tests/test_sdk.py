@@ -221,8 +221,15 @@ def test_a_second_processor_with_another_rule_is_refused(tmp_path: Any) -> None:
                 consumer_headers=["x-tenant"],
                 identify_consumer=lambda headers: "c",
             )
-        # The first one's consumers are untouched by the refused ones.
+        # The first one's consumers are untouched by the refused ones, and nothing was
+        # built for them.
         assert STATE.rule.consumer_headers == ("x-tenant",)
+        assert len(STATE.rule_holders) == 2
+        assert not [
+            p
+            for p in STATE.pipelines.values()
+            if p.options.consumer_headers != ("x-tenant",) and not p.closed
+        ]
         same.shutdown()
     finally:
         first.shutdown()

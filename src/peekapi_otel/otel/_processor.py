@@ -48,12 +48,18 @@ class PeekApiSpanProcessor(_sdk.EndingHook):
     """
 
     def __init__(self, exporter: PeekApiSpanExporter | None = None, **kwargs: Any) -> None:
-        if exporter is None:
-            exporter = PeekApiSpanExporter(**kwargs)
-        elif kwargs:
+        if exporter is not None and kwargs:
             raise ValueError("pass options either to the exporter or to the processor")
-        self.options: Options = exporter.options
-        STATE.adopt_rule(self, self.options.consumer_headers, self.options.identify_consumer)
+        options = exporter.options if exporter is not None else Options.from_env(**kwargs)
+        # Refused before anything is built for it.
+        STATE.adopt_rule(self, options.consumer_headers, options.identify_consumer)
+        try:
+            if exporter is None:
+                exporter = PeekApiSpanExporter(options=options)
+        except BaseException:
+            STATE.release_rule(self)
+            raise
+        self.options: Options = options
         self.exporter = exporter
         self._submit = exporter.feed_from_processor()
         install_asgi_counter()

@@ -58,9 +58,9 @@ class _ParentOnly(ServerRecordOnly):
     and ``always_*`` choices with static delegates. The sampler runs for every span (an
     ASGI request makes four), and the wrapped one takes three calls and two parent
     look-ups each time, each look-up five more Python calls; this asks the SDK seam once
-    where the span stands (``parent_position``) and takes the decision from a table. A result without
-    attributes and with the default trace state is shared between spans (the SDK only
-    reads it).
+    where the span stands (``parent_position``) and takes the decision from a table. A
+    result without attributes and with the default trace state is shared between spans
+    (the SDK only reads it).
     """
 
     def __init__(
