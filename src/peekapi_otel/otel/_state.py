@@ -150,14 +150,14 @@ class ProcessState:
 
     def reset(self) -> None:
         """Back to the state at import: the default rule, no processors, no shared
-        pipelines (they are shut down), no patched instrumentation classes, zero stats
-        and the default guard handler."""
+        pipelines (they are shut down at once: what they hold is spooled, not sent), no
+        patched instrumentation classes, zero stats and the default guard handler."""
         with self.lock:
             pipelines = list(self.pipelines.values())
             self._clear()
         for pipeline in pipelines:
             try:
-                pipeline.shutdown()
+                pipeline.shutdown(timeout=0)
             except Exception:  # noqa: BLE001 - a reset must not fail half-way
                 pass
         _sdk.undo_patches()
