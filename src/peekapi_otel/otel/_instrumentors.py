@@ -9,6 +9,7 @@ import importlib
 import importlib.util
 import logging
 import os
+import sys
 from collections.abc import Iterable
 from typing import Any, Final
 
@@ -18,7 +19,8 @@ from peekapi_otel.otel._state import STATE
 
 _logger = logging.getLogger(__name__)
 
-#: instrumentor entry-point name -> (module, class, hooks flavour)
+#: instrumentor entry-point name -> (module, class, hooks flavour, which is also the name
+#: of the framework's own package)
 INSTRUMENTORS: Final = {
     "fastapi": ("opentelemetry.instrumentation.fastapi", "FastAPIInstrumentor", "fastapi"),
     "starlette": ("opentelemetry.instrumentation.starlette", "StarletteInstrumentor", "starlette"),
@@ -54,9 +56,14 @@ def chain_hooks_into_instrumentors(names: Iterable[str] = HOOKED) -> None:
     """Make each instrumentor in ``names`` that is installed also run our hooks, however
     it is built from now on (a reversible patch, see ``_sdk.patch_instrumentor``)."""
     for name in names:
-        module_name, class_name, _ = INSTRUMENTORS[name]
+        module_name, class_name, framework = INSTRUMENTORS[name]
         try:
-            if importlib.util.find_spec(module_name) is None:
+            # Nothing is imported for a framework that is not installed (the Django
+            # instrumentation is installed with peekapi-otel, Django itself need not be).
+            if module_name not in sys.modules and (
+                importlib.util.find_spec(framework) is None
+                or importlib.util.find_spec(module_name) is None
+            ):
                 continue
             cls = getattr(importlib.import_module(module_name), class_name)
             patch_instrumentor(cls, functools.partial(with_hooks, name))
