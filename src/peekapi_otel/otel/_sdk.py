@@ -5,8 +5,9 @@ an instrumentation package (``tests/test_architecture.py`` enforces it). Each re
 is a named function with two paths: a fast one through the SDK's own fields, chosen
 once at import when the installed SDK still has them, and a fallback through the public
 API that gives the same answer on any SDK. The switches (``CONTEXT_GET``,
-``TUPLE_LAYOUT``, ``PLAIN_DICT``, ``ENDING_HOOK``, ``WRITE_GUARD``) are module globals so
-that tests can turn each fast path off and prove the fallback.
+``TUPLE_LAYOUT``, ``SAMPLER_FIELDS``, ``span_kind``, ``PLAIN_DICT``, ``ENDING_HOOK``,
+``WRITE_GUARD``) are module globals so that tests can turn each fast path off and prove
+the fallback (``tests/test_sdk.py``).
 
 Every patch of a contrib class is recorded and undone by :func:`undo_patches` (when the
 last processor shuts down and when the process state is reset), and is listed in the
