@@ -12,6 +12,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from ingest import Ingest
 from peekapi_otel.core._guard import _Guard
 from peekapi_otel.core._stats import STATS
+from peekapi_otel.testing import reset_process_state
 
 
 @pytest.fixture(autouse=True)
@@ -37,6 +38,9 @@ def internal_errors() -> Iterator[InternalErrors]:
     _Guard.handler = staticmethod(errors.append)  # type: ignore[assignment]
     STATS.reset()
     yield errors
+    # Processors a test left on its providers must not hold the consumer rule (or the
+    # patches) for the tests after it.
+    reset_process_state()
     _Guard.handler = previous  # type: ignore[assignment]
     if errors and not errors.expected:
         raise errors[0]

@@ -144,7 +144,7 @@ def test_sizes_under_attribute_limits(path: str) -> None:
 
 def test_sizes_without_the_context_shortcut(monkeypatch: pytest.MonkeyPatch) -> None:
     """With another runtime context the layer finds the span through the API."""
-    monkeypatch.setattr("peekapi_otel.otel._asgi.CONTEXT_GET", None)
+    monkeypatch.setattr("peekapi_otel.otel._sdk.CONTEXT_GET", None)
     provider = TracerProvider()
     with capture_events(provider) as captured:
         app = OpenTelemetryMiddleware(_app, tracer_provider=provider)
@@ -190,16 +190,16 @@ def test_capture_events_gives_the_asgi_layer_and_the_guard_their_settings_back()
     found it: afterwards ``x-api-key`` identifies consumers again on ASGI, and captured
     ``authorization`` headers are hashed again by the credential guard."""
     from peekapi_otel.core._events import hash_consumer
-    from peekapi_otel.otel._credentials import _Policy
+    from peekapi_otel.otel._state import STATE
 
     provider = TracerProvider()
-    before = (_Policy.hashed, _Policy.redacted, _Policy.guarded, _Policy.guarded_set)
+    before = STATE.rule
     with capture_events(provider, consumer_headers=("x-tenant",)) as captured:
         app = OpenTelemetryMiddleware(_app, tracer_provider=provider)
         _call(app, "GET", "/", [(b"x-tenant", b"t1"), (b"x-api-key", b"k1")], version="1.1")
         (event,) = captured.events
     assert event["consumer_id"] == hash_consumer("t1")
-    assert (_Policy.hashed, _Policy.redacted, _Policy.guarded, _Policy.guarded_set) == before
+    assert STATE.rule is before
     with capture_events(provider) as captured:
         app = OpenTelemetryMiddleware(_app, tracer_provider=provider)
         _call(app, "GET", "/", [(b"x-tenant", b"t1"), (b"x-api-key", b"k1")], version="1.1")

@@ -9,6 +9,8 @@ import pytest
 
 from peekapi_otel.otel import _distro as distro
 from peekapi_otel.otel._configure import SANITIZE, merge_env_list
+from peekapi_otel.otel._instrumentors import with_hooks
+from peekapi_otel.otel._state import STATE
 
 
 def test_defaults_only_fill_what_the_user_left_unset(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -36,24 +38,30 @@ def test_flask_and_django_get_our_hooks_chained_with_theirs() -> None:
     def theirs(*args: object) -> None:
         calls.append("theirs")
 
-    kwargs = distro._with_hooks("flask", {"request_hook": theirs, "excluded_urls": "x"})
+    kwargs = with_hooks("flask", {"request_hook": theirs, "excluded_urls": "x"})
     assert kwargs["excluded_urls"] == "x"
     assert kwargs["request_hook"] is not theirs
     assert callable(kwargs["response_hook"])
-    assert set(distro._with_hooks("django", {})) == {"request_hook", "response_hook"}
+    assert set(with_hooks("django", {})) == {"request_hook", "response_hook"}
 
 
 def test_fastapi_drops_send_receive_spans_only_when_traces_go_nowhere(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    assert distro._with_hooks("fastapi", {})["exclude_spans"] == ["send", "receive"]
-    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
-    assert distro._with_hooks("fastapi", {})["exclude_spans"] == ["send", "receive"]
-    # The user's choice wins, and exported traces keep OpenTelemetry's defaults.
-    assert distro._with_hooks("fastapi", {"exclude_spans": []})["exclude_spans"] == []
+    monkeypatch.setattr(os, "environ", dict(os.environ))
+    monkeypatch.setattr(STATE, "distro_active", False)
+    monkeypatch.setattr(STATE, "cut_message_spans", False)
+    # Programmatic use: whatever the environment says, the user's traces keep
+    # OpenTelemetry's defaults (only zero-code knows no exporter is configured).
+    assert "exclude_spans" not in with_hooks("fastapi", {})
+    distro.PeekApiDistro()._configure()
+    assert with_hooks("fastapi", {})["exclude_spans"] == ["send", "receive"]
+    # The user's choice wins.
+    assert with_hooks("fastapi", {"exclude_spans": []})["exclude_spans"] == []
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
-    assert "exclude_spans" not in distro._with_hooks("fastapi", {})
-    assert "exclude_spans" not in distro._with_hooks("starlette", {})
+    distro.PeekApiDistro()._configure()
+    assert "exclude_spans" not in with_hooks("fastapi", {})
+    assert "exclude_spans" not in with_hooks("starlette", {})
 
 
 def _span_names_of_one_request(cut: bool, **middleware_kwargs: object) -> tuple[list[str], dict]:
@@ -66,7 +74,6 @@ def _span_names_of_one_request(cut: bool, **middleware_kwargs: object) -> tuple[
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    from peekapi_otel.otel import _request_attrs as hooks
     from peekapi_otel.testing import capture_events
 
     async def app(scope: dict, receive: object, send: object) -> None:  # type: ignore[type-arg]
@@ -95,15 +102,15 @@ def _span_names_of_one_request(cut: bool, **middleware_kwargs: object) -> tuple[
     provider = TracerProvider()
     spans = InMemorySpanExporter()
     provider.add_span_processor(SimpleSpanProcessor(spans))
-    old = hooks._Config.cut_message_spans
-    hooks._Config.cut_message_spans = cut
+    old = STATE.cut_message_spans
+    STATE.cut_message_spans = cut
     try:
         with capture_events(provider) as captured:
             middleware = OpenTelemetryMiddleware(app, tracer_provider=provider, **middleware_kwargs)  # type: ignore[arg-type]
             asyncio.run(middleware(scope, receive, send))
             (event,) = captured.events
     finally:
-        hooks._Config.cut_message_spans = old
+        STATE.cut_message_spans = old
     return sorted(s.name for s in spans.get_finished_spans()), event
 
 
@@ -122,18 +129,16 @@ def test_asgi_middleware_leaves_out_message_spans_only_when_told_and_not_chosen(
 def test_distro_tells_asgi_middlewares_to_cut_only_when_traces_go_nowhere(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from peekapi_otel.otel import _request_attrs as hooks
-
     # The distro writes its defaults into the environment and marks itself active.
     monkeypatch.setattr(os, "environ", dict(os.environ))
-    monkeypatch.setattr(distro._State, "distro_active", False)
-    monkeypatch.setattr(hooks._Config, "cut_message_spans", False)
+    monkeypatch.setattr(STATE, "distro_active", False)
+    monkeypatch.setattr(STATE, "cut_message_spans", False)
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
     distro.PeekApiDistro()._configure()
-    assert hooks._Config.cut_message_spans is False
+    assert STATE.cut_message_spans is False
     monkeypatch.delenv("OTEL_TRACES_EXPORTER")
     distro.PeekApiDistro()._configure()
-    assert hooks._Config.cut_message_spans is True
+    assert STATE.cut_message_spans is True
 
 
 def _hash(value: str) -> str:

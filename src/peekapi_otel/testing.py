@@ -26,13 +26,13 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from peekapi_otel.core._options import Options
 from peekapi_otel.delivery._transport import SendResult
-from peekapi_otel.otel._credentials import set_consumer_headers
 from peekapi_otel.otel._exporter import PeekApiSpanExporter
 from peekapi_otel.otel._processor import PeekApiSpanProcessor
-from peekapi_otel.otel._request_attrs import _Config, configure_hooks
 from peekapi_otel.otel._sampling import wrap
+from peekapi_otel.otel._state import STATE, RequestRule
+from peekapi_otel.otel._state import reset as reset_process_state
 
-__all__ = ["CapturedEvents", "InMemoryTransport", "capture_events"]
+__all__ = ["CapturedEvents", "InMemoryTransport", "capture_events", "reset_process_state"]
 
 
 class InMemoryTransport:
@@ -96,12 +96,20 @@ def capture_events(
         "flush_interval": 0.2,
         **options,
     }
-    # Hooks and the credential guard read process-wide settings that the processor
-    # sets; give the app's own processor its settings back afterwards.
-    saved = (_Config.consumer_headers, _Config.identify_consumer)
     transport = InMemoryTransport()
-    exporter = PeekApiSpanExporter(options=Options.from_env({}, **settings), _transport=transport)
-    processor = PeekApiSpanProcessor(exporter)
+    resolved = Options.from_env({}, **settings)
+    exporter = PeekApiSpanExporter(options=resolved, _transport=transport)
+    # The hooks and the credential guard follow one consumer rule per process: while
+    # capturing, the capture's rule is in force (for the app's own processor too), and
+    # the app's rule comes back afterwards.
+    saved = STATE.swap_rule(
+        RequestRule.build(resolved.consumer_headers, resolved.identify_consumer)
+    )
+    try:
+        processor = PeekApiSpanProcessor(exporter)
+    except BaseException:
+        STATE.restore_rule(saved)
+        raise
     provider.add_span_processor(processor)
     if processor.options.record_all:
         provider.sampler = wrap(provider.sampler)
@@ -110,7 +118,4 @@ def capture_events(
     finally:
         processor.shutdown()
         shutil.rmtree(spool, ignore_errors=True)
-        # Through the setters, which also rebuild what they derive (the ASGI header
-        # tables, the credential guard's key sets).
-        configure_hooks(*saved)
-        set_consumer_headers(saved[0])
+        STATE.restore_rule(saved)

@@ -55,6 +55,10 @@ DEFAULT_SPECS: tuple[VenvSpec, ...] = (
 )
 FRAMEWORK_SPECS: tuple[VenvSpec, ...] = (("frameworks", FRAMEWORK_EXTRAS, ()),)
 
+# A pip constraints file for every venv built here (``.ci/run`` passes ``.ci/oldest.txt``
+# to run the scenarios on the oldest OpenTelemetry set pyproject.toml allows).
+CONSTRAINTS = os.environ.get("PEEKAPI_TEST_CONSTRAINTS", "")
+
 PROJECT_KEY = "zerocode-project-key"
 API_KEY_SECRET = "sk-live-zerocode-SECRET-apikey-0001"
 TOKEN_SECRET = "Bearer zerocode-SECRET-token-0002"
@@ -155,7 +159,8 @@ def ensure_venvs(specs: tuple[VenvSpec, ...] = DEFAULT_SPECS) -> tuple[Venv, ...
     A file lock keeps concurrent test runs from building the same venv twice.
     """
     deps_key = _tree_digest([REPO / "pyproject.toml"])
-    recipe = repr((specs, USER_REQUIREMENTS))
+    constraints = Path(CONSTRAINTS).read_text() if CONSTRAINTS else ""
+    recipe = repr((specs, USER_REQUIREMENTS, constraints))
     deps_key = hashlib.sha256((deps_key + recipe).encode()).hexdigest()[:16]
     src_key = _tree_digest([REPO / "src", REPO / "examples", REPO / "pyproject.toml"])
     root = VENV_ROOT / deps_key
@@ -212,6 +217,7 @@ def ensure_venvs(specs: tuple[VenvSpec, ...] = DEFAULT_SPECS) -> tuple[Venv, ...
                                 "pip",
                                 "install",
                                 "-q",
+                                *(["-c", CONSTRAINTS] if CONSTRAINTS else []),
                                 f"peekapi-otel[{extras}] @ {wheel.as_uri()}",
                                 *USER_REQUIREMENTS,
                                 *extra,

@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanContext, SpanKind, StatusCode
 
 from peekapi_otel.core._stats import STATS
-from peekapi_otel.otel._context import IS_REMOTE, SPAN_ID, TRACE_ID, TUPLE_LAYOUT
+from peekapi_otel.otel._sdk import IS_REMOTE, SPAN_ID, TRACE_ID, TUPLE_LAYOUT
 
 Event = dict[str, Any]
 

@@ -24,7 +24,8 @@ def _log(exc: BaseException) -> None:
 class _Guard:
     """``with guard:`` swallows and counts any ``Exception`` so the host app never sees it.
 
-    Tests replace :attr:`handler` to re-raise, so bugs surface instead of being counted.
+    Tests replace :attr:`handler` (:func:`set_handler`) to re-raise, so bugs surface
+    instead of being counted.
     """
 
     handler: Callable[[BaseException], None] = staticmethod(_log)
@@ -54,3 +55,16 @@ def report(exc: Exception) -> None:
 
 
 guard = _Guard()
+
+
+def set_handler(handler: Callable[[BaseException], None]) -> Callable[[BaseException], None]:
+    """Route what the guard catches to ``handler`` (tests re-raise or collect); returns
+    the previous handler."""
+    previous = _Guard.handler
+    _Guard.handler = staticmethod(handler)
+    return previous
+
+
+def reset_handler() -> None:
+    """Count and log once again, as at import (part of the process-state reset)."""
+    _Guard.handler = staticmethod(_log)

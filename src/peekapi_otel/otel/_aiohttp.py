@@ -15,6 +15,7 @@ from opentelemetry.trace import Span
 from peekapi_otel.core._events import ATTR_REQUEST_SIZE
 from peekapi_otel.core._guard import report
 from peekapi_otel.otel._framework_attrs import content_length, put_request, put_response_size
+from peekapi_otel.otel._sdk import replace_attribute
 
 _SPAN_KEY: Final = "peekapi_otel.span"
 _SENT_KEY: Final = "peekapi_otel.sent"
@@ -155,5 +156,7 @@ def install_middleware_on_every_app() -> bool:
                 report(exc)
 
     setattr(PeekApiApplication, _PATCHED, True)
-    web.Application = PeekApiApplication  # type: ignore[misc]  # as the instrumentation does
+    # As the instrumentation does; undone with the other patches when the last PeekAPI
+    # processor shuts down.
+    replace_attribute(web, "Application", PeekApiApplication)
     return True

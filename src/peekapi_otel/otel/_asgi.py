@@ -3,10 +3,8 @@ OpenTelemetry ASGI middleware (FastAPI, Starlette, a raw ``OpenTelemetryMiddlewa
 
 from __future__ import annotations
 
-import functools
-import inspect
 from collections.abc import Awaitable, Mapping
-from typing import Any, Final
+from typing import Any
 
 from opentelemetry.trace import Span
 
@@ -18,14 +16,10 @@ from peekapi_otel.core._events import (
     hash_consumer,
 )
 from peekapi_otel.core._guard import guard, report
-from peekapi_otel.otel._context import CONTEXT_GET, SDK_SPAN, SPAN_KEY, current_recording_span
-from peekapi_otel.otel._request_attrs import (
-    _BODY_NEEDS_FRAMING,
-    _STANDARD_METHODS,
-    _Config,
-    _identify,
-    _put,
-)
+from peekapi_otel.otel import _sdk
+from peekapi_otel.otel._request_attrs import _BODY_NEEDS_FRAMING, _STANDARD_METHODS, _identify
+from peekapi_otel.otel._sdk import current_recording_span, put_attributes
+from peekapi_otel.otel._state import STATE
 
 #
 # ASGI needs no hooks: the OTel ASGI middleware offers no hook that sees response bodies
@@ -111,8 +105,7 @@ class _CountingASGI:
 
     This runs for every request between two requests' worth of OpenTelemetry code, so
     each Python call it saves shows: it is a plain function that hands back the app's
-    own awaitable, the span is read straight from the context variable, and the scope is
-    read in one place.
+    own awaitable, and the scope is read in one place.
     """
 
     __slots__ = ("app",)
@@ -123,11 +116,7 @@ class _CountingASGI:
     def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Awaitable[None]:
         if scope.get("type") == "http":
             try:
-                span: Any = None
-                if CONTEXT_GET is not None:
-                    span = CONTEXT_GET().get(SPAN_KEY)
-                if type(span) is not SDK_SPAN or span._end_time is not None:
-                    span = current_recording_span()
+                span = current_recording_span()
                 if span is not None:
                     request = self._start(span, scope, send)
                     send = request.send
@@ -141,8 +130,9 @@ class _CountingASGI:
     @staticmethod
     def _start(span: Span, scope: dict[str, Any], send: Any) -> _AsgiRequest:
         """Puts the consumer, the method and the sizes known so far on the span."""
-        interesting = _Config.interesting
-        rank = _Config.rank
+        rule = STATE.rule
+        interesting = rule.interesting
+        rank = rule.rank
         content_length: int | None = None
         chunked = False
         raw: bytes | None = None
@@ -176,7 +166,7 @@ class _CountingASGI:
             request.read = -1
         else:
             request.read = 0
-        if _Config.identify_consumer is None:
+        if rule.identify_consumer is None:
             if raw:
                 attrs[ATTR_CONSUMER] = hash_consumer(raw.decode("latin-1"))
         else:
@@ -193,36 +183,20 @@ class _CountingASGI:
         request.head = method == "HEAD"
         request.sent = 0
         request.done = False
-        request.raw = _put(span, attrs)
+        request.raw = put_attributes(span, attrs)
         return request
 
 
-_ASGI_PATCHED: Final = "_peekapi_counting"
+def _count_in(middleware: Any, exclude_spans_given: bool) -> None:
+    with guard:
+        if not isinstance(middleware.app, _CountingASGI):
+            middleware.app = _CountingASGI(middleware.app)
+        if STATE.cut_message_spans and not exclude_spans_given:
+            _sdk.exclude_message_spans(middleware)
 
 
 def install_asgi_counter() -> bool:
     """Make every OpenTelemetryMiddleware created from now on count with _CountingASGI
-    (and leave out the per-message spans when ``_Config.cut_message_spans`` says so)."""
-    try:
-        from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
-    except ImportError:
-        return False
-    if getattr(OpenTelemetryMiddleware, _ASGI_PATCHED, False):
-        return True
-    original = OpenTelemetryMiddleware.__init__
-    signature = inspect.signature(original)
-
-    @functools.wraps(original)
-    def __init__(self: Any, app: Any, *args: Any, **kwargs: Any) -> None:
-        original(self, app, *args, **kwargs)
-        with guard:
-            if not isinstance(self.app, _CountingASGI):
-                self.app = _CountingASGI(self.app)
-            if _Config.cut_message_spans and (
-                "exclude_spans" not in signature.bind(self, app, *args, **kwargs).arguments
-            ):
-                self.exclude_receive_span = self.exclude_send_span = True
-
-    OpenTelemetryMiddleware.__init__ = __init__  # type: ignore[method-assign]
-    setattr(OpenTelemetryMiddleware, _ASGI_PATCHED, True)
-    return True
+    (and leave out the per-message spans when ``STATE.cut_message_spans`` says so).
+    A patch of the middleware's ``__init__``, undone by the process-state reset."""
+    return _sdk.patch_asgi_middleware(_count_in)

@@ -13,6 +13,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from peekapi_otel.delivery._shutdown import install_sigterm_handler
 from peekapi_otel.otel._processor import PeekApiSpanProcessor
 from peekapi_otel.otel._sampling import wrap
+from peekapi_otel.otel._sdk import span_processors
 
 _logger = logging.getLogger(__name__)
 _lock = threading.Lock()
@@ -42,8 +43,7 @@ def set_capture_defaults() -> None:
 
 
 def find_processor(provider: TracerProvider) -> PeekApiSpanProcessor | None:
-    multi = getattr(provider, "_active_span_processor", None)
-    for processor in getattr(multi, "_span_processors", ()):
+    for processor in span_processors(provider):
         if isinstance(processor, PeekApiSpanProcessor):
             return processor
     return None

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -16,23 +15,9 @@ from peekapi_otel.core._options import Options
 from peekapi_otel.core._stats import STATS
 from peekapi_otel.delivery._pipeline import Pipeline
 from peekapi_otel.delivery._transport import Transport
+from peekapi_otel.otel._state import STATE
 
 _logger = logging.getLogger(__name__)
-
-
-class _Registry:
-    """How many PeekAPI processors are attached in this process.
-
-    A processor sees every request, sampled or not; when one is attached, an exporter
-    behind a ``BatchSpanProcessor`` (``OTEL_TRACES_EXPORTER=peekapi``) stays quiet so no
-    request is counted twice.
-    """
-
-    lock = threading.Lock()
-    processors = 0
-
-
-_SHARED: dict[str, Pipeline] = {}
 
 
 def _pipeline_for(options: Options, transport: Transport | None) -> Pipeline:
@@ -41,10 +26,10 @@ def _pipeline_for(options: Options, transport: Transport | None) -> Pipeline:
     if transport is not None:
         return Pipeline(options, transport=transport)
     key = str(options.spool_dir())
-    with _Registry.lock:
-        pipeline = _SHARED.get(key)
+    with STATE.lock:
+        pipeline = STATE.pipelines.get(key)
         if pipeline is None or pipeline.closed or pipeline.options != options:
-            pipeline = _SHARED[key] = Pipeline(options)
+            pipeline = STATE.pipelines[key] = Pipeline(options)
         return pipeline
 
 
@@ -83,6 +68,15 @@ class PeekApiSpanExporter(SpanExporter):
     def enabled(self) -> bool:
         return self._pipeline is not None
 
+    def feed_from_processor(self) -> Callable[[ReadableSpan], None]:
+        """Hand this exporter to a :class:`PeekApiSpanProcessor`: from now on the
+        processor submits every request span itself and :meth:`export` ignores what a
+        ``BatchSpanProcessor`` passes, so no request is counted twice. Returns the
+        O(1) function the processor calls for each request span."""
+        self._via_processor = True
+        pipeline = self._pipeline
+        return self.submit if pipeline is None else pipeline.submit
+
     def submit(self, span: ReadableSpan) -> None:
         """Queue one request span (O(1), no I/O)."""
         pipeline = self._pipeline
@@ -96,7 +90,7 @@ class PeekApiSpanExporter(SpanExporter):
         with guard:
             if self._via_processor:
                 return SpanExportResult.SUCCESS
-            if _Registry.processors:
+            if STATE.processors:
                 return SpanExportResult.SUCCESS
             for span in spans:
                 if is_request_span(span):

@@ -15,7 +15,9 @@ from peekapi_otel.core._events import (
     ATTR_RESPONSE_SIZE,
     hash_consumer,
 )
-from peekapi_otel.otel._request_attrs import _STANDARD_METHODS, _Config, _identify, _put
+from peekapi_otel.otel._request_attrs import _STANDARD_METHODS, _identify
+from peekapi_otel.otel._sdk import put_attributes
+from peekapi_otel.otel._state import STATE
 
 HTTP_ROUTE: Final = "http.route"
 
@@ -35,8 +37,8 @@ def put_request(
         headers: all request headers, lower-case names (only for ``identify_consumer``).
     """
     attrs: dict[str, Any] = {ATTR_REQUEST_SIZE: max(request_size, 0), ATTR_RESPONSE_SIZE: 0}
-    if _Config.identify_consumer is None:
-        for name in _Config.consumer_headers:  # the first configured header present wins
+    if STATE.rule.identify_consumer is None:
+        for name in STATE.rule.consumer_headers:  # the first configured header present wins
             raw = header(name)
             if raw:
                 attrs[ATTR_CONSUMER] = hash_consumer(raw)
@@ -49,11 +51,11 @@ def put_request(
         upper = method.upper()
         if upper not in _STANDARD_METHODS:
             attrs[ATTR_METHOD] = upper
-    _put(span, attrs)
+    put_attributes(span, attrs)
 
 
 def put_response_size(span: Span, size: int) -> None:
-    _put(span, {ATTR_RESPONSE_SIZE: max(size, 0)})
+    put_attributes(span, {ATTR_RESPONSE_SIZE: max(size, 0)})
 
 
 def put_route(span: Span, method: str, route: str) -> None:

@@ -1,5 +1,6 @@
 """``instrumentor_kwargs``: our hooks for each instrumentation, chained with the user's."""
 
+import weakref
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -34,6 +35,11 @@ def _litestar_settings() -> dict[str, Any]:
 
 #: Settings rather than hooks: the user's value replaces ours.
 _SETTINGS: Final[dict[str, Callable[[], dict[str, Any]]]] = {"litestar": _litestar_settings}
+#: Our hooks and every chain made from them: passing one of them again (an app wired
+#: with ``instrumentor_kwargs`` by hand under the distro) must not run ours twice.
+_CARRY_OURS: weakref.WeakSet[Callable[..., Any]] = weakref.WeakSet(
+    h for hooks in _HOOKS.values() for h in hooks.values()
+)
 
 
 def _chain(ours: Callable[..., None], theirs: Callable[..., Any]) -> Callable[..., None]:
@@ -42,6 +48,7 @@ def _chain(ours: Callable[..., None], theirs: Callable[..., Any]) -> Callable[..
         theirs(*args)
 
     both.__name__ = getattr(theirs, "__name__", "hook")
+    _CARRY_OURS.add(both)
     return both
 
 
@@ -70,7 +77,7 @@ def instrumentor_kwargs(framework: str, **user_hooks: Callable[..., Any] | None)
     for name, hook in user_hooks.items():
         if hook is None:
             continue
-        if name in ours:
+        if name in ours and hook not in _CARRY_OURS:
             kwargs[name] = _chain(ours[name], hook)
         else:
             kwargs[name] = hook

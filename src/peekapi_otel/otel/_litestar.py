@@ -13,15 +13,15 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any
 
 from opentelemetry import trace
 
 from peekapi_otel.core._guard import report
 from peekapi_otel.otel._framework_attrs import put_route
+from peekapi_otel.otel._sdk import replace_attribute
 
 _logger = logging.getLogger(__name__)
-_PATCHED: Final = "_peekapi_route_fixed"
 
 
 def span_details(scope: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -107,8 +107,6 @@ def install_default_route_fix() -> bool:
     except ImportError:
         return False
     cls = OpenTelemetryInstrumentationMiddleware
-    if getattr(cls, _PATCHED, False):
-        return True
     default = _default_extractor()
     original = cls.__init__
 
@@ -130,6 +128,6 @@ def install_default_route_fix() -> bool:
             except Exception as exc:  # noqa: BLE001 - never into the app; counted
                 report(exc)
 
-    cls.__init__ = __init__  # type: ignore[method-assign]
-    setattr(cls, _PATCHED, True)
+    # Undone with the other patches when the last PeekAPI processor shuts down.
+    replace_attribute(cls, "__init__", __init__)
     return True

@@ -5,33 +5,37 @@ from __future__ import annotations
 from typing import Any
 
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan, Span
 from opentelemetry.trace import SpanKind
 
 from peekapi_otel.core._events import is_request_span
 from peekapi_otel.core._guard import guard, report
 from peekapi_otel.core._options import Options
-from peekapi_otel.otel import _credentials
+from peekapi_otel.otel import _credentials, _sdk
 from peekapi_otel.otel._asgi import install_asgi_counter
-from peekapi_otel.otel._exporter import PeekApiSpanExporter, _Registry
-from peekapi_otel.otel._request_attrs import configure_hooks
+from peekapi_otel.otel._exporter import PeekApiSpanExporter
+from peekapi_otel.otel._instrumentors import chain_hooks_into_instrumentors
+from peekapi_otel.otel._state import STATE
 
-_GUARDED_KINDS = (SpanKind.SERVER, SpanKind.CLIENT)
 _SERVER = SpanKind.SERVER
 _CLIENT = SpanKind.CLIENT
 
 
-class PeekApiSpanProcessor(SpanProcessor):
+class PeekApiSpanProcessor(_sdk.EndingHook):
     """Turns each local-root HTTP SERVER span into one PeekAPI event.
 
     Privacy: captured ``authorization``, ``x-api-key``, ``cookie``, ``set-cookie`` and
     ``proxy-authorization`` headers (and any ``consumer_headers``) on SERVER and CLIENT
-    spans are hashed or replaced by ``[REDACTED]`` as the span ends, before any
-    processor's ``on_end``, so no exporter of the provider ever sees a raw credential.
+    spans are hashed or replaced by ``[REDACTED]`` before any processor's ``on_end``, so
+    no exporter of the provider ever sees a raw credential.
 
     ``on_start``/``on_end`` are O(1), do no I/O and never raise. Every request is counted
     even when the trace sampler drops it, provided the sampler records it (``configure()``
     and the distro wrap the sampler so that it does).
+
+    Building one also makes the OpenTelemetry ASGI middleware and the Flask and Django
+    instrumentors created from then on carry the PeekAPI hooks (see the README's
+    "What peekapi-otel patches").
 
     Args:
         exporter: where events go; by default a :class:`PeekApiSpanExporter` built from
@@ -39,50 +43,47 @@ class PeekApiSpanProcessor(SpanProcessor):
         kwargs: any :class:`Options` field, e.g. ``api_key=``, ``identify_consumer=``.
 
     Raises:
-        ValueError: an explicit argument is invalid.
+        ValueError: an explicit argument is invalid, or another live processor in this
+            process uses different ``consumer_headers`` or ``identify_consumer``.
     """
 
     def __init__(self, exporter: PeekApiSpanExporter | None = None, **kwargs: Any) -> None:
-        if exporter is None:
-            exporter = PeekApiSpanExporter(**kwargs)
-        elif kwargs:
+        if exporter is not None and kwargs:
             raise ValueError("pass options either to the exporter or to the processor")
+        options = exporter.options if exporter is not None else Options.from_env(**kwargs)
+        # Refused before anything is built for it.
+        STATE.adopt_rule(self, options.consumer_headers, options.identify_consumer)
+        try:
+            if exporter is None:
+                exporter = PeekApiSpanExporter(options=options)
+        except BaseException:
+            STATE.release_rule(self)
+            raise
+        self.options: Options = options
         self.exporter = exporter
-        self.options: Options = exporter.options
-        # Straight to the pipeline: ``on_end`` runs for every span of the app.
-        pipeline = exporter._pipeline
-        self._submit = exporter.submit if pipeline is None else pipeline.submit
-        exporter._via_processor = True
-        _credentials.set_consumer_headers(self.options.consumer_headers)
-        configure_hooks(self.options.consumer_headers, self.options.identify_consumer)
+        self._submit = exporter.feed_from_processor()
         install_asgi_counter()
-        with _Registry.lock:
-            _Registry.processors += 1
+        chain_hooks_into_instrumentors()
+        with STATE.lock:
+            STATE.processors += 1
         self._registered = True
 
-    if _credentials.SCRUB_AT_END:
-        # Credentials are cleaned as the span ends (``_on_ending``); the SDK still calls
-        # this for every span, so it does nothing at all.
-        def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-            pass
+    # The per-span callbacks run for every span of the app (an ASGI request makes
+    # four): they test the kind first and use ``try`` rather than ``with guard:``.
 
-    else:  # pragma: no cover - an SDK without ``_on_ending``
-
-        def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-            with guard:
-                if span.kind in _GUARDED_KINDS:
-                    _credentials.protect(span)
-
-    # The two per-span callbacks run for every span of the app (an ASGI request makes
-    # four): they read the SDK's ``_kind`` field (the property is a Python call), test
-    # the kind first, and use ``try`` rather than ``with guard:``.
-
-    def _on_ending(self, span: Span) -> None:
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        if _sdk.ENDING_HOOK:
+            return  # cleaned as the span ends instead (on_ending)
         try:
-            try:
-                kind = span._kind
-            except AttributeError:
-                kind = span.kind
+            kind = _sdk.span_kind(span)
+            if kind is _SERVER or kind is _CLIENT:
+                _credentials.protect(span)
+        except Exception as exc:  # noqa: BLE001 - never into the app; counted
+            report(exc)
+
+    def on_ending(self, span: ReadableSpan) -> None:
+        try:
+            kind = _sdk.span_kind(span)
             if kind is _SERVER or kind is _CLIENT:
                 _credentials.scrub(span)
         except Exception as exc:  # noqa: BLE001 - never into the app; counted
@@ -90,11 +91,7 @@ class PeekApiSpanProcessor(SpanProcessor):
 
     def on_end(self, span: ReadableSpan) -> None:
         try:
-            try:
-                kind = span._kind
-            except AttributeError:
-                kind = span.kind
-            if kind is _SERVER and self._registered and is_request_span(span):
+            if _sdk.span_kind(span) is _SERVER and self._registered and is_request_span(span):
                 self._submit(span)
         except Exception as exc:  # noqa: BLE001 - never into the app; counted
             report(exc)
@@ -103,8 +100,14 @@ class PeekApiSpanProcessor(SpanProcessor):
         with guard:
             if self._registered:
                 self._registered = False
-                with _Registry.lock:
-                    _Registry.processors -= 1
+                STATE.release_rule(self)
+                with STATE.lock:
+                    STATE.processors = max(STATE.processors - 1, 0)
+                    last = STATE.processors == 0
+                if last:
+                    # Nothing to count for any more: the instrumentation classes get
+                    # their own methods back (objects built meanwhile keep our layer).
+                    _sdk.undo_patches()
             self.exporter.shutdown()
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:

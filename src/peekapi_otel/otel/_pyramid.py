@@ -18,6 +18,7 @@ from opentelemetry import trace
 
 from peekapi_otel.core._guard import report
 from peekapi_otel.otel._framework_attrs import content_length, put_response_size
+from peekapi_otel.otel._sdk import replace_attribute
 from peekapi_otel.otel._wsgi import wsgi_request_hook
 
 TWEEN: Final = "peekapi_otel.otel._pyramid.peekapi_tween_factory"
@@ -88,8 +89,6 @@ def install_tween_on_every_app() -> bool:
         from pyramid.config import Configurator
     except ImportError:
         return False
-    if getattr(Configurator, _PATCHED, False):
-        return True
     original = Configurator.make_wsgi_app
 
     @functools.wraps(original)
@@ -100,6 +99,6 @@ def install_tween_on_every_app() -> bool:
             report(exc)
         return original(self)
 
-    Configurator.make_wsgi_app = make_wsgi_app
-    setattr(Configurator, _PATCHED, True)
+    # Undone with the other patches when the last PeekAPI processor shuts down.
+    replace_attribute(Configurator, "make_wsgi_app", make_wsgi_app)
     return True

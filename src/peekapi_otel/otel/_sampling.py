@@ -3,42 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace.sampling import (
-    Decision,
-    ParentBased,
-    Sampler,
-    SamplingResult,
-    StaticSampler,
-)
-from opentelemetry.trace import (
-    Link,
-    SpanContext,
-    SpanKind,
-    TraceFlags,
-    TraceState,
-    get_current_span,
-)
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+from opentelemetry.trace import Link, SpanKind, TraceState
 from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 from opentelemetry.util.types import Attributes
 
-from peekapi_otel.otel._context import (
-    CONTEXT_FIELD,
-    CONTEXT_GET,
-    IS_REMOTE,
-    IS_VALID,
-    SPAN_KEY,
-    TRACE_FLAGS,
-    TRACE_STATE,
-    TUPLE_LAYOUT,
-)
+from peekapi_otel.otel._sdk import parent_based_delegates, parent_position, static_decision
 
 _DROP = Decision.DROP
 _RECORD_ONLY = Decision.RECORD_ONLY
 _SERVER = SpanKind.SERVER
-_SAMPLED = TraceFlags.SAMPLED
 
 
 class ServerRecordOnly(Sampler):
@@ -81,23 +57,19 @@ class _ParentOnly(ServerRecordOnly):
     That is the SDK's default ``ParentBased(ALWAYS_ON)`` and the other ``parentbased_*``
     and ``always_*`` choices with static delegates. The sampler runs for every span (an
     ASGI request makes four), and the wrapped one takes three calls and two parent
-    look-ups each time, each look-up five more Python calls; this reads the parent
-    straight from the context and takes the decision from a table. A result without
-    attributes and with the default trace state is shared between spans (the SDK only
-    reads it).
+    look-ups each time, each look-up five more Python calls; this asks the SDK seam once
+    where the span stands (``parent_position``) and takes the decision from a table. A
+    result without attributes and with the default trace state is shared between spans
+    (the SDK only reads it).
     """
 
     def __init__(
         self, inner: Sampler, table: tuple[Decision, Decision, Decision, Decision, Decision]
     ):
         super().__init__(inner)
-        (
-            self._root,
-            self._remote_sampled,
-            self._remote_not_sampled,
-            self._local_sampled,
-            self._local_not_sampled,
-        ) = table
+        #: The decision for each ``parent_position`` (root, remote sampled/not sampled,
+        #: local sampled/not sampled).
+        self._table = table
         # Results without attributes (a DROP for a non-SERVER span has none either), for
         # no trace state (a root) and for the default one, the same object as the SDK's.
         self._no_state = {d: SamplingResult(d, None, None) for d in set(table)}
@@ -113,43 +85,8 @@ class _ParentOnly(ServerRecordOnly):
         links: Sequence[Link] | None = None,
         trace_state: TraceState | None = None,
     ) -> SamplingResult:
-        span: Any = None
-        if CONTEXT_GET is not None:
-            span = (CONTEXT_GET() if parent_context is None else parent_context).get(SPAN_KEY)
-        if type(span) in CONTEXT_FIELD:
-            parent = span._context
-        elif span is None and CONTEXT_GET is not None:
-            parent = None
-        else:
-            parent = get_current_span(parent_context).get_span_context()
-        state: TraceState | None = None
-        if TUPLE_LAYOUT and type(parent) is SpanContext:
-            if parent[IS_VALID]:
-                state = parent[TRACE_STATE]
-                if parent[IS_REMOTE]:
-                    if parent[TRACE_FLAGS] & _SAMPLED:
-                        decision = self._remote_sampled
-                    else:
-                        decision = self._remote_not_sampled
-                elif parent[TRACE_FLAGS] & _SAMPLED:
-                    decision = self._local_sampled
-                else:
-                    decision = self._local_not_sampled
-            else:
-                decision = self._root
-        elif parent is not None and parent.is_valid:
-            state = parent.trace_state
-            if parent.is_remote:
-                if parent.trace_flags.sampled:
-                    decision = self._remote_sampled
-                else:
-                    decision = self._remote_not_sampled
-            elif parent.trace_flags.sampled:
-                decision = self._local_sampled
-            else:
-                decision = self._local_not_sampled
-        else:
-            decision = self._root
+        position, state = parent_position(parent_context)
+        decision = self._table[position]
         if decision is _DROP:
             if kind is _SERVER:
                 return SamplingResult(_RECORD_ONLY, attributes, state)
@@ -162,35 +99,16 @@ class _ParentOnly(ServerRecordOnly):
         return SamplingResult(decision, attributes, state)
 
 
-def _static(sampler: object) -> Decision | None:
-    """The decision of an SDK ``StaticSampler`` (ALWAYS_ON/ALWAYS_OFF), else ``None``."""
-    if isinstance(sampler, StaticSampler) and (
-        type(sampler).should_sample is StaticSampler.should_sample
-    ):
-        decision = getattr(sampler, "_decision", None)
-        if isinstance(decision, Decision):
-            return decision
-    return None
-
-
 def _table(sampler: Sampler) -> tuple[Decision, Decision, Decision, Decision, Decision] | None:
     """Root, remote sampled/not sampled, local sampled/not sampled decisions, when
     ``sampler`` takes no other input (else ``None``: it is wrapped as it is)."""
-    static = _static(sampler)
+    static = static_decision(sampler)
     if static is not None:
         return (static,) * 5
-    if not isinstance(sampler, ParentBased) or (
-        type(sampler).should_sample is not ParentBased.should_sample
-    ):
+    delegates = parent_based_delegates(sampler)
+    if delegates is None:
         return None
-    names = (
-        "_root",
-        "_remote_parent_sampled",
-        "_remote_parent_not_sampled",
-        "_local_parent_sampled",
-        "_local_parent_not_sampled",
-    )
-    decisions = tuple(_static(getattr(sampler, name, None)) for name in names)
+    decisions = tuple(static_decision(d) for d in delegates)
     if any(d is None for d in decisions):
         return None
     return decisions  # type: ignore[return-value]  # checked: no None left

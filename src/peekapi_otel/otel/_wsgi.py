@@ -18,8 +18,9 @@ from peekapi_otel.core._events import (
     hash_consumer,
 )
 from peekapi_otel.core._guard import guard, report
-from peekapi_otel.otel._context import SDK_SPAN
-from peekapi_otel.otel._request_attrs import _DIRECT, _STANDARD_METHODS, _Config, _identify, _put
+from peekapi_otel.otel._request_attrs import _STANDARD_METHODS, _identify
+from peekapi_otel.otel._sdk import attributes_of, overwrite_attribute, put_attributes
+from peekapi_otel.otel._state import STATE
 
 # --- WSGI (raw OpenTelemetryMiddleware, Flask) --------------------------------------
 
@@ -45,21 +46,14 @@ def _headers_size(headers: Sequence[tuple[str, str]] | None) -> int | None:
 
 
 def _is_head(span: Span) -> bool:
-    raw = getattr(getattr(span, "_attributes", None), "_dict", None)
-    attrs = raw if type(raw) is dict else getattr(span, "attributes", None) or {}
+    attrs = attributes_of(span)
     return "HEAD" in (attrs.get("http.request.method"), attrs.get("http.method"))
 
 
 def _set_response_size(span: Span, size: int) -> None:
     """The request hook put a 0 on the live span: store the size over it in the span's
-    own dict (the key is there, so the dict does not grow), else through :func:`_put`."""
-    sdk: Any = span  # the SDK's span type is checked first
-    if type(sdk) is SDK_SPAN and sdk._end_time is None and _DIRECT:
-        raw = sdk._attributes._dict
-        if ATTR_RESPONSE_SIZE in raw:
-            raw[ATTR_RESPONSE_SIZE] = size
-            return
-    _put(span, {ATTR_RESPONSE_SIZE: size})
+    own dict (the key is there, so the dict does not grow)."""
+    overwrite_attribute(span, ATTR_RESPONSE_SIZE, size)
 
 
 # The hooks run once or twice per request: ``try`` instead of ``with guard:``, and the
@@ -76,9 +70,10 @@ def wsgi_request_hook(span: Span, environ: Mapping[str, Any]) -> None:
             size = 0
         # The response size is 0 until the response hook knows better.
         attrs: dict[str, Any] = {ATTR_REQUEST_SIZE: size, ATTR_RESPONSE_SIZE: 0}
-        if _Config.identify_consumer is None:
+        rule = STATE.rule
+        if rule.identify_consumer is None:
             raw = None
-            for key in _Config.environ_keys:  # the first configured header set wins
+            for key in rule.environ_keys:  # the first configured header set wins
                 raw = environ.get(key)
                 if raw:
                     attrs[ATTR_CONSUMER] = hash_consumer(str(raw))
@@ -98,7 +93,7 @@ def wsgi_request_hook(span: Span, environ: Mapping[str, Any]) -> None:
             method = str(environ.get("REQUEST_METHOD", "")).upper()
             if method not in _STANDARD_METHODS:
                 attrs[ATTR_METHOD] = method
-        _put(span, attrs)
+        put_attributes(span, attrs)
     except Exception as exc:  # noqa: BLE001 - never into the app; counted
         report(exc)
 
