@@ -30,10 +30,6 @@ SEAM = "otel/_sdk.py"
 PENDING_AT_MERGE: dict[str, set[str]] = {
     # The span reads move to otel/_sdk.py ("Span reads") and the module is split.
     "core/_events.py": {"private", "imports", "size"},
-    # Pipeline is split into batcher, sender, recovery and lifecycle.
-    "delivery/_pipeline.py": {"size"},
-    # Uses the spool's private helpers until the spool offers them publicly.
-    "server/_spoolcmd.py": {"imports"},
 }
 
 #: The abstract methods OpenTelemetry's own base classes ask third parties to
