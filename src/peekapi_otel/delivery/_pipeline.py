@@ -1,10 +1,9 @@
 """From finished request spans to acknowledged events.
 
-The request path (``submit``) appends the span's record (its attribute dict, context and
-times, see :func:`record`) to a deque: no lock, no I/O, no encoding, and the span itself
-is freed at once (holding spans makes the garbage collector run). A span whose event
-needs more than its record, and every span while the batcher is behind, is encoded on
-the request thread instead. Two daemon threads per process do the rest:
+The request path (``submit``) appends the request span's
+:class:`~peekapi_otel.core._record.Record` to a deque: no lock, no I/O, no encoding (the
+span itself is already gone). While the batcher is behind, a record is encoded on the
+request thread instead. Two daemon threads per process do the rest:
 
 * the *batcher* encodes the queued records in one go (the encoder stays in the CPU's
   caches, where one encode per request between two requests' worth of other code does
@@ -33,10 +32,9 @@ from collections.abc import Callable
 from os import getpid
 from typing import Final
 
-from opentelemetry.sdk.trace import ReadableSpan
-
-from peekapi_otel.core._events import EventEncoder, Record, encode_batch, record
+from peekapi_otel.core._encoder import EventEncoder, encode_batch
 from peekapi_otel.core._options import Options
+from peekapi_otel.core._record import Record
 from peekapi_otel.core._stats import STATS
 from peekapi_otel.delivery import _shutdown
 from peekapi_otel.delivery._retry import Outcome, RetryPolicy, classify
@@ -154,8 +152,8 @@ class Pipeline:
 
     # --- producer side (app threads) -------------------------------------------------
 
-    def submit(self, span: ReadableSpan) -> None:
-        """Queue one request span's record (or its line). O(1), no lock, no I/O."""
+    def submit(self, record: Record) -> None:
+        """Queue one request's record (or its line). O(1), no lock, no I/O."""
         if self._pid != getpid():
             self._after_fork_in_child()
         STATS.add_seen()
@@ -170,13 +168,12 @@ class Pipeline:
                 # batches (and the spool) far faster than requests fill it.
                 STATS.drop("queue_full", 1, "the background batcher is not keeping up")
                 return
-            item: bytes | Record | None = None
-            if queued < self._records_max:
-                item = record(span)
-            if item is None:
-                item = self._encode_one(span)
-                if item is None:
+            item: bytes | Record = record
+            if queued >= self._records_max:
+                line = self._encode_one(record)
+                if line is None:
                     return
+                item = line
             queue.append(item)
             if (queued + 1 >= self._wake_at or self._terminating) and (
                 not self._batcher_wake.is_set()
@@ -270,7 +267,7 @@ class Pipeline:
 
     def _lines(self, items: list[bytes | Record]) -> list[bytes]:
         """Event lines for queued items; a record that cannot be encoded is counted."""
-        encode = self._encoder.encode_record
+        encode = self._encoder.encode
         lines: list[bytes] = []
         for item in items:
             if isinstance(item, bytes):
@@ -287,10 +284,10 @@ class Pipeline:
                 lines.append(line)
         return lines
 
-    def _encode_one(self, span: ReadableSpan) -> bytes | None:
-        """The span's event line; a span that cannot be encoded is counted, not sent."""
+    def _encode_one(self, record: Record) -> bytes | None:
+        """The record's event line; a record that cannot be encoded is counted, not sent."""
         try:
-            line = self._encoder.encode(span)
+            line = self._encoder.encode(record)
         except Exception as exc:  # noqa: BLE001 - one bad span must not reach the app
             self._drop_unencodable(exc)
             return None

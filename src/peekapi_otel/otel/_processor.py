@@ -8,13 +8,13 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import SpanKind
 
-from peekapi_otel.core._events import is_request_span
 from peekapi_otel.core._guard import guard, report
 from peekapi_otel.core._options import Options
 from peekapi_otel.otel import _credentials
 from peekapi_otel.otel._asgi import install_asgi_counter
 from peekapi_otel.otel._exporter import PeekApiSpanExporter, _Registry
 from peekapi_otel.otel._request_attrs import configure_hooks
+from peekapi_otel.otel._sdk import is_request_span, record_of
 
 _GUARDED_KINDS = (SpanKind.SERVER, SpanKind.CLIENT)
 _SERVER = SpanKind.SERVER
@@ -95,7 +95,7 @@ class PeekApiSpanProcessor(SpanProcessor):
             except AttributeError:
                 kind = span.kind
             if kind is _SERVER and self._registered and is_request_span(span):
-                self._submit(span)
+                self._submit(record_of(span))
         except Exception as exc:  # noqa: BLE001 - never into the app; counted
             report(exc)
 
