@@ -13,7 +13,7 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
-from peekapi_otel._schema import FIELD_NAMES
+from peekapi_otel._schema import FIELD_NAMES, event_problem
 from peekapi_otel.core._encoder import HEADS_MAX, EventEncoder
 from peekapi_otel.core._hashing import hash_consumer
 from peekapi_otel.core._mapping import Event, event_of
@@ -546,6 +546,8 @@ def test_encoder_line_is_json_of_the_mapped_event(
     expected = reference_line(public, encoder, limit)
     assert encoder.encode(fast) == expected
     assert encoder.encode(public) == expected
+    if expected is not None:
+        assert event_problem(json.loads(expected)) is None
 
 
 def test_one_encoder_over_many_requests_matches_the_reference() -> None:

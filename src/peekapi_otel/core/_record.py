@@ -14,7 +14,7 @@ from typing import Any, Final, NamedTuple
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 
-from peekapi_otel._schema import ATTR_PATH, FULL_URL, METHOD, OWN_PATH, TARGET, URL_PATH
+from peekapi_otel._schema import FULL_URL, METHOD, OWN_PATH, TARGET, URL_PATH
 
 #: Attributes any one of which gives the raw path (the mapping tries them in this order).
 PATH_ATTRIBUTES: Final = (URL_PATH, TARGET, OWN_PATH, *FULL_URL)
@@ -63,4 +63,4 @@ def with_path_from_name(attributes: Mapping[str, Any], name: str) -> Mapping[str
     """``attributes`` plus the path of a ``"GET /items/{id}"`` style span name: the last
     resort of a span without any path attribute."""
     _, _, rest = name.partition(" ")
-    return {**attributes, ATTR_PATH: rest if rest.startswith("/") else "/"}
+    return {**attributes, OWN_PATH: rest if rest.startswith("/") else "/"}
