@@ -18,10 +18,12 @@ from opentelemetry.trace import StatusCode
 
 from peekapi_otel._schema import (
     METHOD,
-    METHOD_ORIGINAL,
+    REQUEST_SIZE,
+    RESPONSE_SIZE,
     ROUTE,
     STATUS,
     TARGET,
+    UNKNOWN_METHOD,
     URL_PATH,
 )
 from peekapi_otel.core._mapping import (
@@ -29,8 +31,7 @@ from peekapi_otel.core._mapping import (
     consumer_of,
     method_of,
     path_of,
-    request_size_of,
-    response_size_of,
+    size_of,
     status_of,
 )
 from peekapi_otel.core._record import Record
@@ -40,8 +41,12 @@ from peekapi_otel.core._timetext import TimestampWriter, millis_text
 #: the cache past this.
 HEADS_MAX: Final = 4096
 _JSON: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
-#: Besides the path attribute, what the head depends on.
-_HEAD_ATTRIBUTES: Final = (*METHOD, *METHOD_ORIGINAL, *STATUS)
+# The head's cache key reads these by name: a loop or ``map`` over the tuples costs
+# several times the four lookups (measured: 1.1 us against 0.13 us per key).
+_METHOD_NEW, _METHOD_OLD = METHOD
+_STATUS_NEW, _STATUS_OLD = STATUS
+#: Method values that decide the method alone (anything else may need METHOD_ORIGINAL).
+_PLAIN_METHOD: Final = frozenset({str, type(None)})
 _IDS: Final = ("trace_id", "span_id")
 
 
@@ -84,11 +89,12 @@ class EventEncoder:
     def encode(self, record: Record) -> bytes | None:
         """The wire line for ``record``; ``None`` when it exceeds ``max_event_bytes``."""
         attributes = record.attributes
+        consumer = consumer_of(attributes, self.rules)
         start = (
             f"{self._head(record)}{millis_text(record.end_ns - record.start_ns)},"
-            f'"request_size":{request_size_of(attributes)},'
-            f'"response_size":{response_size_of(attributes)},'
-            f'"consumer_id":{_json_string_or_null(consumer_of(attributes, self.rules))},'
+            f'"request_size":{size_of(attributes, REQUEST_SIZE)},'
+            f'"response_size":{size_of(attributes, RESPONSE_SIZE)},'
+            f'"consumer_id":{"null" if consumer is None else encode_basestring(consumer)},'
             '"metadata":'
         )
         end = f',"timestamp":"{self._timestamps.text(record.start_ns)}"}}'
@@ -99,10 +105,12 @@ class EventEncoder:
         return line if len(line) <= self._max else None
 
     def _metadata_text(self, record: Record) -> str:
-        return (
-            f'{self._metadata_start}"trace_id":"{record.trace_id:032x}",'
-            f'"span_id":"{record.span_id:016x}"}}'
-        )
+        try:  # a third of the cost of format(id, "032x")
+            trace_id = record.trace_id.to_bytes(16, "big").hex()
+            span_id = record.span_id.to_bytes(8, "big").hex()
+        except OverflowError:  # not a valid id: written as it is
+            trace_id, span_id = format(record.trace_id, "032x"), format(record.span_id, "016x")
+        return f'{self._metadata_start}"trace_id":"{trace_id}","span_id":"{span_id}"' + "}"
 
     def _head(self, record: Record) -> str:
         """The line up to the ``response_time_ms`` value: method, path and status."""
@@ -143,7 +151,14 @@ class EventEncoder:
             if type(raw) is not str:
                 return None
             source = (name, raw)
-        return (*source, status, *map(get, _HEAD_ATTRIBUTES))
+        method_new, method_old = get(_METHOD_NEW), get(_METHOD_OLD)
+        if (
+            type(method_new) not in _PLAIN_METHOD
+            or type(method_old) not in _PLAIN_METHOD
+            or UNKNOWN_METHOD in (method_new, method_old)
+        ):
+            return None
+        return (*source, status, method_new, method_old, get(_STATUS_NEW), get(_STATUS_OLD))
 
     def _head_text(self, record: Record) -> str:
         attributes = record.attributes
@@ -151,7 +166,3 @@ class EventEncoder:
         path = encode_basestring(path_of(attributes, self.rules))
         status = status_of(attributes, record.status_code)
         return f'{{"method":{method},"path":{path},"status_code":{status},"response_time_ms":'
-
-
-def _json_string_or_null(value: str | None) -> str:
-    return "null" if value is None else encode_basestring(value)

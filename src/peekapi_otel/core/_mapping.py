@@ -183,17 +183,17 @@ def status_of(attributes: Mapping[str, Any], span_status: StatusCode) -> int:
 
 
 def size_of(attributes: Mapping[str, Any], keys: Sequence[str]) -> int:
-    """A body size from the first key that holds an integer; 0 when unknown or negative."""
-    size = _first_int(attributes, keys)
-    return size if size is not None and size >= 0 else 0
-
-
-def request_size_of(attributes: Mapping[str, Any]) -> int:
-    return size_of(attributes, REQUEST_SIZE)
-
-
-def response_size_of(attributes: Mapping[str, Any]) -> int:
-    return size_of(attributes, RESPONSE_SIZE)
+    """A body size (keys: :data:`~peekapi_otel._schema.REQUEST_SIZE` or
+    ``RESPONSE_SIZE``) from the first key that holds an integer; 0 when unknown or
+    negative."""
+    for key in keys:  # _first_int, inline: twice per event
+        value = attributes.get(key)
+        if type(value) is not int:
+            value = as_int(value)
+            if value is None:
+                continue
+        return value if value >= 0 else 0
+    return 0
 
 
 def captured_headers(attributes: Mapping[str, Any]) -> dict[str, str]:
@@ -252,8 +252,8 @@ def event_of(record: Record, rules: MappingRules) -> Event:
         "path": path_of(attributes, rules),
         "status_code": status_of(attributes, record.status_code),
         "response_time_ms": millis(record.end_ns - record.start_ns),
-        "request_size": request_size_of(attributes),
-        "response_size": response_size_of(attributes),
+        "request_size": size_of(attributes, REQUEST_SIZE),
+        "response_size": size_of(attributes, RESPONSE_SIZE),
         "consumer_id": consumer_of(attributes, rules),
         "metadata": metadata_of(record, rules),
         "timestamp": timestamp(record.start_ns),
