@@ -42,7 +42,7 @@ from peekapi_otel.core._timetext import TimestampWriter, millis_text
 HEADS_MAX: Final = 4096
 _JSON: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
 # The head's cache key reads these by name: a loop or ``map`` over the tuples costs
-# several times the four lookups (measured: 1.1 us against 0.13 us per key).
+# several times the four lookups (timeit, CPython 3.11: 1.1 us against 0.13 us).
 _METHOD_NEW, _METHOD_OLD = METHOD
 _STATUS_NEW, _STATUS_OLD = STATUS
 #: Method values that decide the method alone (anything else may need METHOD_ORIGINAL).

@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any, Final
 
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode
 
 from peekapi_otel._schema import METHOD, TARGET, URL_PATH
@@ -34,7 +35,13 @@ def _probe_span_fields() -> Any:
     if SDK_SPAN is None or not TUPLE_LAYOUT:
         return None
     try:
-        provider = TracerProvider(resource=Resource.get_empty(), shutdown_on_exit=False)
+        # Explicit settings: the OTEL_* environment must not decide what the probe sees.
+        provider = TracerProvider(
+            sampler=ALWAYS_ON,
+            resource=Resource.get_empty(),
+            shutdown_on_exit=False,
+            span_limits=SpanLimits(max_span_attributes=8, max_attribute_length=8),
+        )
         tracer = provider.get_tracer("peekapi-otel-probe")
         span = tracer.start_span("probe", kind=SpanKind.SERVER, attributes={"k": "v"}, start_time=5)
         span.set_status(Status(StatusCode.ERROR))
@@ -86,7 +93,7 @@ def record_of(span: ReadableSpan) -> Record:
         return _record.record_of_span(span)  # the span's name may give the path
     context = span._context
     # ``Record(...)`` runs the NamedTuple's Python ``__new__``; this is the same object
-    # built in C (measured: 190 ns against 450 ns).
+    # built in C (timeit, CPython 3.11: 190 ns against 450 ns).
     return tuple.__new__(
         Record,
         (
