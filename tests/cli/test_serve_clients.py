@@ -72,6 +72,14 @@ def test_every_event_of_an_official_sdk_batch_is_stored(serve: Ingest, batch: Pa
     )
 
     assert rows(serve.db) == [as_row(event) for event in events]
+    # And shown: the dashboard's figures count every one of them.
+    shown = summary(serve)
+    assert shown["totals"]["requests"] == len(events)
+    assert sum(e["requests"] for e in shown["endpoints"]) == len(events)
+    assert {(e["method"], e["path"]) for e in shown["endpoints"]} == {
+        (e["method"], e["path"]) for e in events
+    }
+    assert shown["totals"]["errors"] == sum(e["status_code"] >= 400 for e in events)
 
 
 def test_unknown_fields_are_ignored(serve: Ingest) -> None:
@@ -147,10 +155,12 @@ def test_the_peekapi_python_sdk_is_stored_whole(serve: Ingest, tmp_path: Path) -
     assert (tracked["request_size"], tracked["response_size"]) == (0, 0)
     assert (tracked["consumer_id"], tracked["metadata"]) == (None, None)
     assert tracked["response_time_ms"] == 42.0
+    assert summary(serve)["totals"]["requests"] == len(stored)
     # Nothing was left behind in the SDK's own disk buffer.
     assert not (tmp_path / "peekapi-sdk.jsonl").exists()
 
 
-def test_healthz_still_answers(serve: Ingest) -> None:
-    with urllib.request.urlopen(f"http://127.0.0.1:{serve.port}/healthz", timeout=10) as reply:
-        assert reply.status == 200
+def summary(serve: Ingest) -> Any:
+    url = f"http://127.0.0.1:{serve.port}/api/summary"
+    with urllib.request.urlopen(url, timeout=10) as reply:
+        return json.loads(reply.read())
