@@ -102,8 +102,10 @@ def test_a_value_that_is_not_an_event(value: object) -> None:
     assert event_problem(value) in ("must be an object", "missing field method")
 
 
-def test_nullable_fields_take_null() -> None:
-    assert event_problem({**EVENT, "consumer_id": None, "metadata": None}) is None
+def test_nullable_fields_take_null_and_a_null_size_is_0() -> None:
+    event = {**EVENT, "consumer_id": None, "metadata": None, "request_size": None}
+    assert event_problem(event) is None
+    assert with_defaults(event) == {**event, "request_size": 0}
 
 
 @pytest.mark.parametrize("batch", sorted(FIXTURES.glob("peekapi-*-batch.json")))

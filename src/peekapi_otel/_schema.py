@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 MAX_METHOD: Final = 16
 MAX_PATH: Final = 2048
@@ -35,13 +35,14 @@ class WireField:
     """One field of the event object.
 
     ``kind`` is ``"str"``, ``"int"`` (an integer, never a bool), ``"number"`` (a finite
-    int or float) or ``"object"``. ``default`` is what an absent optional field means.
+    int or float) or ``"object"``. ``default`` is what an absent optional field means
+    (and a ``null`` one, for a nullable field).
     ``limit`` is the longest string allowed; ``minimum`` the smallest number (integers
     are also at most :data:`MAX_INT`).
     """
 
     name: str
-    kind: str
+    kind: Literal["str", "int", "number", "object"]
     required: bool
     nullable: bool = False
     default: Any = None
@@ -55,8 +56,8 @@ WIRE_FIELDS: Final = (
     WireField("path", "str", required=True, limit=MAX_PATH),
     WireField("status_code", "int", required=True),
     WireField("response_time_ms", "number", required=True, minimum=0),
-    WireField("request_size", "int", required=False, default=0, minimum=0),
-    WireField("response_size", "int", required=False, default=0, minimum=0),
+    WireField("request_size", "int", required=False, nullable=True, default=0, minimum=0),
+    WireField("response_size", "int", required=False, nullable=True, default=0, minimum=0),
     WireField("consumer_id", "str", required=False, nullable=True, limit=MAX_CONSUMER),
     WireField("metadata", "object", required=False, nullable=True),
     WireField("timestamp", "str", required=True, limit=MAX_TIMESTAMP),
@@ -114,8 +115,13 @@ def event_problem(obj: object) -> str | None:
 
 def with_defaults(event: dict[str, Any]) -> dict[str, Any]:
     """The wire fields of a valid event (see :func:`event_problem`) in
-    :data:`WIRE_FIELDS` order, an absent optional field as its default; nothing else."""
-    return {field.name: event.get(field.name, field.default) for field in WIRE_FIELDS}
+    :data:`WIRE_FIELDS` order, an absent or null optional field as its default; nothing
+    else."""
+    values = {}
+    for field in WIRE_FIELDS:
+        value = event.get(field.name)
+        values[field.name] = field.default if value is None else value
+    return values
 
 
 # --- span attributes ------------------------------------------------------------------

@@ -82,12 +82,13 @@ def test_every_event_of_an_official_sdk_batch_is_stored(serve: Ingest, batch: Pa
     assert shown["totals"]["errors"] == sum(e["status_code"] >= 400 for e in events)
 
 
-def test_unknown_fields_are_ignored(serve: Ingest) -> None:
+def test_unknown_fields_are_ignored_and_a_null_size_is_0(serve: Ingest) -> None:
     event = {
         "method": "GET",
         "path": "/x",
         "status_code": 200,
         "response_time_ms": 1,
+        "response_size": None,
         "timestamp": "2026-12-03T06:40:40.900Z",
         "environment": "prod",  # not a wire field
     }
