@@ -725,3 +725,17 @@ def test_fast_is_request_span_matches_the_public_one(
     assert type(span) is _sdk.FAST_SPAN
     assert _sdk.is_request_span(span) is expected  # type: ignore[arg-type]
     assert is_request_span(span) is expected  # type: ignore[arg-type]
+
+
+def test_without_a_probed_span_class_every_read_is_public(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What an SDK whose span layout differs gets: the probe found nothing, so the SDK's
+    own spans go through the public API, with the same records and decisions."""
+    span = sdk_span(NEW, error=True)
+    fast = _sdk.record_of(span)
+    monkeypatch.setattr(_sdk, "FAST_SPAN", None)
+    public = _sdk.record_of(span)
+    assert public.attributes is not fast.attributes  # the read-only view, not the dict
+    assert dict(public.attributes) == dict(fast.attributes)
+    assert public[1:] == fast[1:]
+    assert _sdk.is_request_span(span) is True
+    assert EventEncoder().encode(public) == EventEncoder().encode(fast)
