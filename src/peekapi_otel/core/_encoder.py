@@ -17,6 +17,8 @@ from typing import Any, Final
 from opentelemetry.trace import StatusCode
 
 from peekapi_otel._schema import (
+    ATTR_CONSUMER,
+    MAX_CONSUMER,
     METHOD,
     REQUEST_SIZE,
     RESPONSE_SIZE,
@@ -45,6 +47,8 @@ _JSON: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, defau
 # several times the four lookups (timeit, CPython 3.11: 1.1 us against 0.13 us).
 _METHOD_NEW, _METHOD_OLD = METHOD
 _STATUS_NEW, _STATUS_OLD = STATUS
+_OWN_REQUEST_SIZE = REQUEST_SIZE[0]
+_OWN_RESPONSE_SIZE = RESPONSE_SIZE[0]
 #: Method values that decide the method alone (anything else may need METHOD_ORIGINAL).
 _PLAIN_METHOD: Final = frozenset({str, type(None)})
 _IDS: Final = ("trace_id", "span_id")
@@ -88,81 +92,86 @@ class EventEncoder:
 
     def encode(self, record: Record) -> bytes | None:
         """The wire line for ``record``; ``None`` when it exceeds ``max_event_bytes``."""
-        attributes = record.attributes
-        consumer = consumer_of(attributes, self.rules)
+        attributes, trace_int, span_int, start_ns, end_ns, status = record
+        get = attributes.get
+        # The first rule of size_of and consumer_of inline, for the values our hooks set
+        # (a plain int, a non-empty str); anything else goes through them. This and the
+        # head cache keep a line at about the instructions of one Python call per field
+        # fewer (callgrind, read and encode: 27,500 against 37,600 per request).
+        request_size = get(_OWN_REQUEST_SIZE)
+        if type(request_size) is not int or request_size < 0:
+            request_size = size_of(attributes, REQUEST_SIZE)
+        response_size = get(_OWN_RESPONSE_SIZE)
+        if type(response_size) is not int or response_size < 0:
+            response_size = size_of(attributes, RESPONSE_SIZE)
+        consumer = get(ATTR_CONSUMER)
+        if type(consumer) is not str or not consumer:
+            consumer = consumer_of(attributes, self.rules)
+        consumer_json = "null" if consumer is None else encode_basestring(consumer[:MAX_CONSUMER])
+        try:  # a third of the cost of format(id, "032x")
+            trace_id = trace_int.to_bytes(16, "big").hex()
+            span_id = span_int.to_bytes(8, "big").hex()
+        except OverflowError:  # not a valid id: written as it is
+            trace_id, span_id = format(trace_int, "032x"), format(span_int, "016x")
         start = (
-            f"{self._head(record)}{millis_text(record.end_ns - record.start_ns)},"
-            f'"request_size":{size_of(attributes, REQUEST_SIZE)},'
-            f'"response_size":{size_of(attributes, RESPONSE_SIZE)},'
-            f'"consumer_id":{"null" if consumer is None else encode_basestring(consumer)},'
-            '"metadata":'
+            f"{self._head(attributes, status)}{millis_text(end_ns - start_ns)},"
+            f'"request_size":{request_size},"response_size":{response_size},'
+            f'"consumer_id":{consumer_json},"metadata":'
         )
-        end = f',"timestamp":"{self._timestamps.text(record.start_ns)}"}}'
-        line = (start + self._metadata_text(record) + end).encode("utf-8", "surrogateescape")
+        end = f',"timestamp":"{self._timestamps.text(start_ns)}"}}'
+        line = (
+            f'{start}{self._metadata_start}"trace_id":"{trace_id}","span_id":"{span_id}"}}{end}'
+        ).encode("utf-8", "surrogateescape")
         if len(line) <= self._max:
             return line
-        line = (start + "null" + end).encode("utf-8", "surrogateescape")
+        line = f"{start}null{end}".encode("utf-8", "surrogateescape")
         return line if len(line) <= self._max else None
 
-    def _metadata_text(self, record: Record) -> str:
-        try:  # a third of the cost of format(id, "032x")
-            trace_id = record.trace_id.to_bytes(16, "big").hex()
-            span_id = record.span_id.to_bytes(8, "big").hex()
-        except OverflowError:  # not a valid id: written as it is
-            trace_id, span_id = format(record.trace_id, "032x"), format(record.span_id, "016x")
-        return f'{self._metadata_start}"trace_id":"{trace_id}","span_id":"{span_id}"' + "}"
-
-    def _head(self, record: Record) -> str:
-        """The line up to the ``response_time_ms`` value: method, path and status."""
-        key = self._head_key(record.attributes, record.status_code)
-        if key is None:
-            return self._head_text(record)
-        try:
-            head = self._heads.get(key)
-        except TypeError:  # an unhashable (list) attribute value
-            return self._head_text(record)
-        if head is None:
-            head = self._head_text(record)
-            if len(self._heads) >= HEADS_MAX:
-                self._heads.clear()
-            self._heads[key] = head
-        return head
-
-    def _head_key(
-        self, attributes: Mapping[str, Any], status: StatusCode
-    ) -> tuple[Any, ...] | None:
-        """The values that decide the head, or ``None`` when they are not plain enough to
-        be a cache key (a collected query varies per request)."""
+    def _head(self, attributes: Mapping[str, Any], status: StatusCode) -> str:
+        """The line up to the ``response_time_ms`` value: method, path and status, cached
+        by the values that decide them when those are plain (no collected query, which
+        varies per request; string paths; a method that is not ``_OTHER``)."""
         rules = self.rules
         if rules.collect_query_string:
-            return None
+            return self._head_text(attributes, status)
         get = attributes.get
         # As path_of decides: a non-empty string route wins; else url.path, else the
         # target. Any other value type leaves the decision to the mapping, uncached.
         route = get(ROUTE) if rules.route_first else None
+        path: Any
         if route:
             if type(route) is not str:
-                return None
-            source: tuple[str, str] = (ROUTE, route)
+                return self._head_text(attributes, status)
+            source, path = ROUTE, route
         else:
-            raw, name = get(URL_PATH), URL_PATH
-            if raw is None:
-                raw, name = get(TARGET), TARGET
-            if type(raw) is not str:
-                return None
-            source = (name, raw)
+            source, path = URL_PATH, get(URL_PATH)
+            if path is None:
+                source, path = TARGET, get(TARGET)
+            if type(path) is not str:
+                return self._head_text(attributes, status)
         method_new, method_old = get(_METHOD_NEW), get(_METHOD_OLD)
         if (
             type(method_new) not in _PLAIN_METHOD
             or type(method_old) not in _PLAIN_METHOD
             or UNKNOWN_METHOD in (method_new, method_old)
         ):
-            return None
-        return (*source, status, method_new, method_old, get(_STATUS_NEW), get(_STATUS_OLD))
+            return self._head_text(attributes, status)
+        # The span status as a bool: StatusCode's hash is a Python call.
+        failed = status is StatusCode.ERROR
+        key = (source, path, failed, method_new, method_old, get(_STATUS_NEW), get(_STATUS_OLD))
+        try:
+            head = self._heads.get(key)
+        except TypeError:  # an unhashable (list) status value
+            return self._head_text(attributes, status)
+        if head is None:
+            head = self._head_text(attributes, status)
+            if len(self._heads) >= HEADS_MAX:
+                self._heads.clear()
+            self._heads[key] = head
+        return head
 
-    def _head_text(self, record: Record) -> str:
-        attributes = record.attributes
+    def _head_text(self, attributes: Mapping[str, Any], span_status: StatusCode) -> str:
         method = encode_basestring(method_of(attributes))
         path = encode_basestring(path_of(attributes, self.rules))
-        status = status_of(attributes, record.status_code)
+        status = status_of(attributes, span_status)
         return f'{{"method":{method},"path":{path},"status_code":{status},"response_time_ms":'
