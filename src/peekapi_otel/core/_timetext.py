@@ -26,17 +26,6 @@ def millis(ns: int) -> float:
     return (ns + 5_000) // 10_000 / 100 if ns > 0 else 0.0
 
 
-def millis_text(ns: int) -> str:
-    """``repr(millis(ns))``, from integer arithmetic and a table."""
-    if ns <= 0:
-        return "0.0"
-    hundredths = (ns + 5_000) // 10_000
-    if hundredths >= _PLAIN_DECIMAL:
-        return repr(hundredths / 100)
-    whole, fraction = divmod(hundredths, 100)
-    return f"{whole}{_HUNDREDTHS[fraction]}"
-
-
 def timestamp(ns: int) -> str:
     """The moment ``ns`` after the epoch in ISO 8601 UTC, as ``isoformat()`` writes it."""
     seconds, rem = divmod(ns, 1_000_000_000)
@@ -44,24 +33,35 @@ def timestamp(ns: int) -> str:
     return moment.isoformat()
 
 
-class TimestampWriter:
-    """:func:`timestamp` with the date and time of day cached for the last second seen
-    (requests that arrive together share it)."""
+class TimesWriter:
+    """Writes ``response_time_ms`` and ``timestamp`` for a request; the date and time of
+    day are cached for the last second seen (requests that arrive together share it)."""
 
     def __init__(self) -> None:
         self._second = -1
         self._second_text = ""
 
-    def text(self, ns: int) -> str:
-        seconds = ns // 1_000_000_000
+    def texts(self, start_ns: int, end_ns: int) -> tuple[str, str]:
+        """``repr(millis(end_ns - start_ns))`` and ``timestamp(start_ns)``, the two in one
+        call: they are written for every event."""
+        duration = end_ns - start_ns
+        if duration <= 0:
+            duration_text = "0.0"
+        else:
+            hundredths = (duration + 5_000) // 10_000
+            if hundredths < _PLAIN_DECIMAL:
+                duration_text = f"{hundredths // 100}{_HUNDREDTHS[hundredths % 100]}"
+            else:
+                duration_text = repr(hundredths / 100)
+        seconds = start_ns // 1_000_000_000
         if seconds != self._second:
             moment = datetime.datetime.fromtimestamp(seconds, _UTC)
             self._second_text = moment.strftime("%Y-%m-%dT%H:%M:%S")
             self._second = seconds
-        micros = ns // 1_000 % 1_000_000
+        micros = start_ns // 1_000 % 1_000_000
         if not micros:  # as isoformat() writes a whole second
-            return self._second_text + "+00:00"
-        return (
+            return duration_text, self._second_text + "+00:00"
+        return duration_text, (
             f"{self._second_text}{_DOT_THOUSANDS[micros // 1_000]}"
             f"{_THOUSANDS[micros % 1_000]}+00:00"
         )
