@@ -73,7 +73,7 @@ def run_ours(n: int, storage: str, endpoint: str, flush_s: float) -> dict[str, A
     from opentelemetry.trace import SpanKind
 
     import peekapi_otel
-    from peekapi_otel.core._events import hash_consumer
+    from peekapi_otel.core._hashing import hash_consumer
     from peekapi_otel.otel._configure import attach
 
     provider = TracerProvider()

@@ -34,7 +34,7 @@ def record_spans(n: int) -> list[Any]:
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
     from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 
-    from peekapi_otel.core._events import is_request_span
+    from peekapi_otel.core._record import is_request_span
     from peekapi_otel.hooks import install_asgi_counter, instrumentor_kwargs
 
     spans: list[Any] = []

@@ -174,7 +174,7 @@ def test_sizes_without_the_context_shortcut(monkeypatch: pytest.MonkeyPatch) -> 
 def test_header_names_in_any_case(
     headers: list[tuple[bytes, bytes]], sizes: tuple[int, int], consumer: str
 ) -> None:
-    from peekapi_otel.core._events import hash_consumer
+    from peekapi_otel.core._hashing import hash_consumer
 
     provider = TracerProvider()
     with capture_events(provider) as captured:
@@ -189,7 +189,7 @@ def test_capture_events_gives_the_asgi_layer_and_the_guard_their_settings_back()
     """``capture_events`` with its own consumer headers must leave the process as it
     found it: afterwards ``x-api-key`` identifies consumers again on ASGI, and captured
     ``authorization`` headers are hashed again by the credential guard."""
-    from peekapi_otel.core._events import hash_consumer
+    from peekapi_otel.core._hashing import hash_consumer
     from peekapi_otel.otel._state import STATE
 
     provider = TracerProvider()
@@ -208,7 +208,7 @@ def test_capture_events_gives_the_asgi_layer_and_the_guard_their_settings_back()
 
 
 def test_nested_capture_events_gives_the_outer_processor_its_asgi_settings_back() -> None:
-    from peekapi_otel.core._events import hash_consumer
+    from peekapi_otel.core._hashing import hash_consumer
 
     provider = TracerProvider()
     headers = [(b"x-outer", b"o1"), (b"x-api-key", b"k1")]

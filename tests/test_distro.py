@@ -142,6 +142,6 @@ def test_distro_tells_asgi_middlewares_to_cut_only_when_traces_go_nowhere(
 
 
 def _hash(value: str) -> str:
-    from peekapi_otel.core._events import hash_consumer
+    from peekapi_otel.core._hashing import hash_consumer
 
     return hash_consumer(value)

@@ -1,4 +1,5 @@
-"""Span to event mapping, unit level: every field, every fallback, all semconv key sets."""
+"""Span to event, unit level: every field, every fallback, all semconv key sets, and the
+encoder's line against the mapping's event."""
 
 from __future__ import annotations
 
@@ -9,17 +10,16 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.trace import Event as SpanEvent
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
-from peekapi_otel.core._events import (
-    encode_event,
-    hash_consumer,
-    is_request_span,
-    record,
-    span_to_event,
-)
+from peekapi_otel._schema import FIELD_NAMES, event_problem
+from peekapi_otel.core._encoder import HEADS_MAX, EventEncoder
+from peekapi_otel.core._hashing import hash_consumer
+from peekapi_otel.core._mapping import Event, event_of
+from peekapi_otel.core._record import Record, is_request_span, record_of_span
+from peekapi_otel.core._timetext import TimesWriter, millis
+from peekapi_otel.otel import _sdk
 
 TRACE_ID = 0x0AF7651916CD43DD8448EB211C80319C
 SPAN_ID = 0x00F067AA0BA902B7
@@ -48,7 +48,6 @@ def make_span(
     parent: SpanContext | None = None,
     name: str = "GET",
     status: Status | None = None,
-    events: tuple[SpanEvent, ...] = (),
     start: int | None = START,
     end: int | None = END,
 ) -> ReadableSpan:
@@ -58,12 +57,39 @@ def make_span(
         context=context,
         parent=parent,
         attributes=dict(attributes or {}),
-        events=events,
         kind=kind,
         status=status or Status(StatusCode.UNSET),
         start_time=start,
         end_time=end,
     )
+
+
+_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def span_to_event(span: ReadableSpan, **options: Any) -> Event:
+    """The event the encoder writes for ``span``, decoded."""
+    line = EventEncoder(**options).encode(_sdk.record_of(span))
+    assert line is not None
+    event: Event = json.loads(line)
+    return event
+
+
+def sdk_span(
+    attributes: Mapping[str, Any],
+    *,
+    name: str = "GET /x",
+    start: int = START,
+    end: int = END,
+    error: bool = False,
+) -> ReadableSpan:
+    """An ended span of the SDK's own class (the one the fast span reads know)."""
+    tracer = TracerProvider().get_tracer("events")
+    span = tracer.start_span(name, kind=SpanKind.SERVER, attributes=attributes, start_time=start)
+    if error:
+        span.set_status(Status(StatusCode.ERROR))
+    span.end(end_time=end)
+    return span  # type: ignore[return-value]
 
 
 def remote_parent(remote: bool) -> SpanContext:
@@ -100,6 +126,7 @@ def test_is_request_span(
 def test_every_field(base: dict[str, Any]) -> None:
     span = make_span({**base, "http.route": "/items/{item_id}"}, name="GET /items/{item_id}")
     event = span_to_event(span, metadata={"service": "shop"})
+    assert tuple(event) == FIELD_NAMES
     assert event == {
         "method": "GET",
         "path": "/items/{item_id}",
@@ -205,17 +232,25 @@ def test_error_without_status_code_is_500() -> None:
     assert span_to_event(span)["status_code"] == 500
 
 
-def test_exception_event_without_status_code_is_500() -> None:
-    exception = SpanEvent("exception", {"exception.type": "RuntimeError"})
-    span = make_span({"http.method": "GET"}, events=(exception,))
-    assert span_to_event(span)["status_code"] == 500
-
-
-def test_recorded_status_wins_over_error() -> None:
+@pytest.mark.parametrize(("recorded", "expected"), [(503, 503), (500, 500), (404, 404), (403, 403)])
+def test_recorded_error_status_wins_over_the_span_error(recorded: int, expected: int) -> None:
+    """A 4xx on an error span stays (Django ends a view's ``Http404`` in error)."""
     span = make_span(
-        {"http.method": "GET", "http.status_code": 503}, status=Status(StatusCode.ERROR)
+        {"http.method": "GET", "http.status_code": recorded}, status=Status(StatusCode.ERROR)
     )
-    assert span_to_event(span)["status_code"] == 503
+    assert span_to_event(span)["status_code"] == expected
+
+
+@pytest.mark.parametrize("recorded", [200, 206, 302])
+def test_success_status_on_an_error_span_is_500(recorded: int) -> None:
+    """The status line went out, then the response failed (a stream that raised)."""
+    span = make_span(
+        {"http.method": "GET", "http.response.status_code": recorded},
+        status=Status(StatusCode.ERROR, "generator raised"),
+    )
+    assert span_to_event(span)["status_code"] == 500
+    ok = make_span({"http.method": "GET", "http.response.status_code": recorded})
+    assert span_to_event(ok)["status_code"] == recorded
 
 
 def test_no_status_at_all_is_0() -> None:
@@ -346,22 +381,22 @@ def test_metadata_always_has_the_ids_and_the_static_values_are_copied() -> None:
     assert static == {"env": "prod"}
 
 
-def test_encode_event_is_compact_json() -> None:
-    event = span_to_event(make_span({"http.method": "GET"}))
-    data = encode_event(event, 65_536)
+def test_the_line_is_compact_json_with_the_wire_fields_in_schema_order() -> None:
+    data = EventEncoder().encode(record_of_span(make_span({"http.method": "GET"})))
     assert data is not None
-    assert json.loads(data) == event
     assert b", " not in data
+    assert tuple(json.loads(data)) == FIELD_NAMES
 
 
 def test_oversize_event_loses_its_metadata_then_is_dropped() -> None:
-    event = span_to_event(make_span({"http.method": "GET"}), metadata={"blob": "x" * 1000})
-    full = encode_event(event, 65_536)
+    record = record_of_span(make_span({"http.method": "GET"}))
+    metadata = {"blob": "x" * 1000}
+    full = EventEncoder(metadata=metadata).encode(record)
     assert full is not None
-    slim = encode_event(event, len(full) - 1)
+    slim = EventEncoder(metadata=metadata, max_event_bytes=len(full) - 1).encode(record)
     assert slim is not None
     assert json.loads(slim)["metadata"] is None
-    assert encode_event(event, 20) is None
+    assert EventEncoder(metadata=metadata, max_event_bytes=20).encode(record) is None
 
 
 _ENCODER_CASES = [
@@ -488,30 +523,31 @@ _ENCODER_CASES = [
 ]
 
 
+def reference_line(record: Record, encoder: EventEncoder, limit: int = 65_536) -> bytes | None:
+    """``json`` over the mapping's event, metadata dropped when over ``limit``."""
+    event = event_of(record, encoder.rules)
+    data = _JSON.encode(event).encode("utf-8", "surrogateescape")
+    if len(data) > limit:
+        data = _JSON.encode({**event, "metadata": None}).encode("utf-8", "surrogateescape")
+    return data if len(data) <= limit else None
+
+
 @pytest.mark.parametrize(("attrs", "opts"), _ENCODER_CASES)
 @pytest.mark.parametrize("start", [1_700_000_000_000_000_000, 1_764_000_000_123_456_789])
-def test_fast_encoder_matches_the_reference_encoding(
+def test_encoder_line_is_json_of_the_mapped_event(
     attrs: dict[str, Any], opts: dict[str, Any], start: int
 ) -> None:
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.trace import Status
-
-    from peekapi_otel.core._events import EventEncoder
-
-    tracer = TracerProvider().get_tracer("encoder")
-    span = tracer.start_span("GET /x", kind=SpanKind.SERVER, attributes=attrs, start_time=start)
-    if "http.status_code" not in attrs and "http.response.status_code" not in attrs:
-        span.set_status(Status(StatusCode.ERROR))
-    span.end(end_time=start + 12_345_678)
+    error = "http.status_code" not in attrs and "http.response.status_code" not in attrs
+    span = sdk_span(attrs, start=start, end=start + 12_345_678, error=error)
     settings = dict(opts)
     limit = settings.pop("max_event_bytes", 65536)
-    expected = encode_event(span_to_event(span, **settings), limit)  # type: ignore[arg-type]
-    encoder = EventEncoder(max_event_bytes=limit, **settings)  # type: ignore[arg-type]
-    assert encoder.encode(span) == expected
-    # The record the request path queues instead of the span encodes the same.
-    fields = record(span)
-    if fields is not None:
-        assert encoder.encode_record(fields) == expected
+    encoder = EventEncoder(max_event_bytes=limit, **settings)
+    fast, public = _sdk.record_of(span), record_of_span(span)
+    expected = reference_line(public, encoder, limit)
+    assert encoder.encode(fast) == expected
+    assert encoder.encode(public) == expected
+    if expected is not None:
+        assert event_problem(json.loads(expected)) is None
 
 
 def test_one_encoder_over_many_requests_matches_the_reference() -> None:
@@ -519,24 +555,12 @@ def test_one_encoder_over_many_requests_matches_the_reference() -> None:
     route with other methods and statuses, raw paths, status-less spans with and without
     an error, non-standard methods, a route and a raw path with the same text, ties in
     the millisecond rounding and more routes than the cache holds all stay exact."""
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.trace import Status
-
-    from peekapi_otel.core._events import _HEADS_MAX, EventEncoder
-
-    tracer = TracerProvider().get_tracer("encoder")
     encoder = EventEncoder()
-    records = EventEncoder()  # its own head cache, filled from records only
     cases: list[tuple[dict[str, Any], int, bool]] = []
     for status in (200, 404, 200, 500):
         for method in ("GET", "post", "GET"):
-            cases.append(
-                (
-                    {"http.method": method, "http.route": "/i/{id}", "http.status_code": status},
-                    0,
-                    False,
-                )
-            )
+            route = {"http.method": method, "http.route": "/i/{id}", "http.status_code": status}
+            cases += [(route, 0, False), (route, 0, True)]
     for error in (False, True, False, True):  # no status code: 500 on error, else 0
         cases.append(({"http.request.method": "GET", "http.route": "/i/{id}"}, 0, error))
         cases.append(({"http.request.method": "GET", "url.path": "/raw/1"}, 0, error))
@@ -550,6 +574,7 @@ def test_one_encoder_over_many_requests_matches_the_reference() -> None:
             {"http.target": "/raw/1?q=1"},
             {"http.target": "items"},
             {"http.route": "items"},  # the route gets its slash, the raw path not
+            {"url.path": ("/seq",), "http.target": "/seq"},
         ):
             cases.append(
                 (
@@ -566,7 +591,7 @@ def test_one_encoder_over_many_requests_matches_the_reference() -> None:
         cases.append(
             ({"http.method": "GET", "http.route": "/t", "http.status_code": 200}, duration, False)
         )
-    for n in range(_HEADS_MAX + 10):
+    for n in range(HEADS_MAX + 10):
         cases.append(
             ({"http.method": "GET", "http.route": f"/r{n}", "http.status_code": 200}, 0, False)
         )
@@ -574,15 +599,9 @@ def test_one_encoder_over_many_requests_matches_the_reference() -> None:
         ({"http.method": "GET", "http.route": "/i/{id}", "http.status_code": 200}, 0, False)
     )
     for attrs, duration, error in cases:
-        span = tracer.start_span("GET /x", kind=SpanKind.SERVER, attributes=attrs, start_time=START)
-        if error:
-            span.set_status(Status(StatusCode.ERROR))
-        span.end(end_time=START + (duration or 12_345_678))
-        expected = encode_event(span_to_event(span), 65536)
-        assert encoder.encode(span) == expected, (attrs, error)
-        fields = record(span)
-        if fields is not None:
-            assert records.encode_record(fields) == expected, (attrs, error)
+        span = sdk_span(attrs, end=START + (duration or 12_345_678), error=error)
+        record = _sdk.record_of(span)
+        assert encoder.encode(record) == reference_line(record, encoder), (attrs, error)
 
 
 @pytest.mark.parametrize(
@@ -596,10 +615,8 @@ def test_milliseconds_round_half_up_on_exact_nanoseconds(duration: int, expected
 
 def test_millisecond_text_is_the_float_repr() -> None:
     """The encoder writes ``response_time_ms`` from integers; it must read exactly as
-    ``repr(millis(ns))`` (what ``json`` writes for the reference event)."""
+    ``repr(millis(ns))`` (what ``json`` writes for the mapped event)."""
     import random
-
-    from peekapi_otel.core._events import _millis_text, millis
 
     rng = random.Random(7)
     durations = [
@@ -608,85 +625,118 @@ def test_millisecond_text_is_the_float_repr() -> None:
     ]
     durations += [rng.randrange(0, 10**13) for _ in range(20_000)]
     durations += [rng.randrange(0, 10**22) for _ in range(20_000)]
+    writer = TimesWriter()
     for ns in durations:
-        assert _millis_text(ns) == repr(millis(ns)), ns
+        assert writer.texts(START, START + ns)[0] == repr(millis(ns)), ns
 
 
 def test_encoder_writes_the_duration_as_the_reference() -> None:
-    """The encoder writes ``response_time_ms`` inline (as ``_millis_text``): the same
-    text as the reference event over rounding boundaries, negative, huge and random
-    durations."""
+    """The same text as the mapped event over rounding boundaries, negative, huge and
+    random durations."""
     import random
 
-    from opentelemetry.sdk.trace import TracerProvider
-
-    from peekapi_otel.core._events import EventEncoder
-
-    span = (
-        TracerProvider()
-        .get_tracer("t")
-        .start_span("GET", kind=SpanKind.SERVER, attributes=dict(NEW), start_time=START)
-    )
-    span.end(end_time=START + 1)
-    fields = record(span)  # type: ignore[arg-type]
-    assert fields is not None
-    attrs, ctx, start, _ = fields
     rng = random.Random(11)
     durations = [-7, 0, 1, 4_999, 5_000, 14_999, 15_000, 994_999, 995_000, 10**17 + 5_000]
     durations += [10**k + d for k in range(3, 24) for d in (-5_001, -5_000, 4_999, 5_000)]
     durations += [rng.randrange(0, 10**12) for _ in range(2_000)]
     encoder = EventEncoder()
     for ns in durations:
-        stand_in = ReadableSpan(
-            name="GET",
-            context=ctx,
-            attributes=attrs,
-            kind=SpanKind.SERVER,
-            start_time=start,
-            end_time=start + ns,
-        )
-        expected = encode_event(span_to_event(stand_in), 65536)
-        assert encoder.encode_record((attrs, ctx, start, start + ns)) == expected, ns
+        record = Record(dict(NEW), TRACE_ID, SPAN_ID, START, START + ns, StatusCode.UNSET)
+        assert encoder.encode(record) == reference_line(record, encoder), ns
 
 
 @pytest.mark.parametrize("micros", [0, 1, 9, 10, 999, 1_000, 1_001, 100_000, 999_999])
 def test_timestamp_fraction_matches_isoformat(micros: int) -> None:
-    from opentelemetry.sdk.trace import TracerProvider
-
-    from peekapi_otel.core._events import EventEncoder
-
     start = 1_764_000_000_000_000_000 + micros * 1_000 + 999  # sub-microsecond part ignored
-    span = (
-        TracerProvider()
-        .get_tracer("t")
-        .start_span("GET", kind=SpanKind.SERVER, attributes=dict(NEW), start_time=start)
+    record = Record(dict(NEW), TRACE_ID, SPAN_ID, start, start + 1, StatusCode.UNSET)
+    line = EventEncoder().encode(record)
+    assert line is not None
+    expected = datetime.datetime.fromtimestamp(start // 1_000 / 1e6, datetime.timezone.utc)
+    assert json.loads(line)["timestamp"] == expected.isoformat()
+
+
+# --- span reads: the SDK fields and the public fallback -----------------------------
+
+
+def test_the_sdk_span_fields_are_read_on_this_sdk() -> None:
+    """The probe at import recognised the SDK's span class, so the fast reads run."""
+    assert _sdk.FAST_SPAN is type(sdk_span(NEW))
+
+
+@pytest.mark.parametrize(
+    "attrs",
+    [
+        NEW,
+        OLD,
+        {"http.method": "GET", "http.target": "/x"},
+        {"http.method": "GET", "http.status_code": 200},  # the span name gives the path
+        {"http.method": "GET", "http.url": "http://h/x?q=1"},
+    ],
+)
+@pytest.mark.parametrize("error", [False, True])
+def test_fast_and_public_span_reads_give_the_same_record(
+    attrs: dict[str, Any], error: bool
+) -> None:
+    span = sdk_span(attrs, name="GET /named", error=error)
+    fast, public = _sdk.record_of(span), record_of_span(span)
+    assert fast._replace(attributes=dict(fast.attributes)) == public._replace(
+        attributes=dict(public.attributes)
     )
-    span.end(end_time=start + 1)
-    assert EventEncoder().encode(span) == encode_event(span_to_event(span), 65536)
-
-
-def test_record_only_when_the_attributes_decide_the_event() -> None:
-    """A record leaves the span behind, so it is made only when the event needs nothing
-    but the attributes: an int status code and a raw path attribute."""
-    from opentelemetry.sdk.trace import TracerProvider
-
-    tracer = TracerProvider().get_tracer("record")
-
-    def ended(attrs: dict[str, Any]) -> ReadableSpan:
-        span = tracer.start_span("GET /x", kind=SpanKind.SERVER, attributes=attrs)
-        span.end()
-        return span  # type: ignore[return-value]
-
-    assert record(ended({**NEW})) is not None
-    assert record(ended({**OLD})) is not None
-    assert record(ended({"http.method": "GET", "http.target": "/x"})) is None  # no status
-    assert (
-        record(ended({"http.method": "GET", "http.status_code": True, "http.target": "/x"})) is None
+    assert fast.status_code is (StatusCode.ERROR if error else StatusCode.UNSET)
+    assert (fast.trace_id, fast.span_id) == (
+        span.context.trace_id,  # type: ignore[union-attr]
+        span.context.span_id,  # type: ignore[union-attr]
     )
-    assert record(ended({"http.method": "GET", "http.status_code": 200})) is None  # name only
-    assert (
-        record(ended({"http.method": "GET", "http.status_code": 200, "http.url": "http://h/x"}))
-        is None
-    )
-    # Not the SDK's attribute container (a span built by hand): encoded at once instead.
-    assert record(make_span(NEW)) is None
+    assert (fast.start_ns, fast.end_ns) == (START, END)
+
+
+def test_spans_of_another_class_use_the_public_reads() -> None:
+    """A span built by hand (or by another SDK) is not the probed class: the public
+    API gives its record and decides whether it is a request."""
+    span = make_span(NEW, status=Status(StatusCode.ERROR))
+    assert type(span) is not _sdk.FAST_SPAN
+    assert _sdk.record_of(span) == record_of_span(span)
+    assert _sdk.record_of(span).status_code is StatusCode.ERROR
+    assert _sdk.is_request_span(span) is True
+    assert _sdk.is_request_span(make_span({"url.path": "/ws"})) is False
+
+
+@pytest.mark.parametrize(
+    ("attributes", "kind", "remote", "expected"),
+    [
+        ({"http.method": "GET"}, SpanKind.SERVER, None, True),
+        ({"http.request.method": "GET"}, SpanKind.SERVER, True, True),
+        ({"http.request.method": "GET"}, SpanKind.SERVER, False, False),
+        ({"http.request.method": "GET"}, SpanKind.CLIENT, None, False),
+        ({"url.path": "/ws"}, SpanKind.SERVER, None, False),
+    ],
+)
+def test_fast_is_request_span_matches_the_public_one(
+    attributes: dict[str, Any], kind: SpanKind, remote: bool | None, expected: bool
+) -> None:
+    from opentelemetry import trace
+
+    tracer = TracerProvider().get_tracer("request")
+    context = None
+    if remote is not None:
+        parent = SpanContext(TRACE_ID, 0x1111, is_remote=remote, trace_flags=TraceFlags(1))
+        context = trace.set_span_in_context(trace.NonRecordingSpan(parent))
+    span = tracer.start_span("GET", context=context, kind=kind, attributes=attributes)
+    span.end()
+    assert type(span) is _sdk.FAST_SPAN
+    assert _sdk.is_request_span(span) is expected  # type: ignore[arg-type]
+    assert is_request_span(span) is expected  # type: ignore[arg-type]
+
+
+def test_without_a_probed_span_class_every_read_is_public(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What an SDK whose span layout differs gets: the probe found nothing, so the SDK's
+    own spans go through the public API, with the same records and decisions."""
+    span = sdk_span(NEW, error=True)
+    fast = _sdk.record_of(span)
+    monkeypatch.setattr(_sdk, "FAST_SPAN", None)
+    public = _sdk.record_of(span)
+    assert public.attributes is not fast.attributes  # the read-only view, not the dict
+    assert dict(public.attributes) == dict(fast.attributes)
+    assert public[1:] == fast[1:]
+    assert _sdk.is_request_span(span) is True
+    assert EventEncoder().encode(public) == EventEncoder().encode(fast)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from ingest import Ingest
-from peekapi_otel.core._events import hash_consumer
+from peekapi_otel.core._hashing import hash_consumer
 
 BODY = b'{"name":"widget","qty":3}'
 

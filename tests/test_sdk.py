@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, DEFAULT_OFF,
 
 from peekapi_otel import PeekApiSpanProcessor, stats
 from peekapi_otel.core import _guard
-from peekapi_otel.core._events import hash_consumer
+from peekapi_otel.core._hashing import hash_consumer
 from peekapi_otel.core._stats import STATS
 from peekapi_otel.hooks import instrumentor_kwargs
 from peekapi_otel.otel import _sdk

@@ -242,7 +242,7 @@ def _with(key: str, value: Any) -> dict[str, Any]:
         (b"\xff\xfe", "malformed JSON"),
         (json.dumps({"events": []}).encode(), "JSON array"),
         (json.dumps([make_event(1), _without("path")]).encode(), "missing field path"),
-        (json.dumps([make_event(1), _without("metadata")]).encode(), "missing field metadata"),
+        (json.dumps([make_event(1), _without("timestamp")]).encode(), "missing field timestamp"),
         (json.dumps([make_event(1), _with("status_code", "200")]).encode(), "status_code"),
         (json.dumps([make_event(1), _with("status_code", True)]).encode(), "status_code"),
         (json.dumps([make_event(1), _with("response_time_ms", "1")]).encode(), "response_time"),

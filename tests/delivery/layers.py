@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from delivery.support import Scripted, event_lines, fast_policy, options
-from peekapi_otel.core._events import EventEncoder
+from peekapi_otel.core._encoder import EventEncoder
 from peekapi_otel.delivery._batcher import Batcher
 from peekapi_otel.delivery._clock import Clock
 from peekapi_otel.delivery._control import Control

@@ -20,7 +20,9 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.trace import SpanKind
 
+from peekapi_otel.core._encoder import EventEncoder
 from peekapi_otel.core._options import Options
+from peekapi_otel.core._record import record_of_span
 from peekapi_otel.delivery._retry import RetryPolicy
 from peekapi_otel.delivery._transport import SendResult
 
@@ -56,11 +58,10 @@ def make_span(
 
 def event_lines(n: int) -> list[bytes]:
     """``n`` event lines of distinct request spans, as the encoder writes them."""
-    from peekapi_otel.core._events import encode_event, span_to_event
-
+    encoder = EventEncoder()
     out = []
     for _ in range(n):
-        line = encode_event(span_to_event(make_span()), 65536)
+        line = encoder.encode(record_of_span(make_span()))
         assert line is not None
         out.append(line)
     return out

@@ -28,6 +28,7 @@ from delivery.support import (
 )
 from ingest import Ingest, Reply  # type: ignore[import-not-found]
 from peekapi_otel import PeekApiSpanProcessor
+from peekapi_otel.core._record import record_of_span
 from peekapi_otel.core._stats import stats
 from peekapi_otel.delivery._pipeline import Pipeline
 
@@ -246,7 +247,7 @@ def test_burst_far_faster_than_the_ingest_drops_nothing(ingest: Ingest, private_
     try:
         for _ in range(100_000):
             span = make_span()
-            pipeline.submit(span)
+            pipeline.submit(record_of_span(span))
             keys.add(key_of(span))
         s = stats()
         assert dropped(s) == {}

@@ -13,6 +13,7 @@ import pytest
 
 from delivery.support import Scripted, dropped, fast_policy, key_of, make_span, options, wait_until
 from ingest import Ingest, Reply  # type: ignore[import-not-found]
+from peekapi_otel.core._record import record_of_span
 from peekapi_otel.core._stats import stats
 from peekapi_otel.delivery._pipeline import Pipeline
 from peekapi_otel.delivery._retry import RetryPolicy
@@ -37,7 +38,7 @@ def test_429_retry_after_is_honoured(ingest: Ingest, tmp_path: Path) -> None:
     try:
         spans = [make_span() for _ in range(10)]
         for span in spans:
-            pipeline.submit(span)
+            pipeline.submit(record_of_span(span))
         ingest.wait_for(10, timeout=15)
         first, second = ingest.requests[0], ingest.requests[1]
         assert first.status == 429
@@ -65,7 +66,7 @@ def test_503_storm_backs_off_growing_capped_jittered(tmp_path: Path) -> None:
     try:
         spans = [make_span() for _ in range(20)]
         for span in spans:
-            pipeline.submit(span)
+            pipeline.submit(record_of_span(span))
         assert wait_until(lambda: sum(transport.delivered().values()) == 20, 20)
     finally:
         pipeline.shutdown()
@@ -98,14 +99,14 @@ def test_400_drops_batch_once_with_reason(
     caplog.set_level(logging.WARNING, logger="peekapi_otel")
     try:
         for _ in range(5):
-            pipeline.submit(make_span())
+            pipeline.submit(record_of_span(make_span()))
         assert pipeline.force_flush(5)
         for _ in range(5):
-            pipeline.submit(make_span())
+            pipeline.submit(record_of_span(make_span()))
         assert pipeline.force_flush(5)
         spans = [make_span() for _ in range(5)]
         for span in spans:
-            pipeline.submit(span)
+            pipeline.submit(record_of_span(span))
         assert pipeline.force_flush(5)
     finally:
         pipeline.shutdown()
@@ -130,14 +131,14 @@ def test_401_keeps_events_pauses_and_says_key_rejected(
     try:
         spans = [make_span() for _ in range(30)]
         for span in spans:
-            pipeline.submit(span)
+            pipeline.submit(record_of_span(span))
         assert pipeline.force_flush(5)
         time.sleep(0.5)
         assert len(ingest.requests) == 1  # paused: no hammering with a rejected key
         assert pipeline.spool.info().events == 30
         more = [make_span() for _ in range(10)]
         for span in more:
-            pipeline.submit(span)
+            pipeline.submit(record_of_span(span))
         assert pipeline.force_flush(5)
         assert len(ingest.requests) == 1
         ingest.default = Reply()  # the key is fixed on the server side
@@ -172,7 +173,7 @@ def test_413_splits_batch_and_drops_single_oversize(ingest: Ingest, tmp_path: Pa
         spans = [make_span() for _ in range(40)]
         oversize = make_span(route="/" + "x" * 2040)  # alone still over the limit
         for span in [*spans[:20], oversize, *spans[20:]]:
-            pipeline.submit(span)
+            pipeline.submit(record_of_span(span))
         assert pipeline.force_flush(10)
     finally:
         pipeline.shutdown()
@@ -193,7 +194,7 @@ def test_301_is_not_followed(
         caplog.set_level(logging.WARNING, logger="peekapi_otel")
         try:
             for _ in range(10):
-                pipeline.submit(make_span())
+                pipeline.submit(record_of_span(make_span()))
             assert pipeline.force_flush(5)
             time.sleep(0.3)
         finally:
@@ -217,7 +218,7 @@ def test_hanging_ingest_costs_app_nothing_and_loses_nothing(ingest: Ingest, tmp_
         worst = 0.0
         for span in spans:
             before = time.perf_counter()
-            pipeline.submit(span)
+            pipeline.submit(record_of_span(span))
             worst = max(worst, time.perf_counter() - before)
         # Waiting for the network would cost a whole 1 s timeout; the margin below that
         # leaves room for a loaded machine's scheduling hiccups.
@@ -245,7 +246,7 @@ def test_oversize_events_are_counted_on_both_encoding_paths(ingest: Ingest, tmp_
         no_status = _span_without_status(long)  # encoded at once
         fine = [make_span(), _span_without_status("/ok")]
         for span in (big, no_status, *fine):
-            pipeline.submit(span)
+            pipeline.submit(record_of_span(span))
         assert pipeline.force_flush(10)
         assert ingest.keys() == {key_of(s): 1 for s in fine}
         assert stats()["dropped"]["oversize"] - before == 2
@@ -292,7 +293,7 @@ def test_batch_taken_over_then_delivered_is_not_sent_again(tmp_path: Path) -> No
     try:
         spans = [make_span() for _ in range(5)]
         for span in spans:
-            pipeline.submit(span)
+            pipeline.submit(record_of_span(span))
         assert entered.wait(10), "the batch was never sent"
         _shutdown.notify_terminating()  # what SIGTERM does first
         assert wait_until(lambda: pipeline.spool.info().events == 5, 10), "not spooled"

@@ -9,11 +9,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from opentelemetry.sdk.trace import ReadableSpan
 
 from delivery.support import dropped, fast_policy, key_of, make_span, options, wait_until
 from ingest import Ingest  # type: ignore[import-not-found]
-from peekapi_otel.core._events import encode_event, span_to_event
+from peekapi_otel.core._encoder import EventEncoder
 from peekapi_otel.core._options import Options
+from peekapi_otel.core._record import record_of_span
 from peekapi_otel.core._stats import stats
 from peekapi_otel.delivery._pipeline import Pipeline
 from peekapi_otel.delivery._spool import Spool
@@ -21,8 +23,8 @@ from peekapi_otel.delivery._spool import Spool
 DOWN = "http://127.0.0.1:9/v1/events"  # nothing listens on port 9: connection refused
 
 
-def line_of(span: object) -> bytes:
-    line = encode_event(span_to_event(span), 65536)  # type: ignore[arg-type]
+def line_of(span: ReadableSpan) -> bytes:
+    line = EventEncoder().encode(record_of_span(span))
     assert line is not None
     return line
 
@@ -85,7 +87,7 @@ def test_unwritable_spool_counts_drops_warns_once(
         pipeline = Pipeline(opts, policy=fast_policy(attempts=1))
         try:
             for _ in range(300):
-                pipeline.submit(make_span())  # never raises into the app
+                pipeline.submit(record_of_span(make_span()))  # never raises into the app
             assert pipeline.force_flush(5)
         finally:
             pipeline.shutdown()
@@ -184,7 +186,7 @@ def test_force_flush_returns_once_everything_is_on_disk(tmp_path: Path) -> None:
     try:
         spans = [make_span() for _ in range(250)]
         for span in spans:
-            pipeline.submit(span)
+            pipeline.submit(record_of_span(span))
         import time
 
         start = time.monotonic()

@@ -24,6 +24,7 @@ from delivery.support import (
 )
 from ingest import Ingest  # type: ignore[import-not-found]
 from peekapi_otel.core._options import Options
+from peekapi_otel.core._record import record_of_span
 from peekapi_otel.core._stats import stats
 from peekapi_otel.delivery._pipeline import Pipeline
 from peekapi_otel.delivery._spool import Spool
@@ -277,7 +278,7 @@ def test_planted_events_in_a_fallback_root_of_another_user_are_never_sent(
     transport = Scripted()
     pipeline = Pipeline(opts, transport=transport, policy=fast_policy(), recovery_interval=0.2)
     try:
-        pipeline.submit(make_span())
+        pipeline.submit(record_of_span(make_span()))
         assert pipeline.force_flush(5)
         if leaf.exists():  # the victim made its directory in the attacker's root
             os.rename(leaf, tmp_path / "moved-away")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from delivery.layers import build, lines
 from delivery.support import dropped, make_span
+from peekapi_otel.core._record import record_of_span
 from peekapi_otel.core._stats import stats
 from peekapi_otel.delivery._transport import SendResult
 
@@ -73,7 +74,7 @@ def test_spill_takes_the_senders_batch_over_and_it_is_on_disk_once(tmp_path: Pat
 def test_an_oversize_line_is_counted_not_queued(tmp_path: Path) -> None:
     layers = build(tmp_path, batch_size=10)
     span = make_span(path="/" + "x" * 5000, route="")
-    assert layers.batcher.encode_now(span) is not None
+    assert layers.batcher.encode_now(record_of_span(span)) is not None
     small = build(tmp_path / "small", batch_size=10, max_event_bytes=200)
-    assert small.batcher.encode_now(span) is None
+    assert small.batcher.encode_now(record_of_span(span)) is None
     assert dropped(stats()) == {"oversize": 1}

@@ -15,6 +15,7 @@ from pathlib import Path
 from support import key_of, make_span  # type: ignore[import-not-found]
 
 from peekapi_otel.core._options import Options
+from peekapi_otel.core._record import record_of_span
 from peekapi_otel.core._stats import stats
 from peekapi_otel.delivery._pipeline import Pipeline
 from peekapi_otel.delivery._retry import RetryPolicy
@@ -32,7 +33,7 @@ def produce(pipeline: Pipeline, count: int, keys: Path | None) -> None:
     lines = []
     for _ in range(count):
         span = make_span()
-        pipeline.submit(span)
+        pipeline.submit(record_of_span(span))
         lines.append("{} {}\n".format(*key_of(span)))
     if keys is not None:
         with open(keys, "a") as fh:
@@ -126,7 +127,7 @@ def main() -> int:
             say("ready")
             try:
                 for span in spans:
-                    pipeline.submit(span)
+                    pipeline.submit(record_of_span(span))
                     done += 1
                 time.sleep(args.seconds)
             finally:

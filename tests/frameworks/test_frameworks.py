@@ -52,21 +52,13 @@ sys.path.insert(0, str(HERE))
 from _scenarios import CREATE_BODY, FRAMEWORKS, PROJECT_KEY, SCENARIOS  # noqa: E402
 from fw_apps.common import API_KEY_SECRET, SECRETS, TOKEN_SECRET  # noqa: E402
 
+from peekapi_otel._schema import FIELD_NAMES  # noqa: E402
+
 MODES = ("default", "http", "http/dup")
 CAPTURE_REQUEST = "authorization,x-api-key,cookie"
 CAPTURE_RESPONSE = "set-cookie"
 PROCS = ("plain", "query")
-EVENT_KEYS = {
-    "method",
-    "path",
-    "status_code",
-    "response_time_ms",
-    "request_size",
-    "response_size",
-    "consumer_id",
-    "metadata",
-    "timestamp",
-}
+EVENT_KEYS = set(FIELD_NAMES)  # our events carry every wire field
 
 ROUTE = {
     "fastapi": "/items/{item_id}",

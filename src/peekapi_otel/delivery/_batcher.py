@@ -7,10 +7,9 @@ import logging
 import random
 from collections import deque
 
-from opentelemetry.sdk.trace import ReadableSpan
-
-from peekapi_otel.core._events import EventEncoder, Record
+from peekapi_otel.core._encoder import EventEncoder
 from peekapi_otel.core._options import Options
+from peekapi_otel.core._record import Record
 from peekapi_otel.core._stats import STATS
 from peekapi_otel.delivery._clock import Clock
 from peekapi_otel.delivery._control import TERMINATING_TICK, Control
@@ -105,7 +104,7 @@ class Batcher:
 
     def encode_queued(self, items: list[bytes | Record]) -> Batch:
         """Event lines for queued items; a record that cannot be encoded is counted."""
-        encode = self._encoder.encode_record
+        encode = self._encoder.encode
         lines: Batch = []
         for item in items:
             if isinstance(item, bytes):
@@ -122,11 +121,11 @@ class Batcher:
                 lines.append(line)
         return lines
 
-    def encode_now(self, span: ReadableSpan) -> bytes | None:
+    def encode_now(self, record: Record) -> bytes | None:
         """The span's event line, on the request thread (``submit`` does this when the
         batcher is behind); a span that cannot be encoded is counted, not sent."""
         try:
-            line = self._encoder.encode(span)
+            line = self._encoder.encode(record)
         except Exception as exc:  # noqa: BLE001 - one bad span must not reach the app
             self._drop_unencodable(exc)
             return None

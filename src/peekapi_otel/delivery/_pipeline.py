@@ -1,11 +1,9 @@
 """From finished request spans to acknowledged events: the pipeline facade.
 
-The request path (:meth:`Pipeline.submit`) appends the span's record (its attribute
-dict, context and times, see :func:`~peekapi_otel.core._events.record`) to a deque: no
-lock, no I/O, no encoding, and the span itself is freed at once (holding spans makes the
-garbage collector run). A span whose event needs more than its record, and every span
-while the batcher is behind, is encoded on the request thread instead. Two daemon
-threads per process do the rest:
+The request path (:meth:`Pipeline.submit`) appends the request span's
+:class:`~peekapi_otel.core._record.Record` to a deque: no lock, no I/O, no encoding (the
+span itself is already gone). While the batcher is behind, a record is encoded on the
+request thread instead. Two daemon threads per process do the rest:
 
 * the batcher (:mod:`._batcher`, ``peekapi-batcher``) encodes the queued records in one
   go and cuts batches; a batch goes to the in-memory outbox (:mod:`._outbox`), or to the
@@ -27,10 +25,9 @@ import threading
 from os import getpid
 from typing import Final
 
-from opentelemetry.sdk.trace import ReadableSpan
-
-from peekapi_otel.core._events import EventEncoder, Record, record
+from peekapi_otel.core._encoder import EventEncoder
 from peekapi_otel.core._options import Options
+from peekapi_otel.core._record import Record
 from peekapi_otel.core._stats import STATS
 from peekapi_otel.delivery import _shutdown
 from peekapi_otel.delivery._batcher import Batcher
@@ -150,8 +147,8 @@ class Pipeline:
 
     # --- producer side (app threads) -------------------------------------------------
 
-    def submit(self, span: ReadableSpan) -> None:
-        """Queue one request span's record (or its line). O(1), no lock, no I/O."""
+    def submit(self, record: Record) -> None:
+        """Queue one request's record (or its line). O(1), no lock, no I/O."""
         if self._pid != getpid():
             self.after_fork_in_child()
         STATS.add_seen()
@@ -166,13 +163,12 @@ class Pipeline:
                 # batches (and the spool) far faster than requests fill it.
                 STATS.drop("queue_full", 1, "the background batcher is not keeping up")
                 return
-            item: bytes | Record | None = None
-            if queued < self._records_max:
-                item = record(span)
-            if item is None:
-                item = self._batcher.encode_now(span)
-                if item is None:
+            item: bytes | Record = record
+            if queued >= self._records_max:
+                line = self._batcher.encode_now(record)
+                if line is None:
                     return
+                item = line
             queue.append(item)
             wake = self._batcher_wake
             if (queued + 1 >= self._wake_at or self._control.terminating) and not wake.is_set():

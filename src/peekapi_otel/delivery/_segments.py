@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Final
 
-from peekapi_otel.delivery._shape import event_problem
+from peekapi_otel._schema import event_problem
 
 # A .tmp whose lock is free is only taken over when untouched this long: the writer
 # creates the file and locks it a moment later.

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from peekapi_otel.core._events import encode_batch
+from peekapi_otel.core._encoder import encode_batch
 from peekapi_otel.core._options import Options
 from peekapi_otel.core._stats import STATS
 from peekapi_otel.delivery._clock import Clock

@@ -12,7 +12,7 @@ from typing import Any, Final
 from opentelemetry import trace
 from opentelemetry.trace import Span
 
-from peekapi_otel.core._events import ATTR_REQUEST_SIZE
+from peekapi_otel._schema import ATTR_REQUEST_SIZE
 from peekapi_otel.core._guard import report
 from peekapi_otel.otel._framework_attrs import content_length, put_request, put_response_size
 from peekapi_otel.otel._sdk import replace_attribute

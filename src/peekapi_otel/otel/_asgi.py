@@ -8,14 +8,9 @@ from typing import Any
 
 from opentelemetry.trace import Span
 
-from peekapi_otel.core._events import (
-    ATTR_CONSUMER,
-    ATTR_METHOD,
-    ATTR_REQUEST_SIZE,
-    ATTR_RESPONSE_SIZE,
-    hash_consumer,
-)
+from peekapi_otel._schema import ATTR_CONSUMER, ATTR_METHOD, ATTR_REQUEST_SIZE, ATTR_RESPONSE_SIZE
 from peekapi_otel.core._guard import guard, report
+from peekapi_otel.core._hashing import hash_consumer
 from peekapi_otel.otel import _sdk
 from peekapi_otel.otel._request_attrs import _BODY_NEEDS_FRAMING, _STANDARD_METHODS, _identify
 from peekapi_otel.otel._sdk import current_recording_span, put_attributes

@@ -22,7 +22,7 @@ from typing import Any, Final
 
 from opentelemetry.sdk.trace import ReadableSpan
 
-from peekapi_otel.core._events import hash_consumer
+from peekapi_otel.core._hashing import hash_consumer
 from peekapi_otel.otel import _sdk
 from peekapi_otel.otel._state import SECRET_HEADERS, STATE
 

@@ -9,12 +9,13 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from peekapi_otel.core._events import is_request_span
 from peekapi_otel.core._guard import guard
 from peekapi_otel.core._options import Options
+from peekapi_otel.core._record import Record
 from peekapi_otel.core._stats import STATS
 from peekapi_otel.delivery._pipeline import Pipeline
 from peekapi_otel.delivery._transport import Transport
+from peekapi_otel.otel._sdk import is_request_span, record_of
 from peekapi_otel.otel._state import STATE
 
 _logger = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ class PeekApiSpanExporter(SpanExporter):
     def enabled(self) -> bool:
         return self._pipeline is not None
 
-    def feed_from_processor(self) -> Callable[[ReadableSpan], None]:
+    def feed_from_processor(self) -> Callable[[Record], None]:
         """Hand this exporter to a :class:`PeekApiSpanProcessor`: from now on the
         processor submits every request span itself and :meth:`export` ignores what a
         ``BatchSpanProcessor`` passes, so no request is counted twice. Returns the
@@ -77,14 +78,14 @@ class PeekApiSpanExporter(SpanExporter):
         pipeline = self._pipeline
         return self.submit if pipeline is None else pipeline.submit
 
-    def submit(self, span: ReadableSpan) -> None:
-        """Queue one request span (O(1), no I/O)."""
+    def submit(self, record: Record) -> None:
+        """Queue one request's record (O(1), no I/O)."""
         pipeline = self._pipeline
         if pipeline is None:
             # Counted, not logged again: the reason was logged once at construction.
             STATS.drop_quietly("disabled")
             return
-        pipeline.submit(span)
+        pipeline.submit(record)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         with guard:
@@ -94,7 +95,7 @@ class PeekApiSpanExporter(SpanExporter):
                 return SpanExportResult.SUCCESS
             for span in spans:
                 if is_request_span(span):
-                    self.submit(span)
+                    self.submit(record_of(span))
         return SpanExportResult.SUCCESS
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:

@@ -8,13 +8,8 @@ from typing import Any, Final
 
 from opentelemetry.trace import Span
 
-from peekapi_otel.core._events import (
-    ATTR_CONSUMER,
-    ATTR_METHOD,
-    ATTR_REQUEST_SIZE,
-    ATTR_RESPONSE_SIZE,
-    hash_consumer,
-)
+from peekapi_otel._schema import ATTR_CONSUMER, ATTR_METHOD, ATTR_REQUEST_SIZE, ATTR_RESPONSE_SIZE
+from peekapi_otel.core._hashing import hash_consumer
 from peekapi_otel.otel._request_attrs import _STANDARD_METHODS, _identify
 from peekapi_otel.otel._sdk import put_attributes
 from peekapi_otel.otel._state import STATE

@@ -8,13 +8,13 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span
 from opentelemetry.trace import SpanKind
 
-from peekapi_otel.core._events import is_request_span
 from peekapi_otel.core._guard import guard, report
 from peekapi_otel.core._options import Options
 from peekapi_otel.otel import _credentials, _sdk
 from peekapi_otel.otel._asgi import install_asgi_counter
 from peekapi_otel.otel._exporter import PeekApiSpanExporter
 from peekapi_otel.otel._instrumentors import chain_hooks_into_instrumentors
+from peekapi_otel.otel._sdk import is_request_span, record_of
 from peekapi_otel.otel._state import STATE
 
 _SERVER = SpanKind.SERVER
@@ -92,7 +92,7 @@ class PeekApiSpanProcessor(_sdk.EndingHook):
     def on_end(self, span: ReadableSpan) -> None:
         try:
             if _sdk.span_kind(span) is _SERVER and self._registered and is_request_span(span):
-                self._submit(span)
+                self._submit(record_of(span))
         except Exception as exc:  # noqa: BLE001 - never into the app; counted
             report(exc)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final
 
-from peekapi_otel.core._events import identify
+from peekapi_otel.core._mapping import identify
 from peekapi_otel.otel._state import STATE
 
 _STANDARD_METHODS: Final = frozenset(

@@ -8,16 +8,16 @@ from typing import Any
 
 from opentelemetry.trace import Span
 
-from peekapi_otel.core._events import (
+from peekapi_otel._schema import (
     ATTR_CONSUMER,
     ATTR_METHOD,
     ATTR_PATH,
     ATTR_QUERY,
     ATTR_REQUEST_SIZE,
     ATTR_RESPONSE_SIZE,
-    hash_consumer,
 )
 from peekapi_otel.core._guard import guard, report
+from peekapi_otel.core._hashing import hash_consumer
 from peekapi_otel.otel._request_attrs import _STANDARD_METHODS, _identify
 from peekapi_otel.otel._sdk import attributes_of, overwrite_attribute, put_attributes
 from peekapi_otel.otel._state import STATE

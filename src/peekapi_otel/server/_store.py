@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import sqlite3
 import threading
 import time
@@ -16,7 +15,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from peekapi_otel.core._events import MAX_CONSUMER, MAX_METHOD, MAX_PATH
+from peekapi_otel._schema import FIELD_NAMES, event_problem, with_defaults
 from peekapi_otel.server._summary import UNMATCHED_SQL, summarize
 
 LATEST_LIMIT: Final = 50
@@ -61,12 +60,12 @@ INSERT INTO counters (name, value) VALUES ('duplicates', ?)
 ON CONFLICT (name) DO UPDATE SET value = value + excluded.value
 """
 
-_INSERT: Final = """
-INSERT OR IGNORE INTO events (
-    method, path, status_code, response_time_ms, request_size, response_size,
-    consumer_id, metadata, timestamp, trace_id, span_id, received_at
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-"""
+#: A row: the wire fields in schema order, then what the store derives.
+_ROW_COLUMNS: Final = (*FIELD_NAMES, "trace_id", "span_id", "received_at")
+_INSERT: Final = (
+    f"INSERT OR IGNORE INTO events ({', '.join(_ROW_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(_ROW_COLUMNS))})"
+)
 
 
 class InvalidBatch(ValueError):
@@ -77,79 +76,29 @@ class StoreMissing(FileNotFoundError):
     """``EventStore(..., create=False)`` was given a file that is not an event database."""
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _check_str(event: dict[str, Any], key: str, limit: int, where: str) -> None:
-    value = event[key]
-    if not isinstance(value, str):
-        raise InvalidBatch(f"{where}: {key} must be a string")
-    if len(value) > limit:
-        raise InvalidBatch(f"{where}: {key} is longer than {limit} characters")
-
-
 def _row(event: Any, index: int, received_at: float) -> tuple[Any, ...]:
-    where = f"event {index}"
-    if not isinstance(event, dict):
-        raise InvalidBatch(f"{where}: must be an object")
-    for key in (
-        "method",
-        "path",
-        "status_code",
-        "response_time_ms",
-        "request_size",
-        "response_size",
-        "consumer_id",
-        "metadata",
-        "timestamp",
-    ):
-        if key not in event:
-            raise InvalidBatch(f"{where}: missing field {key}")
-    _check_str(event, "method", MAX_METHOD, where)
-    _check_str(event, "path", MAX_PATH, where)
-    _check_str(event, "timestamp", 64, where)
-    if event["consumer_id"] is not None:
-        _check_str(event, "consumer_id", MAX_CONSUMER, where)
-    if not _is_int(event["status_code"]):
-        raise InvalidBatch(f"{where}: status_code must be an integer")
-    rt = event["response_time_ms"]
-    if not (isinstance(rt, (int, float)) and not isinstance(rt, bool) and math.isfinite(rt)):
-        raise InvalidBatch(f"{where}: response_time_ms must be a finite number")
-    if rt < 0:
-        raise InvalidBatch(f"{where}: response_time_ms must be >= 0")
-    for key in ("request_size", "response_size"):
-        if not _is_int(event[key]) or event[key] < 0:
-            raise InvalidBatch(f"{where}: {key} must be an integer >= 0")
-    metadata = event["metadata"]
+    problem = event_problem(event)
+    if problem is not None:
+        raise InvalidBatch(f"event {index}: {problem}")
+    values = with_defaults(event)
+    values["response_time_ms"] = float(values["response_time_ms"])
+    metadata = values["metadata"]
     trace_id = span_id = None
     if metadata is not None:
-        if not isinstance(metadata, dict):
-            raise InvalidBatch(f"{where}: metadata must be an object or null")
         trace_id, span_id = metadata.get("trace_id"), metadata.get("span_id")
         if not (isinstance(trace_id, str) and isinstance(span_id, str)):
             trace_id = span_id = None
-    return (
-        event["method"],
-        event["path"],
-        event["status_code"],
-        float(rt),
-        event["request_size"],
-        event["response_size"],
-        event["consumer_id"],
-        None if metadata is None else json.dumps(metadata, separators=(",", ":")),
-        event["timestamp"],
-        trace_id,
-        span_id,
-        received_at,
-    )
+        values["metadata"] = json.dumps(metadata, separators=(",", ":"))
+    return (*values.values(), trace_id, span_id, received_at)
 
 
 def validate_batch(batch: Any) -> list[tuple[Any, ...]]:
-    """Check a decoded request body against the wire format (SPEC §3).
+    """Check a decoded request body against the wire format (:mod:`peekapi_otel._schema`).
 
-    Returns the rows to insert. Raises :class:`InvalidBatch` naming the first problem, so
-    a bad batch is refused as a whole and nothing from it is stored.
+    Returns the rows to insert; absent optional fields are stored as their defaults
+    (null, or 0 for sizes) and unknown fields are ignored. Raises :class:`InvalidBatch`
+    naming the first problem, so a bad batch is refused as a whole and nothing from it
+    is stored.
     """
     if not isinstance(batch, list):
         raise InvalidBatch("body must be a JSON array of events")
