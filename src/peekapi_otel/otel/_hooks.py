@@ -6,6 +6,7 @@ from typing import Any, Final
 from peekapi_otel.otel._wsgi import (
     django_request_hook,
     django_response_hook,
+    flask_request_hook,
     flask_response_hook,
     wsgi_request_hook,
     wsgi_response_hook,
@@ -14,7 +15,7 @@ from peekapi_otel.otel._wsgi import (
 _HOOKS: Final[dict[str, dict[str, Callable[..., None]]]] = {
     "asgi": {},  # see _CountingASGI
     "wsgi": {"request_hook": wsgi_request_hook, "response_hook": wsgi_response_hook},
-    "flask": {"request_hook": wsgi_request_hook, "response_hook": flask_response_hook},
+    "flask": {"request_hook": flask_request_hook, "response_hook": flask_response_hook},
     "django": {"request_hook": django_request_hook, "response_hook": django_response_hook},
 }
 _HOOKS["fastapi"] = _HOOKS["starlette"] = _HOOKS["asgi"]

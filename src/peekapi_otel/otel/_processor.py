@@ -15,6 +15,7 @@ from peekapi_otel.otel import _credentials
 from peekapi_otel.otel._asgi import install_asgi_counter
 from peekapi_otel.otel._exporter import PeekApiSpanExporter, _Registry
 from peekapi_otel.otel._request_attrs import configure_hooks
+from peekapi_otel.otel._wsgi_body import install_wsgi_body_counting
 
 _GUARDED_KINDS = (SpanKind.SERVER, SpanKind.CLIENT)
 _SERVER = SpanKind.SERVER
@@ -56,6 +57,7 @@ class PeekApiSpanProcessor(SpanProcessor):
         _credentials.set_consumer_headers(self.options.consumer_headers)
         configure_hooks(self.options.consumer_headers, self.options.identify_consumer)
         install_asgi_counter()
+        install_wsgi_body_counting()
         with _Registry.lock:
             _Registry.processors += 1
         self._registered = True

@@ -3,6 +3,7 @@ consumer and both body sizes."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -20,6 +21,12 @@ from peekapi_otel.core._events import (
 from peekapi_otel.core._guard import guard, report
 from peekapi_otel.otel._context import SDK_SPAN
 from peekapi_otel.otel._request_attrs import _DIRECT, _STANDARD_METHODS, _Config, _identify, _put
+from peekapi_otel.otel._wsgi_body import (
+    RequestBody,
+    count_held_response,
+    count_request_body,
+    has_unannounced_body,
+)
 
 # --- WSGI (raw OpenTelemetryMiddleware, Flask) --------------------------------------
 
@@ -66,41 +73,47 @@ def _set_response_size(span: Span, size: int) -> None:
 # request hook does its work in place (Django's calls it with ``request.META``).
 
 
-def wsgi_request_hook(span: Span, environ: Mapping[str, Any]) -> None:
+def wsgi_request_hook(span: Span, environ: dict[str, Any]) -> None:
     try:
-        if not span.is_recording():
-            return
-        try:
-            size = max(int(environ.get("CONTENT_LENGTH") or 0), 0)
-        except ValueError:
-            size = 0
-        # The response size is 0 until the response hook knows better.
-        attrs: dict[str, Any] = {ATTR_REQUEST_SIZE: size, ATTR_RESPONSE_SIZE: 0}
-        if _Config.identify_consumer is None:
-            raw = None
-            for key in _Config.environ_keys:  # the first configured header set wins
-                raw = environ.get(key)
-                if raw:
-                    attrs[ATTR_CONSUMER] = hash_consumer(str(raw))
-                    break
-        else:
-            consumer = _identify(lambda: _environ_headers(environ))
-            if consumer:
-                attrs[ATTR_CONSUMER] = consumer
-        if "RAW_URI" not in environ and "REQUEST_URI" not in environ:
-            # wsgiref (Django runserver) sets neither, and then the stable semantic
-            # conventions put no path on the span at all (OTEL-FACTS Q2).
-            attrs[ATTR_PATH] = (environ.get("SCRIPT_NAME") or "") + (
-                environ.get("PATH_INFO") or "/"
-            )
-            attrs[ATTR_QUERY] = environ.get("QUERY_STRING") or ""
-        if environ.get("REQUEST_METHOD") not in _STANDARD_METHODS:
-            method = str(environ.get("REQUEST_METHOD", "")).upper()
-            if method not in _STANDARD_METHODS:
-                attrs[ATTR_METHOD] = method
-        _put(span, attrs)
+        if _request_attributes(span, environ):
+            count_request_body(span, environ)
     except Exception as exc:  # noqa: BLE001 - never into the app; counted
         report(exc)
+
+
+def _request_attributes(span: Span, environ: Mapping[str, Any]) -> bool:
+    """Our attributes on the span; ``True`` when a body may follow that no
+    Content-Length announced (then what the app reads is counted)."""
+    if not span.is_recording():
+        return False
+    try:
+        size = max(int(environ.get("CONTENT_LENGTH") or 0), 0)
+    except ValueError:
+        size = 0
+    # The response size is 0 until the response hook knows better.
+    attrs: dict[str, Any] = {ATTR_REQUEST_SIZE: size, ATTR_RESPONSE_SIZE: 0}
+    if _Config.identify_consumer is None:
+        raw = None
+        for key in _Config.environ_keys:  # the first configured header set wins
+            raw = environ.get(key)
+            if raw:
+                attrs[ATTR_CONSUMER] = hash_consumer(str(raw))
+                break
+    else:
+        consumer = _identify(lambda: _environ_headers(environ))
+        if consumer:
+            attrs[ATTR_CONSUMER] = consumer
+    if "RAW_URI" not in environ and "REQUEST_URI" not in environ:
+        # wsgiref (Django runserver) sets neither, and then the stable semantic
+        # conventions put no path on the span at all (OTEL-FACTS Q2).
+        attrs[ATTR_PATH] = (environ.get("SCRIPT_NAME") or "") + (environ.get("PATH_INFO") or "/")
+        attrs[ATTR_QUERY] = environ.get("QUERY_STRING") or ""
+    if environ.get("REQUEST_METHOD") not in _STANDARD_METHODS:
+        method = str(environ.get("REQUEST_METHOD", "")).upper()
+        if method not in _STANDARD_METHODS:
+            attrs[ATTR_METHOD] = method
+    _put(span, attrs)
+    return not size and has_unannounced_body(environ)
 
 
 def wsgi_response_hook(
@@ -113,6 +126,31 @@ def wsgi_response_hook(
             _set_response_size(span, size)
     except Exception as exc:  # noqa: BLE001 - never into the app; counted
         report(exc)
+
+
+def flask_request_hook(span: Span, environ: dict[str, Any]) -> None:
+    try:
+        if _request_attributes(span, environ):
+            count_request_body(span, environ)
+        if span.is_recording() and environ.get("REQUEST_METHOD") != "HEAD":
+            # Called from Flask's before_request, inside the request context.
+            from flask import after_this_request
+
+            after_this_request(functools.partial(_count_flask_body, span))
+    except Exception as exc:  # noqa: BLE001 - never into the app; counted
+        report(exc)
+
+
+def _count_flask_body(span: Span, response: Any) -> Any:
+    """A streamed body (a generator, say) is counted as the server writes it; the
+    span, which Flask ends before that, stays open until the body is done. A body the
+    server sends itself (``send_file``: direct passthrough) has its Content-Length."""
+    try:
+        if response.is_streamed and not response.direct_passthrough:
+            response.response = count_held_response(span, response.response, encode=True)
+    except Exception as exc:  # noqa: BLE001 - never into the app; counted
+        report(exc)
+    return response
 
 
 def flask_response_hook(span: Span, status: str, headers: list[tuple[str, str]]) -> None:
@@ -131,7 +169,13 @@ def flask_response_hook(span: Span, status: str, headers: list[tuple[str, str]])
 
 def django_request_hook(span: Span, request: Any) -> None:
     try:
-        wsgi_request_hook(span, getattr(request, "META", {}))
+        if _request_attributes(span, getattr(request, "META", {})):
+            # Django read ``wsgi.input`` into its own stream when it built the request
+            # (under WSGI limited to the Content-Length, so a chunked body reads as
+            # empty; under ASGI the whole body): count what the app reads from that.
+            stream = getattr(request, "_stream", None)
+            if stream is not None and type(stream) is not RequestBody:
+                request._stream = RequestBody(stream, span)
     except Exception as exc:  # noqa: BLE001 - never into the app; counted
         report(exc)
 
@@ -145,6 +189,11 @@ def django_response_hook(span: Span, request: Any, response: Any) -> None:
             size = 0  # no body on the wire, whatever the view returned
         elif getattr(response, "streaming", False):
             size = _headers_size([("content-length", response.get("Content-Length", ""))])
+            if not response.is_async and getattr(response, "file_to_stream", None) is None:
+                # Counted as the server writes it, the span held open until then. (A
+                # file the server sends itself, and an async iterator, keep their
+                # Content-Length.)
+                response.streaming_content = count_held_response(span, response.streaming_content)
         else:
             size = len(response.content)
         if size is not None:
