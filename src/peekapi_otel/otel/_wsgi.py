@@ -73,47 +73,43 @@ def _set_response_size(span: Span, size: int) -> None:
 # request hook does its work in place (Django's calls it with ``request.META``).
 
 
-def wsgi_request_hook(span: Span, environ: dict[str, Any]) -> None:
+def wsgi_request_hook(span: Span, environ: Mapping[str, Any]) -> None:
     try:
-        if _request_attributes(span, environ):
-            count_request_body(span, environ)
+        if not span.is_recording():
+            return
+        try:
+            size = max(int(environ.get("CONTENT_LENGTH") or 0), 0)
+        except ValueError:
+            size = 0
+        # The response size is 0 until the response hook knows better.
+        attrs: dict[str, Any] = {ATTR_REQUEST_SIZE: size, ATTR_RESPONSE_SIZE: 0}
+        if _Config.identify_consumer is None:
+            raw = None
+            for key in _Config.environ_keys:  # the first configured header set wins
+                raw = environ.get(key)
+                if raw:
+                    attrs[ATTR_CONSUMER] = hash_consumer(str(raw))
+                    break
+        else:
+            consumer = _identify(lambda: _environ_headers(environ))
+            if consumer:
+                attrs[ATTR_CONSUMER] = consumer
+        if "RAW_URI" not in environ and "REQUEST_URI" not in environ:
+            # wsgiref (Django runserver) sets neither, and then the stable semantic
+            # conventions put no path on the span at all (OTEL-FACTS Q2).
+            attrs[ATTR_PATH] = (environ.get("SCRIPT_NAME") or "") + (
+                environ.get("PATH_INFO") or "/"
+            )
+            attrs[ATTR_QUERY] = environ.get("QUERY_STRING") or ""
+        if environ.get("REQUEST_METHOD") not in _STANDARD_METHODS:
+            method = str(environ.get("REQUEST_METHOD", "")).upper()
+            if method not in _STANDARD_METHODS:
+                attrs[ATTR_METHOD] = method
+        _put(span, attrs)
+        if not size and has_unannounced_body(environ):
+            count_request_body(span, environ)  # no Content-Length: count what is read
     except Exception as exc:  # noqa: BLE001 - never into the app; counted
         report(exc)
-
-
-def _request_attributes(span: Span, environ: Mapping[str, Any]) -> bool:
-    """Our attributes on the span; ``True`` when a body may follow that no
-    Content-Length announced (then what the app reads is counted)."""
-    if not span.is_recording():
-        return False
-    try:
-        size = max(int(environ.get("CONTENT_LENGTH") or 0), 0)
-    except ValueError:
-        size = 0
-    # The response size is 0 until the response hook knows better.
-    attrs: dict[str, Any] = {ATTR_REQUEST_SIZE: size, ATTR_RESPONSE_SIZE: 0}
-    if _Config.identify_consumer is None:
-        raw = None
-        for key in _Config.environ_keys:  # the first configured header set wins
-            raw = environ.get(key)
-            if raw:
-                attrs[ATTR_CONSUMER] = hash_consumer(str(raw))
-                break
-    else:
-        consumer = _identify(lambda: _environ_headers(environ))
-        if consumer:
-            attrs[ATTR_CONSUMER] = consumer
-    if "RAW_URI" not in environ and "REQUEST_URI" not in environ:
-        # wsgiref (Django runserver) sets neither, and then the stable semantic
-        # conventions put no path on the span at all (OTEL-FACTS Q2).
-        attrs[ATTR_PATH] = (environ.get("SCRIPT_NAME") or "") + (environ.get("PATH_INFO") or "/")
-        attrs[ATTR_QUERY] = environ.get("QUERY_STRING") or ""
-    if environ.get("REQUEST_METHOD") not in _STANDARD_METHODS:
-        method = str(environ.get("REQUEST_METHOD", "")).upper()
-        if method not in _STANDARD_METHODS:
-            attrs[ATTR_METHOD] = method
-    _put(span, attrs)
-    return not size and has_unannounced_body(environ)
 
 
 def wsgi_response_hook(
@@ -130,8 +126,7 @@ def wsgi_response_hook(
 
 def flask_request_hook(span: Span, environ: dict[str, Any]) -> None:
     try:
-        if _request_attributes(span, environ):
-            count_request_body(span, environ)
+        wsgi_request_hook(span, environ)
         if span.is_recording() and environ.get("REQUEST_METHOD") != "HEAD":
             # Called from Flask's before_request, inside the request context.
             from flask import after_this_request
@@ -169,7 +164,9 @@ def flask_response_hook(span: Span, status: str, headers: list[tuple[str, str]])
 
 def django_request_hook(span: Span, request: Any) -> None:
     try:
-        if _request_attributes(span, getattr(request, "META", {})):
+        meta = getattr(request, "META", {})
+        wsgi_request_hook(span, meta)
+        if span.is_recording() and has_unannounced_body(meta):
             # Django read ``wsgi.input`` into its own stream when it built the request
             # (under WSGI limited to the Content-Length, so a chunked body reads as
             # empty; under ASGI the whole body): count what the app reads from that.
@@ -189,7 +186,9 @@ def django_response_hook(span: Span, request: Any, response: Any) -> None:
             size = 0  # no body on the wire, whatever the view returned
         elif getattr(response, "streaming", False):
             size = _headers_size([("content-length", response.get("Content-Length", ""))])
-            if not response.is_async and getattr(response, "file_to_stream", None) is None:
+            if not getattr(response, "is_async", False) and (
+                getattr(response, "file_to_stream", None) is None
+            ):
                 # Counted as the server writes it, the span held open until then. (A
                 # file the server sends itself, and an async iterator, keep their
                 # Content-Length.)

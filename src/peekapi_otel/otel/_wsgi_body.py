@@ -4,7 +4,7 @@ writes it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
 from opentelemetry.trace import Span, Status, StatusCode, get_current_span
@@ -71,20 +71,23 @@ class RequestBody:
         self._add(sum(map(len, lines)))
         return lines
 
-    def __iter__(self) -> Iterator[Any]:
-        for line in self._stream:
-            self._add(len(line))
-            yield line
+    def __iter__(self) -> RequestBody:
+        return self
+
+    def __next__(self) -> Any:
+        line = next(self._stream)
+        self._add(len(line))
+        return line
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
 
 
-def count_request_body(span: Span, environ: dict[str, Any]) -> None:
+def count_request_body(span: Span, environ: Mapping[str, Any]) -> None:
     """Count what the app reads from ``wsgi.input`` (the caller checked that no
     Content-Length gave the size)."""
     stream = environ.get("wsgi.input")
-    if stream is not None and type(stream) is not RequestBody:
+    if stream is not None and type(stream) is not RequestBody and isinstance(environ, dict):
         environ["wsgi.input"] = RequestBody(stream, span)
 
 
