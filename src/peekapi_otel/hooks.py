@@ -14,6 +14,9 @@ the raw request once, hashes the consumer credential and counts bytes; it sets o
       FlaskInstrumentor().instrument_app(app, **hooks.instrumentor_kwargs("flask"))
       OpenTelemetryMiddleware(wsgi_app, **hooks.instrumentor_kwargs("wsgi"))
 
+  A streamed response is counted as the server writes it, and a request body without
+  Content-Length as the app reads it (README, "Streamed and chunked bodies on WSGI").
+
 Pass your own hooks as keyword arguments to ``instrumentor_kwargs`` and both run (yours
 second).
 """
