@@ -136,7 +136,10 @@ def django_app(provider: TracerProvider, *, asgi: bool = False) -> Any:
         return StreamingHttpResponse(until_disconnected())
 
     def upload(request: HttpRequest) -> HttpResponse:
-        return HttpResponse(str(read_body(request, request.GET.get("how", "read"))))
+        how = request.GET.get("how", "read")
+        if how == "meta":  # the server's stream, which Django itself leaves unread
+            return HttpResponse(str(read_body(request.META["wsgi.input"], "read")))
+        return HttpResponse(str(read_body(request, how)))
 
     module = type(sys)("wsgi_bodies_urls")
     module.urlpatterns = [  # type: ignore[attr-defined]
@@ -313,6 +316,8 @@ def main() -> int:
             client["fail"] = get(port, "GET", "/fail")
             for how in ("read", "readline", "readlines", "iter"):
                 client[f"upload-{how}"] = upload(port, how)
+            if framework == "django":
+                client["upload-meta"] = upload(port, "meta")
             client["disconnect"] = disconnect(port)
             # The server notices the hang-up on a later write, then closes the body.
             deadline = time.monotonic() + 20
