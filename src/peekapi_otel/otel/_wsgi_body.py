@@ -218,16 +218,15 @@ class CountingWSGI:
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         body = self.app(environ, start_response)
+        if type(body) in _SEQUENCES:
+            # Not streamed: its Content-Length says the size (servers such as wsgiref
+            # derive one from a one-item list, so it goes to the server as it is).
+            return body
         try:
             if environ.get("REQUEST_METHOD") == "HEAD":
                 return body  # no body on the wire; the response hook says 0
             span = get_current_span()
             if not span.is_recording():
-                return body
-            if type(body) in _SEQUENCES:
-                # Its size is known, and servers such as wsgiref derive Content-Length
-                # from a one-item list: it goes to the server unwrapped.
-                _store(span, ATTR_RESPONSE_SIZE, sum(map(len, body)))
                 return body
             file_wrapper = environ.get("wsgi.file_wrapper")
             if isinstance(file_wrapper, type) and isinstance(body, file_wrapper):
