@@ -22,6 +22,9 @@ route template), in one write per request and one per response.
 * Pyramid, aiohttp: :func:`include_pyramid`, :func:`instrument_aiohttp_server` in code;
   under ``opentelemetry-instrument`` the distro adds them itself.
 
+  A streamed response is counted as the server writes it, and a request body without
+  Content-Length as the app reads it (README, "Streamed and chunked bodies on WSGI").
+
 Pass your own hooks as keyword arguments to ``instrumentor_kwargs`` and both run (yours
 second).
 """

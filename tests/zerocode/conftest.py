@@ -127,6 +127,14 @@ COMMANDS: dict[str, tuple[str, list[str]]] = {
     "aiohttp-own-server": ("aiohttp", ["python", "app.py"]),
     "tornado-own-server": ("tornado", ["python", "app.py"]),
     "quart-uvicorn": ("quart", ["uvicorn", "app:app", "--host", "127.0.0.1", "--port", "{port}"]),
+    "streams-flask-gunicorn": (
+        "@apps",
+        ["gunicorn", "-w", "2", "-b", "127.0.0.1:{port}", "streams_flask:app"],
+    ),
+    "streams-django-gunicorn": (
+        "@apps",
+        ["gunicorn", "-w", "2", "-b", "127.0.0.1:{port}", "streamsite.wsgi"],
+    ),
     "custom-provider-uvicorn": (
         "@apps",
         ["uvicorn", "custom_provider_app:app", "--host", "127.0.0.1", "--port", "{port}"],

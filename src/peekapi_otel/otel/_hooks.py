@@ -10,6 +10,7 @@ from peekapi_otel.otel._tornado import tornado_server_request_hook
 from peekapi_otel.otel._wsgi import (
     django_request_hook,
     django_response_hook,
+    flask_request_hook,
     flask_response_hook,
     wsgi_request_hook,
     wsgi_response_hook,
@@ -18,7 +19,7 @@ from peekapi_otel.otel._wsgi import (
 _HOOKS: Final[dict[str, dict[str, Callable[..., None]]]] = {
     "asgi": {},  # see _CountingASGI
     "wsgi": {"request_hook": wsgi_request_hook, "response_hook": wsgi_response_hook},
-    "flask": {"request_hook": wsgi_request_hook, "response_hook": flask_response_hook},
+    "flask": {"request_hook": flask_request_hook, "response_hook": flask_response_hook},
     "django": {"request_hook": django_request_hook, "response_hook": django_response_hook},
     "bottle": {"request_hook": wsgi_request_hook, "response_hook": bottle_response_hook},
     "falcon": {"request_hook": falcon_request_hook, "response_hook": falcon_response_hook},

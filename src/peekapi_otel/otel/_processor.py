@@ -16,6 +16,7 @@ from peekapi_otel.otel._exporter import PeekApiSpanExporter
 from peekapi_otel.otel._instrumentors import chain_hooks_into_instrumentors
 from peekapi_otel.otel._sdk import is_request_span, record_of
 from peekapi_otel.otel._state import STATE
+from peekapi_otel.otel._wsgi_body import install_wsgi_body_counting
 
 _SERVER = SpanKind.SERVER
 _CLIENT = SpanKind.CLIENT
@@ -64,6 +65,7 @@ class PeekApiSpanProcessor(_sdk.EndingHook):
         self._submit = exporter.feed_from_processor()
         install_asgi_counter()
         chain_hooks_into_instrumentors()
+        install_wsgi_body_counting()
         with STATE.lock:
             STATE.processors += 1
         self._registered = True

@@ -3,6 +3,7 @@ consumer and both body sizes."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -21,6 +22,12 @@ from peekapi_otel.core._hashing import hash_consumer
 from peekapi_otel.otel._request_attrs import _STANDARD_METHODS, _identify
 from peekapi_otel.otel._sdk import attributes_of, overwrite_attribute, put_attributes
 from peekapi_otel.otel._state import STATE
+from peekapi_otel.otel._wsgi_body import (
+    RequestBody,
+    count_held_response,
+    count_request_body,
+    has_unannounced_body,
+)
 
 # --- WSGI (raw OpenTelemetryMiddleware, Flask) --------------------------------------
 
@@ -94,6 +101,8 @@ def wsgi_request_hook(span: Span, environ: Mapping[str, Any]) -> None:
             if method not in _STANDARD_METHODS:
                 attrs[ATTR_METHOD] = method
         put_attributes(span, attrs)
+        if not size and has_unannounced_body(environ):
+            count_request_body(span, environ)  # no Content-Length: count what is read
     except Exception as exc:  # noqa: BLE001 - never into the app; counted
         report(exc)
 
@@ -108,6 +117,30 @@ def wsgi_response_hook(
             _set_response_size(span, size)
     except Exception as exc:  # noqa: BLE001 - never into the app; counted
         report(exc)
+
+
+def flask_request_hook(span: Span, environ: dict[str, Any]) -> None:
+    try:
+        wsgi_request_hook(span, environ)
+        if span.is_recording() and environ.get("REQUEST_METHOD") != "HEAD":
+            # Called from Flask's before_request, inside the request context.
+            from flask import after_this_request
+
+            after_this_request(functools.partial(_count_flask_body, span))
+    except Exception as exc:  # noqa: BLE001 - never into the app; counted
+        report(exc)
+
+
+def _count_flask_body(span: Span, response: Any) -> Any:
+    """A streamed body (a generator, say) is counted as the server writes it; the
+    span, which Flask ends before that, stays open until the body is done. A body the
+    server sends itself (``send_file``: direct passthrough) has its Content-Length."""
+    try:
+        if response.is_streamed and not response.direct_passthrough:
+            response.response = count_held_response(span, response.response, encode=True)
+    except Exception as exc:  # noqa: BLE001 - never into the app; counted
+        report(exc)
+    return response
 
 
 def flask_response_hook(span: Span, status: str, headers: list[tuple[str, str]]) -> None:
@@ -126,7 +159,15 @@ def flask_response_hook(span: Span, status: str, headers: list[tuple[str, str]])
 
 def django_request_hook(span: Span, request: Any) -> None:
     try:
-        wsgi_request_hook(span, getattr(request, "META", {}))
+        meta = getattr(request, "META", {})
+        wsgi_request_hook(span, meta)
+        if span.is_recording() and has_unannounced_body(meta):
+            # Django read ``wsgi.input`` into its own stream when it built the request
+            # (under WSGI limited to the Content-Length, so a chunked body reads as
+            # empty; under ASGI the whole body): count what the app reads from that.
+            stream = getattr(request, "_stream", None)
+            if stream is not None and type(stream) is not RequestBody:
+                request._stream = RequestBody(stream, span)
     except Exception as exc:  # noqa: BLE001 - never into the app; counted
         report(exc)
 
@@ -140,6 +181,13 @@ def django_response_hook(span: Span, request: Any, response: Any) -> None:
             size = 0  # no body on the wire, whatever the view returned
         elif getattr(response, "streaming", False):
             size = _headers_size([("content-length", response.get("Content-Length", ""))])
+            if not getattr(response, "is_async", False) and (
+                getattr(response, "file_to_stream", None) is None
+            ):
+                # Counted as the server writes it, the span held open until then. (A
+                # file the server sends itself, and an async iterator, keep their
+                # Content-Length.)
+                response.streaming_content = count_held_response(span, response.streaming_content)
         else:
             size = len(response.content)
         if size is not None:
