@@ -17,7 +17,7 @@ Expected ``response_size`` (bytes of body the client received, where the hook ca
   instrumentation (``ServerErrorMiddleware`` / the server), and raw ASGI (the client got
   an empty 500 from the transport as well).
 - Falcon (WSGI) and Pyramid end their span before a streamed body is iterated: 0. Bottle
-  runs behind the raw WSGI middleware: 0 until that counts streamed bodies (see
+  runs behind the raw WSGI middleware, which counts streamed bodies (see
   ``test_bottle_streamed_response_size``).
 - Pyramid's, aiohttp's and Tornado's 500 page is written after the span ended (by the
   server, aiohttp itself, Tornado's ``send_error``): 0; Tornado's 404 page as well.
@@ -348,11 +348,6 @@ def test_every_combination_produced_a_report(runs: dict[tuple[str, str], Run]) -
     assert not missing, {k: runs[k].stderr[-2000:] for k in missing}
 
 
-@pytest.mark.xfail(
-    reason="the raw WSGI middleware does not count streamed bodies yet; remove this mark "
-    "(and 'bottle' from STREAM_SIZE_UNKNOWN) once it does",
-    strict=True,
-)
 def test_bottle_streamed_response_size(runs: dict[tuple[str, str], Run]) -> None:
     result = runs[("bottle", "default")]
     assert result.returncode == 0, result.stderr[-3000:]
