@@ -1,9 +1,11 @@
-"""The benchmark harness still drives the product: each framework's peekapi-otel variant
-runs a few requests through ``benchmarks/_worker.py`` exactly as ``run.py`` does, and
+"""The benchmark harness still drives the product: each way in (zero code, ``configure()``,
+a processor on the user's own provider) runs a few requests through
+``benchmarks/_worker.py`` exactly as ``run.py`` does, every framework at least once, and
 every request arrives once at a loopback ingest. (Timings are not asserted here.)"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -16,6 +18,7 @@ from ingest import Ingest
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 REQUESTS = 25
+CONSUMER_ID = "hash_" + hashlib.sha256(b"consumer-key-123456").hexdigest()[:12]
 
 
 def _ask(proc: subprocess.Popen[str], command: str | None) -> dict[str, Any]:
@@ -37,11 +40,12 @@ def _ask(proc: subprocess.Popen[str], command: str | None) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("framework", "variant"),
     [
-        ("raw_asgi", "otel_peek"),
-        ("fastapi", "otel_peek_nosr"),
-        ("raw_wsgi", "otel_peek"),
-        ("flask", "otel_peek"),
-        ("django", "otel_peek"),
+        ("raw_asgi", "configure"),
+        ("raw_asgi", "zero"),
+        ("fastapi", "provider"),
+        ("raw_wsgi", "zero"),
+        ("flask", "configure"),
+        ("django", "zero"),
     ],
 )
 def test_worker_delivers_every_request(
@@ -69,7 +73,7 @@ def test_worker_delivers_every_request(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=child_env(variant),
+        env=child_env(framework, variant),
         cwd=str(BENCH.parent),
     )
     try:
@@ -86,3 +90,7 @@ def test_worker_delivers_every_request(
         stderr = proc.stderr.read() if proc.stderr else ""
     keys = ingest.keys()
     assert sum(keys.values()) == len(keys) == REQUESTS, stderr
+    # The way in is wired in full: the consumer and the response size are on every event.
+    events = ingest.wait_for(REQUESTS, timeout=0)
+    assert {e["consumer_id"] for e in events} == {CONSUMER_ID}
+    assert all(e["response_size"] > 0 and e["status_code"] == 200 for e in events), events[0]
