@@ -30,7 +30,6 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable
-from os import getpid
 from typing import Final
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -155,9 +154,11 @@ class Pipeline:
     # --- producer side (app threads) -------------------------------------------------
 
     def submit(self, span: ReadableSpan) -> None:
-        """Queue one request span's record (or its line). O(1), no lock, no I/O."""
-        if self._pid != getpid():
-            self._after_fork_in_child()
+        """Queue one request span's record (or its line). O(1), no lock, no I/O.
+
+        No pid check here: the ``register_at_fork`` handler resets a forked child before
+        it runs any Python code, and ``getpid()`` is a system call on every request.
+        """
         STATS.add_seen()
         try:
             if self._closed:
