@@ -495,6 +495,7 @@ def main() -> int:
             overhead_text, data["summary"] = overhead_tables(data)
             result["overhead"] = data
             tables += overhead_text
+            print("\n\n".join(overhead_text), flush=True)
         if "throughput" in sections:
             print("2. export throughput ...", flush=True)
             data = throughput(ingest, cfg["throughput"], logdir)
@@ -509,6 +510,7 @@ def main() -> int:
             tables.append(t)
     finally:
         ingest.stop()
+        out_path.write_text(json.dumps(result, indent=1, default=str))
     result["seconds"] = round(time.monotonic() - started, 1)
     out_path.write_text(json.dumps(result, indent=1, default=str))
     print()

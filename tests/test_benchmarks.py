@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -94,3 +95,52 @@ def test_worker_delivers_every_request(
     events = ingest.wait_for(REQUESTS, timeout=0)
     assert {e["consumer_id"] for e in events} == {CONSUMER_ID}
     assert all(e["response_size"] > 0 and e["status_code"] == 200 for e in events), events[0]
+
+
+def _last_reply(text: str) -> dict[str, Any]:
+    line = next(x for x in reversed(text.splitlines()) if x.startswith("@@"))
+    reply: dict[str, Any] = json.loads(line[2:])
+    return reply
+
+
+def _bench_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PEEKAPI_"))}
+
+
+def test_throughput_section_delivers_every_event() -> None:
+    ingest = subprocess.Popen(
+        [sys.executable, str(BENCH / "_ingest.py")], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert ingest.stdout is not None
+        url = f"http://127.0.0.1:{int(ingest.stdout.readline())}/v1/events"
+        command = [sys.executable, str(BENCH / "_throughput.py"), "--ingest", url]
+        done = subprocess.run(
+            [*command, "--events", "200", "--rounds", "1"],
+            capture_output=True,
+            text=True,
+            env=_bench_env(),
+            cwd=str(BENCH.parent),
+            timeout=300,
+        )
+    finally:
+        ingest.terminate()
+        ingest.wait(10)
+    assert done.returncode == 0, done.stderr[-3000:]
+    data = _last_reply(done.stdout)
+    assert data["ingest_events_received"] == data["ingest_events_expected"] > 0
+
+
+def test_memory_section_loses_nothing() -> None:
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "_memory.py"), "--variant", "ours", "--events", "2000"],
+        capture_output=True,
+        text=True,
+        env=_bench_env(),
+        cwd=str(BENCH.parent),
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    data = _last_reply(done.stdout)
+    assert data["lost"] == 0
+    assert data["spooled"] == 2000
