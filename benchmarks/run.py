@@ -51,7 +51,7 @@ QUICK = {
     "memory": {"events": 100_000, "repeats": 1},
 }
 FULL = {
-    # 7 variants x 5 frameworks: about 10 minutes on a quiet 2-core machine.
+    # 7 variants x 5 frameworks: about 5 minutes on a 2-core machine.
     "overhead": {"requests": 500, "warmup": 2, "rounds": 25},
     "throughput": {"events": 5000, "rounds": 25, "batch_size": 100},
     "memory": {"events": 100_000, "repeats": 3},
