@@ -1,23 +1,39 @@
-"""Apps, in-process request drivers and variant builders for the overhead benchmark.
+"""Apps, in-process request drivers and the ways in for the overhead benchmark.
 
 One process builds exactly one (framework, variant): the semantic-convention mode is
 per process, the instrumentors are singletons and Django's instrumentor is global, so
 process isolation is what keeps the variants honest. The parent interleaves rounds across
 the variant processes (see ``run.py``).
 
-Variants:
+Each PeekAPI way in is wired exactly as the README tells a user to wire it, through its
+public entry only:
 
-* ``bare``           the app alone;
-* ``otel``           OpenTelemetry instrumentation, SDK ``TracerProvider`` with no processor;
-* ``otel_peek``      as the zero-code path (``distro.py``) configures it: the distro's
-                     ``OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS`` default,
-                     ``peekapi_otel.otel._configure.attach(provider)`` (processor + sampler wrap),
-                     ``peekapi_otel.hooks.instrumentor_kwargs(framework)`` on the instrumentor;
-* ``peekapi``        the ``peekapi`` 0.1.0 middleware with its defaults;
-* ``otel_nosr`` / ``otel_peek_nosr``  (ASGI only) as above with
-                     ``exclude_spans=["send", "receive"]``;
-* ``otel_proc`` / ``otel_hooks``  (``run.py --decompose``) ``otel_peek`` split in two:
-                     processor + sampler wrap without hooks, and hooks without processor.
+* ``bare``       the app alone (a);
+* ``peekapi``    the ``peekapi`` 0.1.0 middleware with its defaults (d);
+* ``otel``       OpenTelemetry alone in code: the user's ``TracerProvider`` (default
+                 sampler) set as the global one, the app instrumented without hooks (b of
+                 ``configure`` and ``provider``);
+* ``configure``  ``peekapi_otel.configure(...)``, then the app instrumented as the README's
+                 "Programmatic" section says: no hooks for ASGI apps,
+                 ``instrumentor_kwargs(framework)`` for Flask, Django and raw WSGI;
+* ``provider``   ``provider.add_span_processor(PeekApiSpanProcessor(...))`` on the user's
+                 own ``TracerProvider``, whose sampler is left alone; instrumented as for
+                 ``configure``;
+* ``otel_zero``  OpenTelemetry alone under ``opentelemetry-instrument``:
+                 ``auto_instrumentation.initialize()`` with peekapi-otel's entry points
+                 hidden, the SDK's own configurator (what ``opentelemetry-distro``
+                 registers) and ``OTEL_*_EXPORTER=none``; ASGI apps leave out the
+                 per-message spans as the PeekAPI distro does without an exporter, so
+                 that ``zero - otel_zero`` compares the same spans (b of ``zero``);
+* ``zero``       ``auto_instrumentation.initialize()`` with the PeekAPI distro and
+                 configurator (``OTEL_PYTHON_DISTRO=peekapi``,
+                 ``OTEL_PYTHON_CONFIGURATOR=peekapi``) and the ``PEEKAPI_*`` variables, as
+                 ``opentelemetry-instrument`` loads them. FastAPI, Flask and Django are
+                 instrumented by it; raw apps are wrapped by hand, as a user would:
+                 ``OpenTelemetryMiddleware(app)`` for ASGI, with
+                 ``instrumentor_kwargs("wsgi")`` for WSGI;
+* ``otel_zero_all`` (ASGI, ``run.py --cut``) ``otel_zero`` with OpenTelemetry's default
+                 spans: what the distro's cut of the per-message spans saves.
 """
 
 from __future__ import annotations
@@ -32,32 +48,50 @@ from typing import Any
 
 FRAMEWORKS = ("raw_asgi", "fastapi", "raw_wsgi", "flask", "django")
 ASGI = ("raw_asgi", "fastapi")
-BASE_VARIANTS = ("bare", "otel", "otel_peek", "peekapi")
-NOSR_VARIANTS = ("otel_nosr", "otel_peek_nosr")
-DECOMPOSE_VARIANTS = ("otel_proc", "otel_hooks")
+#: way in -> (its OpenTelemetry-alone baseline b, its variant c)
+WAYS = {
+    "zero code": ("otel_zero", "zero"),
+    "configure()": ("otel", "configure"),
+    "own provider": ("otel", "provider"),
+}
+BASE_VARIANTS = ("bare", "peekapi", "otel", "configure", "provider", "otel_zero", "zero")
+CUT_VARIANTS = ("otel_zero_all",)
+#: Variants whose events reach the ingest.
+SENDERS = ("peekapi", "configure", "provider", "zero")
+ZERO_CODE = ("otel_zero", "otel_zero_all", "zero")
 API_KEY = "bench-project-key"
 CONSUMER_KEY = "consumer-key-123456"
 BODY = b'{"id":42,"q":"1"}'
-SANITIZE = "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS"
+#: The instrumentor entry points ``opentelemetry-instrument`` would load for each app.
+INSTRUMENTORS = {"fastapi": ("fastapi",), "flask": ("flask",), "django": ("django",)}
+_ALL_INSTRUMENTORS = ("fastapi", "starlette", "flask", "django")
 
 
-def variants_for(framework: str, decompose: bool = False) -> tuple[str, ...]:
-    extra = DECOMPOSE_VARIANTS if decompose else ()
-    return BASE_VARIANTS + (NOSR_VARIANTS if framework in ASGI else ()) + extra
+def variants_for(framework: str, cut: bool = False) -> tuple[str, ...]:
+    return BASE_VARIANTS + (CUT_VARIANTS if cut and framework in ASGI else ())
 
 
-def child_env(variant: str) -> dict[str, str]:
-    """A clean environment: no user OTEL_*/PEEKAPI_* settings leak into the numbers."""
+def child_env(framework: str, variant: str) -> dict[str, str]:
+    """A clean environment (no user OTEL_*/PEEKAPI_* settings leak into the numbers),
+    plus what ``opentelemetry-instrument`` would see for the zero-code variants."""
     env = {
         k: v
         for k, v in os.environ.items()
         if not k.startswith(("OTEL_", "PEEKAPI_")) and k != "DJANGO_SETTINGS_MODULE"
     }
-    if variant.startswith("otel_peek"):
-        # What PeekApiDistro._defaults() merges in (cookies redacted at capture time).
-        from peekapi_otel.otel._configure import SANITIZED
-
-        env[SANITIZE] = ",".join(SANITIZED)
+    if variant in ZERO_CODE:
+        # Only the app's own framework is installed in a user's environment.
+        mine = INSTRUMENTORS.get(framework, ())
+        env["OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"] = ",".join(
+            i for i in _ALL_INSTRUMENTORS if i not in mine
+        )
+    if variant == "zero":
+        env["OTEL_PYTHON_DISTRO"] = "peekapi"
+        env["OTEL_PYTHON_CONFIGURATOR"] = "peekapi"
+    elif variant in ZERO_CODE:
+        # What the PeekAPI distro defaults to, so that b exports nothing either.
+        for signal in ("TRACES", "METRICS", "LOGS"):
+            env[f"OTEL_{signal}_EXPORTER"] = "none"
     return env
 
 
@@ -266,10 +300,19 @@ def django_app(peekapi_config: dict[str, Any] | None) -> Callable[[], Any]:
 class Built:
     """A ready-to-drive variant: ``driver.run(n)`` then ``drain()``."""
 
-    def __init__(self, driver: Any, drain: Callable[[], None], info: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        driver: Any,
+        drain: Callable[[], None],
+        info: dict[str, Any],
+        processor: Any = None,
+        client: Any = None,
+    ) -> None:
         self.driver = driver
         self.drain = drain
         self.info = info
+        self.processor = processor
+        self.client = client
 
 
 def peekapi_drain(client: Any) -> Callable[[], None]:
@@ -294,38 +337,102 @@ def peekapi_drain(client: Any) -> Callable[[], None]:
     return drain
 
 
+_SEND_RECEIVE = ["send", "receive"]
+
+
+def _initialize_otel_alone() -> None:
+    """``opentelemetry-instrument`` with OpenTelemetry alone: peekapi-otel's entry points
+    hidden, the SDK's configurator in their place (``opentelemetry-distro``'s is an empty
+    subclass of it)."""
+    from opentelemetry.instrumentation.auto_instrumentation import _load, initialize
+    from opentelemetry.util._importlib_metadata import EntryPoint
+
+    original = _load.entry_points
+    sdk = EntryPoint(
+        name="sdk",
+        value="opentelemetry.sdk._configuration:_OTelSDKConfigurator",
+        group="opentelemetry_configurator",
+    )
+
+    def entry_points(**params: Any) -> list[Any]:
+        found = [ep for ep in original(**params) if not ep.value.startswith("peekapi_otel")]
+        return [sdk, *found] if params.get("group") == sdk.group else found
+
+    _load.entry_points = entry_points
+    try:
+        initialize(swallow_exceptions=False)
+    finally:
+        _load.entry_points = original
+
+
+def _zero_code(variant: str, framework: str, ingest_url: str, storage: str) -> None:
+    from opentelemetry.instrumentation.auto_instrumentation import initialize
+
+    if variant == "zero":
+        os.environ.update(
+            PEEKAPI_API_KEY=API_KEY, PEEKAPI_ENDPOINT=ingest_url, PEEKAPI_STORAGE_PATH=storage
+        )
+        initialize(swallow_exceptions=False)
+        return
+    _initialize_otel_alone()
+    if framework == "fastapi" and variant == "otel_zero":
+        # The PeekAPI distro's cut, given to OpenTelemetry's own instrumentor.
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+        FastAPIInstrumentor().uninstrument()
+        FastAPIInstrumentor().instrument(exclude_spans=_SEND_RECEIVE)
+
+
 def build(framework: str, variant: str, ingest_url: str, storage: str) -> Built:
     info: dict[str, Any] = {"framework": framework, "variant": variant, "pid": os.getpid()}
-    provider = None
-    processor = None
-    client = None
+    processor: Any = None
+    client: Any = None
+    instrumented = variant != "bare" and variant != "peekapi"
+    # Hooks for the WSGI frameworks, as the README's "Programmatic" section passes them;
+    # ASGI apps take none, and under the distro FastAPI/Flask/Django get them from it.
     kwargs: dict[str, Any] = {}
+    if variant in ("configure", "provider") or (variant == "zero" and framework == "raw_wsgi"):
+        from peekapi_otel.hooks import instrumentor_kwargs
 
-    if variant.startswith("otel"):
+        flavour = {"raw_asgi": "asgi", "raw_wsgi": "wsgi"}.get(framework, framework)
+        kwargs = instrumentor_kwargs(flavour)
+    if framework == "raw_asgi" and variant == "otel_zero":
+        kwargs["exclude_spans"] = _SEND_RECEIVE
+    django_factory = None
+    if framework == "django":
+        peek_cfg = None
+        if variant == "peekapi":
+            # The Django middleware builds its own client from settings.PEEKAPI.
+            peek_cfg = {
+                "api_key": API_KEY,
+                "endpoint": ingest_url,
+                "storage_path": storage + "/peekapi-django.jsonl",
+            }
+        # Settings first, as DJANGO_SETTINGS_MODULE is exported before
+        # opentelemetry-instrument starts.
+        django_factory = django_app(peek_cfg)
+
+    if variant in ZERO_CODE:
+        _zero_code(variant, framework, ingest_url, storage)
+    elif variant in ("otel", "provider"):
+        from opentelemetry import trace
         from opentelemetry.sdk.trace import TracerProvider
 
         provider = TracerProvider()
-        if variant == "otel_proc":  # decomposition: processor + sampler wrap, no hooks
-            from peekapi_otel.otel._configure import attach
+        if variant == "provider":
+            from peekapi_otel import PeekApiSpanProcessor
 
-            processor = attach(provider, api_key=API_KEY, endpoint=ingest_url, storage_path=storage)
-        elif variant == "otel_hooks":  # decomposition: our hooks only, no processor
-            from peekapi_otel.hooks import instrumentor_kwargs
+            processor = PeekApiSpanProcessor(
+                api_key=API_KEY, endpoint=ingest_url, storage_path=storage
+            )
+            provider.add_span_processor(processor)
+        trace.set_tracer_provider(provider)
+    elif variant == "configure":
+        import peekapi_otel
 
-            hook_flavour = {"raw_asgi": "asgi", "raw_wsgi": "wsgi"}.get(framework, framework)
-            kwargs.update(instrumentor_kwargs(hook_flavour))
-        elif variant.startswith("otel_peek"):
-            from peekapi_otel.hooks import instrumentor_kwargs
-            from peekapi_otel.otel._configure import attach
-
-            processor = attach(provider, api_key=API_KEY, endpoint=ingest_url, storage_path=storage)
-            hook_flavour = {"raw_asgi": "asgi", "raw_wsgi": "wsgi"}.get(framework, framework)
-            kwargs.update(instrumentor_kwargs(hook_flavour))
-            info["sampler"] = provider.sampler.get_description()
-            info["sanitize_env"] = os.environ.get(SANITIZE)
-        if variant.endswith("_nosr"):
-            kwargs["exclude_spans"] = ["send", "receive"]
-        kwargs["tracer_provider"] = provider
+        processor = peekapi_otel.configure(
+            api_key=API_KEY, endpoint=ingest_url, storage_path=storage
+        )
     elif variant == "peekapi" and framework != "django":
         from peekapi import PeekApiClient
 
@@ -334,9 +441,10 @@ def build(framework: str, variant: str, ingest_url: str, storage: str) -> Built:
         )
 
     app: Any
+    by_hand = instrumented and variant not in ZERO_CODE
     if framework == "raw_asgi":
         app = raw_asgi_app
-        if provider is not None:
+        if instrumented:
             from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 
             app = OpenTelemetryMiddleware(app, **kwargs)
@@ -347,7 +455,7 @@ def build(framework: str, variant: str, ingest_url: str, storage: str) -> Built:
         driver: Any = AsgiDriver(app)
     elif framework == "fastapi":
         app = fastapi_app()
-        if provider is not None:
+        if by_hand:
             from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
             FastAPIInstrumentor.instrument_app(app, **kwargs)
@@ -358,7 +466,7 @@ def build(framework: str, variant: str, ingest_url: str, storage: str) -> Built:
         driver = AsgiDriver(app)
     elif framework == "raw_wsgi":
         app = raw_wsgi_app
-        if provider is not None:
+        if instrumented:
             from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware as WsgiMw
 
             app = WsgiMw(app, **kwargs)
@@ -369,30 +477,22 @@ def build(framework: str, variant: str, ingest_url: str, storage: str) -> Built:
         driver = WsgiDriver(app)
     elif framework == "flask":
         app = flask_app()
-        if provider is not None:
+        if by_hand:
             from opentelemetry.instrumentation.flask import FlaskInstrumentor
 
-            FlaskInstrumentor.instrument_app(app, **kwargs)
+            FlaskInstrumentor().instrument_app(app, **kwargs)
         elif client is not None:
             from peekapi.middleware.wsgi import PeekApiWSGI
 
             app.wsgi_app = PeekApiWSGI(app.wsgi_app, client=client)
         driver = WsgiDriver(app)
     elif framework == "django":
-        peek_cfg = None
-        if variant == "peekapi":
-            # The Django middleware builds its own client from settings.PEEKAPI.
-            peek_cfg = {
-                "api_key": API_KEY,
-                "endpoint": ingest_url,
-                "storage_path": storage + "/peekapi-django.jsonl",
-            }
-        factory = django_app(peek_cfg)
-        if provider is not None:
+        assert django_factory is not None
+        if by_hand:
             from opentelemetry.instrumentation.django import DjangoInstrumentor
 
             DjangoInstrumentor().instrument(**kwargs)
-        app = factory()
+        app = django_factory()
         driver = WsgiDriver(app)
         if variant == "peekapi":
             driver.run(1)  # the middleware creates its client on first instantiation
@@ -402,6 +502,13 @@ def build(framework: str, variant: str, ingest_url: str, storage: str) -> Built:
     else:
         raise ValueError(framework)
 
+    if variant == "zero":
+        processor = _global_processor()
+    if instrumented:
+        from opentelemetry import trace
+
+        info["sampler"] = _sampler_description(trace.get_tracer_provider())
+    drain: Callable[[], None]
     if processor is not None:
         proc = processor
 
@@ -417,8 +524,20 @@ def build(framework: str, variant: str, ingest_url: str, storage: str) -> Built:
 
     info["processor"] = processor is not None
     info["peekapi_client"] = client is not None
-    built = Built(driver, drain, info)
-    built.provider = provider  # type: ignore[attr-defined]
-    built.processor = processor  # type: ignore[attr-defined]
-    built.client = client  # type: ignore[attr-defined]
-    return built
+    return Built(driver, drain, info, processor, client)
+
+
+def _global_processor() -> Any:
+    """The PeekAPI processor the distro attached to the global provider: it is only
+    needed to wait for delivery (``force_flush`` of the provider flushes it)."""
+    from opentelemetry import trace
+
+    provider: Any = trace.get_tracer_provider()
+    if not hasattr(provider, "force_flush"):
+        raise RuntimeError(f"the distro set no SDK TracerProvider: {provider!r}")
+    return provider
+
+
+def _sampler_description(provider: Any) -> str:
+    sampler = getattr(provider, "sampler", None)
+    return sampler.get_description() if sampler is not None else repr(provider)

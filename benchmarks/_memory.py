@@ -1,9 +1,9 @@
 """Memory and loss under pressure: a burst of events with the ingest down (connection
 refused). One variant per process; prints one ``@@{json}`` line.
 
-* ``ours``: a ``TracerProvider`` with ``peekapi_otel.otel._configure.attach`` (as the distro
-  does) and a tmp ``storage_path``; each event is a real SERVER span started and ended
-  with the attributes the ASGI instrumentation and our hooks put on it. After the burst:
+* ``ours``: a ``TracerProvider`` with a ``PeekApiSpanProcessor`` (a tmp ``storage_path``);
+  each event is a real SERVER span started and ended with the attributes the ASGI
+  instrumentation and our hooks put on it. After the burst:
   ``force_flush`` then ``provider.shutdown()``. lost = N - (sent + spooled) from
   ``peekapi_otel.stats()``; the spool is also counted on disk.
 * ``peekapi``: ``PeekApiClient`` (defaults, tmp ``storage_path``) and ``track()`` of the
@@ -74,10 +74,12 @@ def run_ours(n: int, storage: str, endpoint: str, flush_s: float) -> dict[str, A
 
     import peekapi_otel
     from peekapi_otel.core._hashing import hash_consumer
-    from peekapi_otel.otel._configure import attach
 
     provider = TracerProvider()
-    processor = attach(provider, api_key=API_KEY, endpoint=endpoint, storage_path=storage)
+    processor = peekapi_otel.PeekApiSpanProcessor(
+        api_key=API_KEY, endpoint=endpoint, storage_path=storage
+    )
+    provider.add_span_processor(processor)
     tracer = provider.get_tracer("bench")
     consumer = hash_consumer(CONSUMER_KEY)
 

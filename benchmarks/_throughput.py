@@ -35,7 +35,8 @@ def record_spans(n: int) -> list[Any]:
     from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 
     from peekapi_otel.core._record import is_request_span
-    from peekapi_otel.hooks import install_asgi_counter, instrumentor_kwargs
+    from peekapi_otel.hooks import instrumentor_kwargs
+    from peekapi_otel.otel._asgi import install_asgi_counter
 
     spans: list[Any] = []
 

@@ -65,8 +65,8 @@ def main() -> None:
                 out = {"buffered": len(c._buffer), "in_flight": c._in_flight}
             reply(out)
         elif cmd[0] == "quit":
-            if built.provider is not None:
-                built.provider.shutdown()
+            if built.processor is not None:
+                built.processor.shutdown()
             if built.client is not None:
                 built.client.shutdown()
             reply({"bye": True})

@@ -1,7 +1,14 @@
 #!/usr/bin/env python
-"""peekapi-otel benchmarks: per-request overhead, export throughput, memory/loss.
+"""peekapi-otel benchmarks: per-request overhead of each way in, export throughput,
+memory/loss.
 
     python benchmarks/run.py [--quick] [--json OUT] [--only overhead,throughput,memory]
+        [--frameworks raw_asgi,fastapi,raw_wsgi,flask,django] [--cut]
+
+The overhead section measures each way in (zero code, ``configure()``, a processor on
+the user's own provider; see ``_apps.py``) on each framework and prints
+``(c - b) / (d - a)``: what peekapi-otel adds on top of OpenTelemetry wired the same way,
+against what the ``peekapi`` 0.1.0 middleware adds to the bare app.
 
 Needs the dev environment (OpenTelemetry SDK + the fastapi/flask/django instrumentations,
 peekapi-otel installed) plus ``pip install peekapi==0.1.0`` for the comparison.
@@ -34,7 +41,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _apps import ASGI, FRAMEWORKS, child_env, variants_for  # noqa: E402
+from _apps import FRAMEWORKS, SENDERS, WAYS, child_env, variants_for  # noqa: E402
 
 PY = sys.executable
 
@@ -44,7 +51,8 @@ QUICK = {
     "memory": {"events": 100_000, "repeats": 1},
 }
 FULL = {
-    "overhead": {"requests": 1000, "warmup": 3, "rounds": 31},
+    # 7 variants x 5 frameworks: about 5 minutes on a 2-core machine.
+    "overhead": {"requests": 500, "warmup": 2, "rounds": 25},
     "throughput": {"events": 5000, "rounds": 25, "batch_size": 100},
     "memory": {"events": 100_000, "repeats": 3},
 }
@@ -165,7 +173,7 @@ class Worker:
             stdout=subprocess.PIPE,
             stderr=open(self.log, "w"),  # noqa: SIM115 - lives as long as the worker
             text=True,
-            env=child_env(variant),
+            env=child_env(framework, variant),
             cwd=str(HERE.parent),
         )
 
@@ -194,12 +202,12 @@ class Worker:
 
 
 def overhead(
-    ingest: Ingest, cfg: dict[str, int], frameworks: list[str], logdir: Path, decompose: bool
-) -> dict:
+    ingest: Ingest, cfg: dict[str, int], frameworks: list[str], logdir: Path, cut: bool
+) -> dict[str, Any]:
     n, rounds, warmup = cfg["requests"], cfg["rounds"], cfg["warmup"]
-    out: dict[str, Any] = {"config": cfg, "frameworks": {}, "decompose": decompose}
+    out: dict[str, Any] = {"config": cfg, "frameworks": {}, "cut": cut}
     for fw in frameworks:
-        variants = list(variants_for(fw, decompose))
+        variants = list(variants_for(fw, cut))
         t0 = time.monotonic()
         before = ingest.count()
         workers = {v: Worker(fw, v, ingest.url, logdir) for v in variants}
@@ -218,9 +226,7 @@ def overhead(
         for w in workers.values():
             w.close()
         delivered = ingest.count() - before
-        senders = [
-            v for v in variants if v.startswith("otel_peek") or v in ("peekapi", "otel_proc")
-        ]
+        senders = [v for v in variants if v in SENDERS]
         expected = len(senders) * n * (warmup + rounds) + (1 if fw == "django" else 0)
         out["frameworks"][fw] = {
             "requests_per_round": n,
@@ -237,6 +243,8 @@ def overhead(
             f"{time.monotonic() - t0:.1f}s; ingest got {delivered}/{expected} events",
             flush=True,
         )
+        if delivered != expected:
+            raise RuntimeError(f"{fw}: the ingest got {delivered} events, expected {expected}")
     return out
 
 
@@ -244,114 +252,74 @@ def per_round(samples: dict[str, list[dict[str, Any]]], v: str) -> list[float]:
     return [s["us_per_request"] for s in samples[v]]
 
 
-def overhead_tables(result: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
-    rows, cut_rows = [], []
+def minus(x: list[float], y: list[float]) -> list[float]:
+    return [xi - yi for xi, yi in zip(x, y, strict=True)]
+
+
+def ratios(x: list[float], y: list[float]) -> list[float]:
+    return [xi / yi if yi > 0 else float("inf") for xi, yi in zip(x, y, strict=True)]
+
+
+def overhead_tables(result: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
+    ratio_rows, us_rows, cut_rows = [], [], []
     summary: dict[str, Any] = {}
     for fw, data in result["frameworks"].items():
         s = data["samples"]
-        a, b, c, d = (per_round(s, v) for v in ("bare", "otel", "otel_peek", "peekapi"))
-        cb = [ci - bi for bi, ci in zip(b, c, strict=False)]
-        da = [di - ai for ai, di in zip(a, d, strict=False)]
-        ratio = [x / y if y > 0 else float("inf") for x, y in zip(cb, da, strict=False)]
-        target = "<= 1.0 (aim 0.5)" if fw in ("raw_asgi", "flask") else "-"
-        rows.append([fw, fmt(a), fmt(b), fmt(c), fmt(d), fmt(cb), fmt(da), fmt(ratio, 2), target])
-        summary[fw] = {
-            "bare_us": q(a),
-            "otel_us": q(b),
-            "otel_peek_us": q(c),
-            "peekapi_us": q(d),
-            "c_minus_b_us": q(cb),
-            "d_minus_a_us": q(da),
-            "ratio": q(ratio),
-            "per_round": {"c_minus_b": cb, "d_minus_a": da, "ratio": ratio},
-        }
-        if fw in ASGI:
-            bn, cn = per_round(s, "otel_nosr"), per_round(s, "otel_peek_nosr")
-            cbn = [ci - bi for bi, ci in zip(bn, cn, strict=False)]
-            ration = [x / y if y > 0 else float("inf") for x, y in zip(cbn, da, strict=False)]
-            saved_otel = [x - y for x, y in zip(b, bn, strict=False)]
-            saved_peek = [x - y for x, y in zip(c, cn, strict=False)]
-            cut_rows.append(
-                [
-                    fw,
-                    fmt(b),
-                    fmt(bn),
-                    fmt(c),
-                    fmt(cn),
-                    fmt(saved_peek),
-                    fmt(cbn),
-                    fmt(ration, 2),
-                ]
-            )
-            summary[fw]["no_send_receive"] = {
-                "otel_us": q(bn),
-                "otel_peek_us": q(cn),
-                "c_minus_b_us": q(cbn),
-                "ratio": q(ration),
-                "saved_otel_us": q(saved_otel),
-                "saved_otel_peek_us": q(saved_peek),
+        a, d = per_round(s, "bare"), per_round(s, "peekapi")
+        da = minus(d, a)
+        summary[fw] = {"bare_us": q(a), "peekapi_us": q(d), "d_minus_a_us": q(da), "ways": {}}
+        ratio_row = [fw]
+        for way, (b_name, c_name) in WAYS.items():
+            b, c = per_round(s, b_name), per_round(s, c_name)
+            cb = minus(c, b)
+            ratio = ratios(cb, da)
+            ratio_row.append(fmt(ratio, 2))
+            us_rows.append([fw, way, fmt(a), fmt(b), fmt(c), fmt(d), fmt(cb), fmt(da)])
+            summary[fw]["ways"][way] = {
+                "b": b_name,
+                "c": c_name,
+                "otel_us": q(b),
+                "peek_us": q(c),
+                "c_minus_b_us": q(cb),
+                "ratio": q(ratio),
+                "per_round": {"c_minus_b": cb, "d_minus_a": da, "ratio": ratio},
             }
-    t1 = table(
-        "1. Per-request CPU, us/request, median [p25, p75] over rounds "
-        "(a bare, b OTel only, c OTel+peekapi-otel, d peekapi 0.1.0 middleware)",
-        [
-            "framework",
-            "a bare",
-            "b otel",
-            "c otel+ours",
-            "d peekapi",
-            "c-b (ours adds)",
-            "d-a (peekapi adds)",
-            "(c-b)/(d-a)",
-            "target",
-        ],
-        rows,
-    )
-    t4 = table(
-        '4. Cheap cut: exclude_spans=["send","receive"] (us/request, median [p25, p75])',
-        [
-            "framework",
-            "b otel",
-            "b' otel -s/r",
-            "c otel+ours",
-            "c' otel+ours -s/r",
-            "c-c' saved",
-            "c'-b' (ours adds)",
-            "(c'-b')/(d-a)",
-        ],
-        cut_rows,
-    )
-    t4 += (
-        "\nTrade-off: events are unchanged (the ASGI sizes are counted by our layer "
-        "inside the middleware, not from the send/receive spans); the user's traces lose "
-        "the http send/receive spans."
-    )
-    if result.get("decompose"):
-        drows = []
-        for fw, data in result["frameworks"].items():
-            s = data["samples"]
-            b, c = per_round(s, "otel"), per_round(s, "otel_peek")
-            p, h = per_round(s, "otel_proc"), per_round(s, "otel_hooks")
-            drows.append(
-                [
-                    fw,
-                    fmt([ci - bi for bi, ci in zip(b, c, strict=False)]),
-                    fmt([pi - bi for bi, pi in zip(b, p, strict=False)]),
-                    fmt([hi - bi for bi, hi in zip(b, h, strict=False)]),
-                    fmt([ci - pi - hi + bi for bi, ci, pi, hi in zip(b, c, p, h, strict=False)]),
-                ]
-            )
-            summary[fw]["decompose"] = {
-                "processor_us": q([pi - bi for bi, pi in zip(b, p, strict=False)]),
-                "hooks_us": q([hi - bi for bi, hi in zip(b, h, strict=False)]),
+        ratio_row.append(fmt(da))
+        ratio_rows.append(ratio_row)
+        if "otel_zero_all" in s:
+            full, cut, zero = (per_round(s, v) for v in ("otel_zero_all", "otel_zero", "zero"))
+            cut_rows.append([fw, fmt(full), fmt(cut), fmt(minus(full, cut)), fmt(zero)])
+            summary[fw]["cut"] = {
+                "otel_default_spans_us": q(full),
+                "otel_cut_us": q(cut),
+                "saved_us": q(minus(full, cut)),
             }
-        t4 += "\n\n" + table(
-            "1b. What c-b is made of (us/request, median [p25, p75]): processor + sampler "
-            "wrap without hooks, hooks without processor",
-            ["framework", "c-b all", "processor+sampler", "hooks only", "interaction"],
-            drows,
+    tables = [
+        table(
+            "1. What each way in adds on top of OpenTelemetry, against what the peekapi "
+            "0.1.0 middleware adds to a bare app: (c-b)/(d-a), median [p25, p75] of the "
+            "per-round ratios (target <= 1.0, aim 0.5)",
+            ["framework", *WAYS, "d-a us (peekapi adds)"],
+            ratio_rows,
+        ),
+        table(
+            "1b. CPU us/request, median [p25, p75] over rounds (a bare, b OpenTelemetry "
+            "alone wired the same way, c b + peekapi-otel, d peekapi 0.1.0 middleware)",
+            ["framework", "way in", "a bare", "b otel", "c otel+ours", "d peekapi", "c-b", "d-a"],
+            us_rows,
+        ),
+    ]
+    if cut_rows:
+        tables.append(
+            table(
+                "4. The zero-code cut (ASGI, no trace exporter): OpenTelemetry alone with "
+                "its default send/receive spans, without them, and zero code with "
+                "PeekAPI (us/request)",
+                ["framework", "otel default spans", "otel cut", "saved", "zero code + ours"],
+                cut_rows,
+            )
         )
-    return t1, t4, summary
+    return tables, summary
 
 
 # --- 2: export throughput -------------------------------------------------------------
@@ -371,7 +339,7 @@ def throughput(ingest: Ingest, cfg: dict[str, int], logdir: Path) -> dict[str, A
         str(cfg["batch_size"]),
     ]
     proc = subprocess.run(
-        cmd, capture_output=True, text=True, env=child_env("bare"), cwd=str(HERE.parent)
+        cmd, capture_output=True, text=True, env=child_env("", "bare"), cwd=str(HERE.parent)
     )
     (logdir / "throughput.log").write_text(proc.stderr)
     if proc.returncode:
@@ -429,7 +397,7 @@ def memory(cfg: dict[str, int], logdir: Path) -> dict[str, Any]:
                 ],
                 capture_output=True,
                 text=True,
-                env=child_env("bare"),
+                env=child_env("", "bare"),
                 cwd=str(HERE.parent),
             )
             (logdir / f"memory-{variant}-{i}.log").write_text(proc.stderr)
@@ -477,14 +445,14 @@ def memory_table(data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="the < 2 minute run")
+    ap.add_argument("--quick", action="store_true", help="the short run (the suite's smoke size)")
     ap.add_argument("--json", default=str(HERE / "results" / "latest.json"), help="output file")
     ap.add_argument("--only", default="overhead,throughput,memory", help="sections to run")
     ap.add_argument("--frameworks", default=",".join(FRAMEWORKS))
     ap.add_argument(
-        "--decompose",
+        "--cut",
         action="store_true",
-        help="also run processor-only and hooks-only variants to split c-b",
+        help="also run OpenTelemetry alone with its default ASGI spans (section 4)",
     )
     args = ap.parse_args()
 
@@ -523,11 +491,11 @@ def main() -> int:
     try:
         if "overhead" in sections:
             print("1/4. per-request overhead ...", flush=True)
-            data = overhead(ingest, cfg["overhead"], frameworks, logdir, args.decompose)
-            t1, t4, summary = overhead_tables(data)
-            data["summary"] = summary
+            data = overhead(ingest, cfg["overhead"], frameworks, logdir, args.cut)
+            overhead_text, data["summary"] = overhead_tables(data)
             result["overhead"] = data
-            tables += [t1, t4]
+            tables += overhead_text
+            print("\n\n".join(overhead_text), flush=True)
         if "throughput" in sections:
             print("2. export throughput ...", flush=True)
             data = throughput(ingest, cfg["throughput"], logdir)
@@ -542,6 +510,7 @@ def main() -> int:
             tables.append(t)
     finally:
         ingest.stop()
+        out_path.write_text(json.dumps(result, indent=1, default=str))
     result["seconds"] = round(time.monotonic() - started, 1)
     out_path.write_text(json.dumps(result, indent=1, default=str))
     print()

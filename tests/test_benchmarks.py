@@ -1,10 +1,13 @@
-"""The benchmark harness still drives the product: each framework's peekapi-otel variant
-runs a few requests through ``benchmarks/_worker.py`` exactly as ``run.py`` does, and
+"""The benchmark harness still drives the product: each way in (zero code, ``configure()``,
+a processor on the user's own provider) runs a few requests through
+``benchmarks/_worker.py`` exactly as ``run.py`` does, every framework at least once, and
 every request arrives once at a loopback ingest. (Timings are not asserted here.)"""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +19,7 @@ from ingest import Ingest
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 REQUESTS = 25
+CONSUMER_ID = "hash_" + hashlib.sha256(b"consumer-key-123456").hexdigest()[:12]
 
 
 def _ask(proc: subprocess.Popen[str], command: str | None) -> dict[str, Any]:
@@ -37,11 +41,12 @@ def _ask(proc: subprocess.Popen[str], command: str | None) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("framework", "variant"),
     [
-        ("raw_asgi", "otel_peek"),
-        ("fastapi", "otel_peek_nosr"),
-        ("raw_wsgi", "otel_peek"),
-        ("flask", "otel_peek"),
-        ("django", "otel_peek"),
+        ("raw_asgi", "configure"),
+        ("raw_asgi", "zero"),
+        ("fastapi", "provider"),
+        ("raw_wsgi", "zero"),
+        ("flask", "configure"),
+        ("django", "zero"),
     ],
 )
 def test_worker_delivers_every_request(
@@ -69,7 +74,7 @@ def test_worker_delivers_every_request(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=child_env(variant),
+        env=child_env(framework, variant),
         cwd=str(BENCH.parent),
     )
     try:
@@ -86,3 +91,56 @@ def test_worker_delivers_every_request(
         stderr = proc.stderr.read() if proc.stderr else ""
     keys = ingest.keys()
     assert sum(keys.values()) == len(keys) == REQUESTS, stderr
+    # The way in is wired in full: the consumer and the response size are on every event.
+    events = ingest.wait_for(REQUESTS, timeout=0)
+    assert {e["consumer_id"] for e in events} == {CONSUMER_ID}
+    assert all(e["response_size"] > 0 and e["status_code"] == 200 for e in events), events[0]
+
+
+def _last_reply(text: str) -> dict[str, Any]:
+    line = next(x for x in reversed(text.splitlines()) if x.startswith("@@"))
+    reply: dict[str, Any] = json.loads(line[2:])
+    return reply
+
+
+def _bench_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PEEKAPI_"))}
+
+
+def test_throughput_section_delivers_every_event() -> None:
+    ingest = subprocess.Popen(
+        [sys.executable, str(BENCH / "_ingest.py")], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert ingest.stdout is not None
+        url = f"http://127.0.0.1:{int(ingest.stdout.readline())}/v1/events"
+        command = [sys.executable, str(BENCH / "_throughput.py"), "--ingest", url]
+        done = subprocess.run(
+            [*command, "--events", "200", "--rounds", "1"],
+            capture_output=True,
+            text=True,
+            env=_bench_env(),
+            cwd=str(BENCH.parent),
+            timeout=300,
+        )
+    finally:
+        ingest.terminate()
+        ingest.wait(10)
+    assert done.returncode == 0, done.stderr[-3000:]
+    data = _last_reply(done.stdout)
+    assert data["ingest_events_received"] == data["ingest_events_expected"] > 0
+
+
+def test_memory_section_loses_nothing() -> None:
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "_memory.py"), "--variant", "ours", "--events", "2000"],
+        capture_output=True,
+        text=True,
+        env=_bench_env(),
+        cwd=str(BENCH.parent),
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    data = _last_reply(done.stdout)
+    assert data["lost"] == 0
+    assert data["spooled"] == 2000

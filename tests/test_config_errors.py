@@ -26,7 +26,7 @@ import peekapi_otel
 from ingest import Ingest
 from peekapi_otel import Options, PeekApiSpanExporter, PeekApiSpanProcessor, stats
 from peekapi_otel.hooks import instrumentor_kwargs
-from peekapi_otel.otel._configure import CAPTURE_REQUEST, CAPTURE_RESPONSE, SANITIZE
+from peekapi_otel.otel._configure import SANITIZE
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -77,9 +77,8 @@ def serve_one(provider: TracerProvider) -> int:
 def test_bad_code_arguments_raise_value_error_everywhere(
     monkeypatch: pytest.MonkeyPatch, kwargs: dict[str, Any]
 ) -> None:
-    # configure() merges header-capture defaults into os.environ: let monkeypatch undo it.
-    for name in (CAPTURE_REQUEST, CAPTURE_RESPONSE, SANITIZE):
-        monkeypatch.setenv(name, "")
+    # configure() merges the sanitize default into os.environ: let monkeypatch undo it.
+    monkeypatch.setenv(SANITIZE, "")
     name = next(k for k in kwargs if k != "api_key")
     with pytest.raises(ValueError, match=name):
         Options.from_env({}, **kwargs)

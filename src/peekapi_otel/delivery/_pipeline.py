@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 import threading
-from os import getpid
 from typing import Final
 
 from peekapi_otel.core._encoder import EventEncoder
@@ -148,9 +147,11 @@ class Pipeline:
     # --- producer side (app threads) -------------------------------------------------
 
     def submit(self, record: Record) -> None:
-        """Queue one request's record (or its line). O(1), no lock, no I/O."""
-        if self._pid != getpid():
-            self.after_fork_in_child()
+        """Queue one request's record (or its line). O(1), no lock, no I/O.
+
+        No pid check here: the ``register_at_fork`` handler resets a forked child before
+        it runs any Python code, and ``getpid()`` is a system call on every request.
+        """
         STATS.add_seen()
         try:
             if self._closed:

@@ -1,12 +1,13 @@
 #!/usr/bin/env python
 """Where peekapi-otel's per-request cost goes (cProfile, every thread).
 
-    python benchmarks/profile_overhead.py [--framework raw_asgi,flask] [--requests 3000] [--top 25]
+    python benchmarks/experiments/profile_overhead.py [--framework raw_asgi,flask]
+        [--variant provider] [--requests 3000] [--top 25]
 
-Each framework runs in a child process as the ``otel_peek`` variant of ``run.py`` (zero-code
-configuration, loopback ingest). ``threading.Thread.run`` is wrapped before the pipeline
-starts so the batcher and sender threads are profiled too; their stats are merged with
-the request thread's. Printed per framework:
+Each framework runs in a child process as one way in of ``run.py`` (``zero``,
+``configure`` or ``provider``; loopback ingest). ``threading.Thread.run`` is wrapped
+before the pipeline starts so the batcher and sender threads are profiled too; their
+stats are merged with the request thread's. Printed per framework:
 
 * our entry points with their *inclusive* time per request (hooks, processor callbacks,
   sampler wrapper, background threads): this is what peekapi-otel adds on top of OTel;
@@ -28,19 +29,19 @@ import threading
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parent.parent  # benchmarks/
 sys.path.insert(0, str(HERE))
 
 ENTRY_POINTS = (
-    ("hooks.py", "__call__"),  # _CountingASGI: the request's start (the app runs after it)
-    ("hooks.py", "_start"),  # consumer, method and sizes from the scope, onto the span
-    ("hooks.py", "send"),  # _AsgiRequest: response bytes
-    ("hooks.py", "receive"),  # request bytes when no Content-Length announced them
-    ("hooks.py", "wsgi_request_hook"),
-    ("hooks.py", "flask_response_hook"),
-    ("hooks.py", "wsgi_response_hook"),
-    ("hooks.py", "django_request_hook"),
-    ("hooks.py", "django_response_hook"),
+    ("_asgi.py", "__call__"),  # _CountingASGI: the request's start (the app runs after it)
+    ("_asgi.py", "_start"),  # consumer, method and sizes from the scope, onto the span
+    ("_asgi.py", "send"),  # _AsgiRequest: response bytes
+    ("_asgi.py", "receive"),  # request bytes when no Content-Length announced them
+    ("_wsgi.py", "wsgi_request_hook"),
+    ("_wsgi.py", "flask_response_hook"),
+    ("_wsgi.py", "wsgi_response_hook"),
+    ("_wsgi.py", "django_request_hook"),
+    ("_wsgi.py", "django_response_hook"),
     ("_processor.py", "on_start"),
     ("_processor.py", "_on_ending"),
     ("_processor.py", "on_end"),
@@ -51,7 +52,7 @@ ENTRY_POINTS = (
 )
 
 
-def child(framework: str, n: int, ingest: str, out: str) -> None:
+def child(framework: str, variant: str, n: int, ingest: str, out: str) -> None:
     profiles: list[cProfile.Profile] = []
     original_run = threading.Thread.run
 
@@ -68,7 +69,7 @@ def child(framework: str, n: int, ingest: str, out: str) -> None:
     from _apps import build
 
     storage = tempfile.mkdtemp(prefix="peekapi-bench-prof-")
-    built = build(framework, "otel_peek", ingest, storage)
+    built = build(framework, variant, ingest, storage)
     built.driver.run(300)  # warm-up
     built.drain()
     main = cProfile.Profile(time.thread_time)
@@ -76,7 +77,7 @@ def child(framework: str, n: int, ingest: str, out: str) -> None:
     built.driver.run(n)
     built.drain()
     main.disable()
-    built.provider.shutdown()  # type: ignore[attr-defined]
+    built.processor.shutdown()
     stats = pstats.Stats(main)
     for prof in profiles:
         try:
@@ -120,13 +121,14 @@ def report(path: str, n: int, top: int) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--framework", default="raw_asgi,flask")
+    ap.add_argument("--variant", default="provider", help="a way in: zero, configure, provider")
     ap.add_argument("--requests", type=int, default=3000)
     ap.add_argument("--top", type=int, default=25)
-    ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    ap.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        fw, n, ingest, out = args.child
-        child(fw, int(n), ingest, out)
+        fw, variant, n, ingest, out = args.child
+        child(fw, variant, int(n), ingest, out)
         return 0
     from _apps import child_env
 
@@ -139,12 +141,21 @@ def main() -> int:
         for fw in args.framework.split(","):
             out = tempfile.mktemp(suffix=f"-{fw}.pstats")
             subprocess.run(
-                [sys.executable, __file__, "--child", fw, str(args.requests), url, out],
+                [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    fw,
+                    args.variant,
+                    str(args.requests),
+                    url,
+                    out,
+                ],
                 check=True,
-                env=child_env("otel_peek"),
+                env=child_env(fw, args.variant),
                 cwd=str(HERE.parent),
             )
-            print(f"== {fw} (otel_peek variant), profile saved to {out}")
+            print(f"== {fw} ({args.variant}), profile saved to {out}")
             print(report(out, args.requests, args.top))
             print()
     finally:
