@@ -8,18 +8,27 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
 from peekapi_otel.core._events import MAX_CONSUMER, MAX_METHOD, MAX_PATH
-from peekapi_otel.server._summary import UNMATCHED_SQL, summarize
+from peekapi_otel.server import _rollup
+from peekapi_otel.server._query import Query, parse_query
+from peekapi_otel.server._rollup import UNMATCHED_SQL, RollupWriter
+from peekapi_otel.server._summary import consumer_view, endpoint_view, summarize
+
+Listener = Callable[[Sequence[tuple[Any, ...]]], None]
+"""Called with the rows of each committed insert (new events only), on the writer's thread."""
+_BACKFILL_CHUNK: Final = 20_000
 
 LATEST_LIMIT: Final = 50
+_logger = logging.getLogger(__name__)
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS events (
@@ -180,12 +189,51 @@ class EventStore:
             if found is None:
                 self._writer.close()
                 raise StoreMissing(f"{str(self.path)!r} is not a peekapi-otel event database")
+            self._prepare_rollups()
             return
         self._writer = self._connect(mode="rwc")
         self._writer.execute("PRAGMA journal_mode=WAL")
         self._writer.execute("PRAGMA synchronous=NORMAL")
         self._writer.executescript(_SCHEMA)
         self._writer.execute(_UNMATCHED_INDEX)
+        self._prepare_rollups()
+
+    def _prepare_rollups(self) -> None:
+        self._rollups = RollupWriter()
+        self.listeners: list[Listener] = []
+        fresh = (
+            self._writer.execute(
+                "SELECT 1 FROM sqlite_master WHERE name = 'rollup_endpoints'"
+            ).fetchone()
+            is None
+        )
+        self._writer.executescript(_rollup.SCHEMA)
+        if fresh:
+            self._backfill()
+
+    def _backfill(self) -> None:
+        # A database written before the rollups existed: count its stored events once.
+        last = 0
+        while True:
+            with self._lock:
+                self._writer.execute("BEGIN IMMEDIATE")
+                try:
+                    rows = self._writer.execute(
+                        "SELECT id, method, path, status_code, response_time_ms, request_size, "
+                        "response_size, consumer_id, metadata, timestamp, trace_id, span_id, "
+                        "received_at FROM events WHERE id > ? ORDER BY id LIMIT ?",
+                        (last, _BACKFILL_CHUNK),
+                    ).fetchall()
+                    if rows:
+                        self._rollups.add(self._writer, [r[1:] for r in rows])
+                except BaseException:
+                    self._writer.execute("ROLLBACK")
+                    self._rollups.forget()
+                    raise
+                self._writer.execute("COMMIT")
+            if len(rows) < _BACKFILL_CHUNK:
+                return
+            last = rows[-1][0]
 
     def _connect(self, mode: str) -> sqlite3.Connection:
         uri = f"{self.path.resolve().as_uri()}?mode={mode}"
@@ -206,18 +254,58 @@ class EventStore:
         if not rows:
             return 0, 0
         with self._lock:
-            before = self._writer.total_changes
             self._writer.execute("BEGIN IMMEDIATE")
             try:
+                before = self._writer.total_changes
                 self._writer.executemany(_INSERT, rows)
-                accepted = self._writer.total_changes - before
-                if accepted < len(rows):
-                    self._writer.execute(_COUNT_DUPLICATES, (len(rows) - accepted,))
+                new: Sequence[tuple[Any, ...]] = rows
+                if self._writer.total_changes - before < len(rows):
+                    # Some were stored already: find which, so the rollups count each
+                    # event once (retries resend whole batches, so this path is rare).
+                    self._writer.execute("ROLLBACK")
+                    self._writer.execute("BEGIN IMMEDIATE")
+                    new = [row for row in rows if self._writer.execute(_INSERT, row).rowcount]
+                    self._writer.execute(_COUNT_DUPLICATES, (len(rows) - len(new),))
+                self._rollups.add(self._writer, new)
             except BaseException:
                 self._writer.execute("ROLLBACK")
+                self._rollups.forget()
                 raise
             self._writer.execute("COMMIT")
-        return accepted, len(rows) - accepted
+            for listener in self.listeners:
+                try:
+                    listener(new)
+                except Exception:  # a subscriber never fails an insert
+                    _logger.exception("event listener failed")
+        return len(new), len(rows) - len(new)
+
+    def drop_raw_before(self, cutoff: float, *, chunk: int = 5000) -> int:
+        """Delete raw events older than ``cutoff`` (Unix seconds, event time); the rollups
+        keep counting them. Works in chunks so ingest waits at most one chunk."""
+        dropped = 0
+        bound = cutoff / 86400.0 + 2440587.5
+        while True:
+            with self._lock:
+                self._writer.execute("BEGIN IMMEDIATE")
+                try:
+                    cur = self._writer.execute(
+                        "DELETE FROM events WHERE id IN (SELECT id FROM events "
+                        "WHERE julianday(timestamp) < ? LIMIT ?)",
+                        (bound, chunk),
+                    )
+                    count = cur.rowcount
+                    self._writer.execute(
+                        "INSERT INTO counters (name, value) VALUES ('raw_since', ?) "
+                        "ON CONFLICT (name) DO UPDATE SET value = MAX(value, excluded.value)",
+                        (int(cutoff),),
+                    )
+                except BaseException:
+                    self._writer.execute("ROLLBACK")
+                    raise
+                self._writer.execute("COMMIT")
+            dropped += count
+            if count < chunk:
+                return dropped
 
     def insert_many(self, events: Iterable[Any]) -> tuple[int, int]:
         """Validate and insert wire-format events; see :meth:`insert_rows`."""
@@ -257,12 +345,25 @@ class EventStore:
             ).fetchall()
         return [(str(t), str(s)) for t, s in rows]
 
-    def summary(self, *, latest: int = LATEST_LIMIT) -> dict[str, Any]:
+    def _raw_since(self, conn: sqlite3.Connection) -> float | None:
+        row = conn.execute("SELECT value FROM counters WHERE name = 'raw_since'").fetchone()
+        return None if row is None else float(row[0])
+
+    def endpoint_view(self, query: Query) -> dict[str, Any]:
+        with self._snapshot() as conn:
+            return endpoint_view(conn, query, raw_since=self._raw_since(conn))
+
+    def consumer_view(self, query: Query) -> dict[str, Any]:
+        with self._snapshot() as conn:
+            return consumer_view(conn, query, raw_since=self._raw_since(conn))
+
+    def summary(self, query: Query | None = None, *, latest: int = LATEST_LIMIT) -> dict[str, Any]:
         """Aggregate figures for the dashboard and the report (see ``_summary``).
 
         Errors are responses with status >= 400 (5xx counted apart as ``server_errors``);
         ``error_rate`` is a percentage rounded to 1 decimal, latencies are milliseconds
         rounded to 2 decimals, and ``p95_ms`` is the nearest-rank 95th percentile.
         """
+        query = parse_query({}) if query is None else query
         with self._snapshot() as conn:
-            return summarize(conn, latest=latest)
+            return summarize(conn, query, latest=latest, raw_since=self._raw_since(conn))
