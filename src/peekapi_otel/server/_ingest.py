@@ -23,7 +23,7 @@ from peekapi_otel.server._policy import HostPolicy
 from peekapi_otel.server._query import BadQuery, Query, from_query_string
 from peekapi_otel.server._refusals import RefusalLog
 from peekapi_otel.server._store import EventStore, InvalidBatch, validate_batch
-from peekapi_otel.server._stream import CLOSED, StreamHub, Subscriber, event_of
+from peekapi_otel.server._stream import CLOSED, StreamHub, Subscriber
 
 if TYPE_CHECKING:
     from peekapi_otel.server.alerts import AlertEngine, AlertsConfig
@@ -230,8 +230,7 @@ class _Handler(BaseHTTPRequestHandler):
                 continue
             chunks = []
             while row is not CLOSED:
-                data = json.dumps(event_of(row), separators=(",", ":"))
-                chunks.append(f"data: {data}\n\n".encode())
+                chunks.append(row)
                 if len(chunks) >= _STREAM_BATCH:
                     break
                 try:

@@ -4,8 +4,8 @@
 bounds as ISO 8601 or Unix seconds; without either, all stored time. Filters: ``method``,
 ``path`` (an endpoint as the dashboard lists it, ``unmatched (404)`` included),
 ``status`` (a class: ``2xx`` … ``5xx``) and ``consumer`` (``(anonymous)`` for requests
-without one). Bounds are whole minutes (the rollups' finest period): ``from`` is rounded
-down and ``to`` up.
+without one). Bounds are whole minutes (the rollups' finest period), whole hours for a
+range over 3 hours: ``from`` is rounded down and ``to`` up.
 """
 
 from __future__ import annotations
@@ -111,9 +111,12 @@ def parse_query(params: Mapping[str, str], *, now: float | None = None) -> Query
         status=None if not status else _status(status),
         consumer=consumer,
     )
+    # Ranges over 3 h are read in whole hours (the hourly rollups), shorter ones in
+    # whole minutes; all stored time in minutes, like a short range's edges.
+    unit = 3600 if name != "all" and end - start > 3 * 3600 else 60
     return Query(
-        start=max(0, math.floor(start / 60) * 60),
-        end=math.ceil(end / 60) * 60,
+        start=max(0, math.floor(start / unit) * unit),
+        end=math.ceil(end / unit) * unit,
         name=name,
         filters=filters,
         now=clock,

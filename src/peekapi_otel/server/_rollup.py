@@ -23,7 +23,8 @@ import datetime
 import json
 import math
 import sqlite3
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 
 RESOLUTIONS: Final = (60, 3600, 86400)
@@ -156,38 +157,123 @@ ON CONFLICT (res, start, method, route, consumer) DO UPDATE SET
     sum_ms = sum_ms + excluded.sum_ms
 """
 
-_REPLACE_ENDPOINT: Final = """
-INSERT OR REPLACE INTO rollup_endpoints
-    (res, start, method, route, n, s1, s2, s3, s4, s5, sum_ms, hist)
+_UPSERT_ENDPOINTS: Final = """
+INSERT INTO rollup_endpoints (res, start, method, route, n, s1, s2, s3, s4, s5, sum_ms, hist)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (res, start, method, route) DO UPDATE SET
+    n = n + excluded.n, s1 = s1 + excluded.s1, s2 = s2 + excluded.s2,
+    s3 = s3 + excluded.s3, s4 = s4 + excluded.s4, s5 = s5 + excluded.s5,
+    sum_ms = sum_ms + excluded.sum_ms,
+    hist = CASE WHEN excluded.res = 60 THEN excluded.hist ELSE hist END
 """
 
-_READ_ENDPOINT: Final = """
-SELECT n, s1, s2, s3, s4, s5, sum_ms, hist FROM rollup_endpoints
-WHERE res = ? AND start = ? AND method = ? AND route = ?
+_WRITE_SKETCH: Final = """
+UPDATE rollup_endpoints SET hist = ? WHERE res = ? AND start = ? AND method = ? AND route = ?
 """
+
+_READ_SKETCH: Final = """
+SELECT hist FROM rollup_endpoints WHERE res = ? AND start = ? AND method = ? AND route = ?
+"""
+
+SKETCH_FLUSH_SECONDS: Final = 1.0
+"""How long an hour or day sketch may lag its minute sketches (see RollupWriter)."""
 
 # Index of the fields in a stored row (see _store._INSERT).
 _METHOD, _PATH, _STATUS, _RT, _CONSUMER, _TIMESTAMP, _RECEIVED = 0, 1, 2, 3, 6, 8, 11
+
+_Key = tuple[int, int, str, str]
+
+
+RING_SECONDS: Final = 300
+
+
+class SecondRing:
+    """Requests and latency sum per second of event time, for the last minutes, in memory.
+
+    The live per-second chart reads it instead of the raw rows: at thousands of events a
+    second, the last minute alone is hundreds of thousands of rows. It is complete from
+    ``since`` (when the store was opened) on.
+    """
+
+    def __init__(self) -> None:
+        self.since = int(time.time())
+        self.seconds: dict[int, list[float]] = {}
+
+    def add(self, second: int, rt: float) -> None:
+        cell = self.seconds.get(second)
+        if cell is None:
+            cell = self.seconds[second] = [0, 0.0]
+            if len(self.seconds) > 2 * RING_SECONDS:
+                newest = max(self.seconds)
+                for old in [s for s in self.seconds if s < newest - RING_SECONDS]:
+                    del self.seconds[old]
+        cell[0] += 1
+        cell[1] += rt
+
+    def window(self, first: int, last: int) -> dict[int, tuple[int, float]] | None:
+        """``{second: (requests, sum_ms)}`` for ``first..last``, None if not all kept."""
+        if first < self.since:
+            return None
+        cells = dict(self.seconds)  # a copy: the writer adds while this reads
+        return {s: (int(cells[s][0]), cells[s][1]) for s in range(first, last + 1) if s in cells}
 
 
 class RollupWriter:
     """Adds inserted rows to the rollups, on the writer connection, in its transaction.
 
-    Endpoint rows carry a sketch that is merged, not summed by SQL, so the writer keeps
-    the rows it wrote last in memory instead of reading each back. The caller clears the
-    cache (:meth:`forget`) when its transaction rolls back.
+    Counts are added by SQL in every insert. A sketch is merged, not summed, so the
+    writer keeps the sketches it wrote in memory instead of reading each back, and knows
+    the newest period of each resolution: a row for a later period cannot exist yet, so
+    live traffic never reads one. Minute sketches are written with every insert; hour
+    and day sketches, which grow large and change with every insert, at most once per
+    :data:`SKETCH_FLUSH_SECONDS` (still inside an insert's transaction). After a crash
+    :meth:`repair` rebuilds the newest hour and day sketches from the minute ones.
+    The caller calls :meth:`forget` when its transaction rolls back.
     """
 
-    def __init__(self) -> None:
-        self._cache: dict[tuple[int, int, str, str], list[Any]] = {}
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._sketches: dict[_Key, dict[str, int]] = {}
+        self._dirty: set[_Key] = set()
+        self._newest: dict[int, int] | None = None
+        self._flushed = clock()
+        self.ring = SecondRing()
+
+    @property
+    def dirty(self) -> bool:
+        return bool(self._dirty)
 
     def forget(self) -> None:
-        self._cache.clear()
+        self.ring = SecondRing()  # it may hold rows that were rolled back
+        self._sketches.clear()
+        self._dirty.clear()
+        self._newest = None
+
+    def _load_newest(self, conn: sqlite3.Connection) -> dict[int, int]:
+        newest = {}
+        for res in RESOLUTIONS:
+            row = conn.execute(
+                "SELECT MAX(start) FROM rollup_endpoints WHERE res = ?", (res,)
+            ).fetchone()
+            newest[res] = -1 if row[0] is None else int(row[0])
+        return newest
+
+    def _sketch(
+        self, conn: sqlite3.Connection, key: _Key, newest: dict[int, int]
+    ) -> dict[str, int]:
+        sketch = self._sketches.get(key)
+        if sketch is None:
+            sketch = {}
+            if key[1] <= newest[key[0]]:
+                found = conn.execute(_READ_SKETCH, key).fetchone()
+                if found is not None:
+                    sketch = json.loads(found[0])
+            self._sketches[key] = sketch
+        return sketch
 
     def add(self, conn: sqlite3.Connection, rows: Iterable[Sequence[Any]]) -> None:
         consumers: dict[tuple[int, int, str, str, str], list[Any]] = {}
-        endpoints: dict[tuple[int, int, str, str], list[Any]] = {}
+        endpoints: dict[_Key, list[Any]] = {}
         for row in rows:
             second = event_second(row[_TIMESTAMP])
             if second is None:
@@ -197,6 +283,7 @@ class RollupWriter:
             consumer = row[_CONSUMER] or ANONYMOUS
             cls = status_class(status)
             key = str(bucket(rt))
+            self.ring.add(second, rt)
             for res in RESOLUTIONS:
                 start = second // res * res
                 c = consumers.get((res, start, method, route, consumer))
@@ -213,19 +300,67 @@ class RollupWriter:
                 e[6] += rt
                 e[7][key] = e[7].get(key, 0) + 1
         conn.executemany(_UPSERT_CONSUMERS, [(*k, *v) for k, v in consumers.items()])
-        if len(self._cache) > _CACHE_LIMIT:
-            self._cache.clear()
+        if self._newest is None:
+            self._newest = self._load_newest(conn)
+        newest = self._newest
+        if len(self._sketches) > _CACHE_LIMIT:
+            self._flush(conn)
+            self._sketches.clear()
         out = []
         for k, v in endpoints.items():
-            stored = self._cache.get(k)
-            if stored is None:
-                found = conn.execute(_READ_ENDPOINT, k).fetchone()
-                stored = [0] * 6 + [0.0, {}]
-                if found is not None:
-                    stored = [*found[:7], json.loads(found[7])]
-                self._cache[k] = stored
-            for i in range(7):
-                stored[i] += v[i]
-            merge(stored[7], v[7])
-            out.append((*k, *stored[:7], json.dumps(stored[7], separators=(",", ":"))))
-        conn.executemany(_REPLACE_ENDPOINT, out)
+            sketch = self._sketch(conn, k, newest)
+            merge(sketch, v[7])
+            text = "{}"
+            if k[0] == RESOLUTIONS[0]:
+                text = json.dumps(sketch, separators=(",", ":"))
+            else:
+                self._dirty.add(k)
+            out.append((*k, *v[:7], text))
+        conn.executemany(_UPSERT_ENDPOINTS, out)
+        for k in endpoints:
+            newest[k[0]] = max(newest[k[0]], k[1])
+        if self._clock() - self._flushed >= SKETCH_FLUSH_SECONDS:
+            self._flush(conn)
+
+    def _flush(self, conn: sqlite3.Connection) -> None:
+        if self._dirty:
+            conn.executemany(
+                _WRITE_SKETCH,
+                [
+                    (json.dumps(self._sketches[k], separators=(",", ":")), *k)
+                    for k in self._dirty
+                    if k in self._sketches
+                ],
+            )
+            self._dirty.clear()
+        self._flushed = self._clock()
+
+    def flush(self, conn: sqlite3.Connection) -> None:
+        """Write the hour and day sketches not written yet (in the caller's transaction)."""
+        self._flush(conn)
+
+    def repair(self, conn: sqlite3.Connection) -> None:
+        """Rebuild the newest hour and day sketches from the minute sketches (at start,
+        in the caller's transaction): they may miss up to a second of inserts after a crash.
+        """
+        for res in RESOLUTIONS[1:]:
+            row = conn.execute(
+                "SELECT MAX(start) FROM rollup_endpoints WHERE res = ?", (res,)
+            ).fetchone()
+            if row[0] is None:
+                continue
+            start = int(row[0])
+            merged: dict[tuple[str, str], dict[str, int]] = {}
+            for method, route, hist in conn.execute(
+                "SELECT method, route, hist FROM rollup_endpoints "
+                "WHERE res = ? AND start >= ? AND start < ?",
+                (RESOLUTIONS[0], start, start + res),
+            ):
+                merge(merged.setdefault((method, route), {}), json.loads(hist))
+            conn.executemany(
+                _WRITE_SKETCH,
+                [
+                    (json.dumps(h, separators=(",", ":")), res, start, m, r)
+                    for (m, r), h in merged.items()
+                ],
+            )

@@ -48,10 +48,10 @@ CREATE TABLE IF NOT EXISTS events (
 );
 -- NULL pairs never collide, so events without trace/span ids are always kept.
 CREATE UNIQUE INDEX IF NOT EXISTS events_pair ON events (trace_id, span_id);
--- Covering indexes: per-endpoint aggregates and the p95 look-ups (_summary) read only these.
-CREATE INDEX IF NOT EXISTS events_endpoint
-    ON events (method, path, response_time_ms, status_code);
-CREATE INDEX IF NOT EXISTS events_latency ON events (response_time_ms);
+-- Every figure over a range is read from the rollups (_rollup), so the raw rows carry
+-- no per-endpoint or latency index: each one would cost every insert.
+DROP INDEX IF EXISTS events_endpoint;
+DROP INDEX IF EXISTS events_latency;
 -- Event time (the request's start), for the chart and the latest requests.
 CREATE INDEX IF NOT EXISTS events_time ON events (julianday(timestamp));
 -- Deliveries the unique index turned away: at-least-once delivery made visible.
@@ -61,8 +61,9 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
 # Unmatched requests (see _summary) in a partial index of their own: their groups, raw
 # paths and p95 are read without scanning the matched traffic.
 _UNMATCHED_INDEX: Final = f"""
-CREATE INDEX IF NOT EXISTS events_unmatched
-    ON events (method, status_code, path, response_time_ms) WHERE {UNMATCHED_SQL}
+DROP INDEX IF EXISTS events_unmatched;
+CREATE INDEX IF NOT EXISTS events_unmatched_time
+    ON events (method, status_code, julianday(timestamp), path) WHERE {UNMATCHED_SQL};
 """
 
 _COUNT_DUPLICATES: Final = """
@@ -195,7 +196,7 @@ class EventStore:
         self._writer.execute("PRAGMA journal_mode=WAL")
         self._writer.execute("PRAGMA synchronous=NORMAL")
         self._writer.executescript(_SCHEMA)
-        self._writer.execute(_UNMATCHED_INDEX)
+        self._writer.executescript(_UNMATCHED_INDEX)
         self._prepare_rollups()
 
     def _prepare_rollups(self) -> None:
@@ -210,6 +211,15 @@ class EventStore:
         self._writer.executescript(_rollup.SCHEMA)
         if fresh:
             self._backfill()
+        else:
+            with self._lock:
+                self._writer.execute("BEGIN IMMEDIATE")
+                try:
+                    self._rollups.repair(self._writer)
+                except BaseException:
+                    self._writer.execute("ROLLBACK")
+                    raise
+                self._writer.execute("COMMIT")
 
     def _backfill(self) -> None:
         # A database written before the rollups existed: count its stored events once.
@@ -226,6 +236,7 @@ class EventStore:
                     ).fetchall()
                     if rows:
                         self._rollups.add(self._writer, [r[1:] for r in rows])
+                    self._rollups.flush(self._writer)
                 except BaseException:
                     self._writer.execute("ROLLBACK")
                     self._rollups.forget()
@@ -243,6 +254,12 @@ class EventStore:
 
     def close(self) -> None:
         with self._lock:
+            try:
+                self._writer.execute("BEGIN IMMEDIATE")
+                self._rollups.flush(self._writer)
+                self._writer.execute("COMMIT")
+            except sqlite3.Error:
+                _logger.warning("could not write the last hour and day sketches")
             self._writer.close()
 
     def insert_rows(self, rows: Sequence[tuple[Any, ...]]) -> tuple[int, int]:
@@ -345,15 +362,31 @@ class EventStore:
             ).fetchall()
         return [(str(t), str(s)) for t, s in rows]
 
+    def _current(self) -> None:
+        # Hour and day sketches not written yet are written before a view reads them.
+        if not self._rollups.dirty:
+            return
+        with self._lock:
+            self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                self._rollups.flush(self._writer)
+            except BaseException:
+                self._writer.execute("ROLLBACK")
+                self._rollups.forget()
+                raise
+            self._writer.execute("COMMIT")
+
     def _raw_since(self, conn: sqlite3.Connection) -> float | None:
         row = conn.execute("SELECT value FROM counters WHERE name = 'raw_since'").fetchone()
         return None if row is None else float(row[0])
 
     def endpoint_view(self, query: Query) -> dict[str, Any]:
+        self._current()
         with self._snapshot() as conn:
             return endpoint_view(conn, query, raw_since=self._raw_since(conn))
 
     def consumer_view(self, query: Query) -> dict[str, Any]:
+        self._current()
         with self._snapshot() as conn:
             return consumer_view(conn, query, raw_since=self._raw_since(conn))
 
@@ -365,5 +398,12 @@ class EventStore:
         rounded to 2 decimals, and ``p95_ms`` is the nearest-rank 95th percentile.
         """
         query = parse_query({}) if query is None else query
+        self._current()
         with self._snapshot() as conn:
-            return summarize(conn, query, latest=latest, raw_since=self._raw_since(conn))
+            return summarize(
+                conn,
+                query,
+                latest=latest,
+                raw_since=self._raw_since(conn),
+                ring=self._rollups.ring,
+            )

@@ -8,6 +8,7 @@ and counted; its page's EventSource reconnects by itself. No table is polled.
 
 from __future__ import annotations
 
+import json
 import queue
 import threading
 from collections.abc import Sequence
@@ -53,7 +54,7 @@ def matches(filters: Filters, row: Sequence[Any]) -> bool:
 class Subscriber:
     def __init__(self, filters: Filters) -> None:
         self.filters = filters
-        self.queue: queue.Queue[Sequence[Any] | None] = queue.Queue(QUEUE_SIZE)
+        self.queue: queue.Queue[bytes | None] = queue.Queue(QUEUE_SIZE)
         self.dropped = False
 
 
@@ -81,14 +82,21 @@ class StreamHub:
 
     def publish(self, rows: Sequence[Sequence[Any]]) -> None:
         subscribers = self._subscribers  # replaced, never mutated: no lock on this path
+        if not subscribers:
+            return
+        # Encoded once for every subscriber, as the bytes of one SSE message.
+        encoded = [
+            b"data: " + json.dumps(event_of(row), separators=(",", ":")).encode() + b"\n\n"
+            for row in rows
+        ]
         for sub in subscribers:
             if sub.dropped:
                 continue
-            for row in rows:
+            for row, message in zip(rows, encoded, strict=True):
                 if not matches(sub.filters, row):
                     continue
                 try:
-                    sub.queue.put_nowait(row)
+                    sub.queue.put_nowait(message)
                 except queue.Full:
                     sub.dropped = True
                     self.dropped += 1

@@ -24,6 +24,7 @@ from peekapi_otel.server._query import Filters, Query
 from peekapi_otel.server._rollup import (
     ANONYMOUS,
     UNMATCHED_SQL,
+    SecondRing,
     merge,
     pieces,
     pieces_sql,
@@ -37,7 +38,7 @@ __all__ = ["UNMATCHED_SQL", "p95_offset", "summarize", "unmatched_label"]
 TIMELINE_SECONDS: Final = 60
 UNMATCHED_PATHS: Final = 20
 """Raw paths listed per unmatched group, most requested first."""
-EXACT_LIMIT: Final = 20_000
+EXACT_LIMIT: Final = 5_000
 """Up to this many requests in a range (and all of them still stored raw), latency
 figures are computed exactly from the raw events; above it they come from the rollups'
 sketches (within 1 %)."""
@@ -169,10 +170,18 @@ def _raw_where(q: Query, *, status: bool = True) -> tuple[str, list[Any]]:
 
 
 def _exact_latencies(
-    conn: sqlite3.Connection, q: Query, total: int, raw_since: float | None
+    conn: sqlite3.Connection, q: Query, raw_since: float | None
 ) -> dict[tuple[str, str], list[float]] | None:
-    """Sorted raw latencies per endpoint, when the range is small and still stored raw."""
-    if total > EXACT_LIMIT or (raw_since is not None and q.start < raw_since):
+    """Sorted raw latencies per endpoint, when the range is small and still stored raw.
+
+    Small means few raw rows in the whole range, whatever the filters: a filter narrows
+    the answer, not the rows the event-time index makes the scan read.
+    """
+    if raw_since is not None and q.start < raw_since:
+        return None
+    where, params = pieces_sql(pieces(q.start, q.end))
+    total = conn.execute(f"SELECT SUM(n) FROM rollup_endpoints WHERE {where}", params).fetchone()[0]
+    if (total or 0) > EXACT_LIMIT:
         return None
     where, params = _raw_where(q)
     out: dict[tuple[str, str], list[float]] = {}
@@ -275,7 +284,9 @@ LATEST_KEYS: Final = (
 )
 
 
-def _timeline(conn: sqlite3.Connection, q: Query, now: int) -> dict[str, Any]:
+def _timeline(
+    conn: sqlite3.Connection, q: Query, now: int, ring: SecondRing | None = None
+) -> dict[str, Any]:
     """Requests per second over the last minute, or the minute up to the newest event.
 
     A live ingest shows the minute up to now. When the newest event is older than that
@@ -298,6 +309,14 @@ def _timeline(conn: sqlite3.Connection, q: Query, now: int) -> dict[str, Any]:
     # julianday() is a float of days (about 40 microseconds of resolution today): select
     # a second more on each side and keep the exact seconds strftime() gives.
     params[0], params[1] = _julian(first - 1), _julian(end + 2)
+    kept = None if ring is None or q.filters.any() else ring.window(first, end)
+    if kept is not None:
+        per_second = {
+            sec: (n, _ms(total / n) or 0.0)
+            for sec, (n, total) in kept.items()
+            if n and q.start <= sec < q.end
+        }
+        return _timeline_points(first, end, live, per_second)
     per_second = {
         int(sec): (int(n), _ms(mean) or 0.0)
         for sec, n, mean in conn.execute(
@@ -307,6 +326,12 @@ def _timeline(conn: sqlite3.Connection, q: Query, now: int) -> dict[str, Any]:
         )
         if sec is not None and first <= sec <= end and q.start <= sec < q.end
     }
+    return _timeline_points(first, end, live, per_second)
+
+
+def _timeline_points(
+    first: int, end: int, live: bool, per_second: dict[int, tuple[int, float]]
+) -> dict[str, Any]:
     return {
         "end": end,
         "live": live,
@@ -388,8 +413,7 @@ def _endpoint_rows(
         for i in range(6):
             total.classes[i] += counts.classes[i]
         merge(total.hist, counts.hist)
-    requests = total.n if q.filters.status is None else total.classes[q.filters.status]
-    exact = _exact_latencies(conn, q, requests, raw_since)
+    exact = _exact_latencies(conn, q, raw_since)
     endpoints = []
     for (method, route), counts in groups.items():
         values = None if exact is None else exact.get((method, route), [])
@@ -412,13 +436,14 @@ def summarize(
     latest: int,
     raw_since: float | None = None,
     now: float | None = None,
+    ring: SecondRing | None = None,
 ) -> dict[str, Any]:
     """Every figure of one summary, read from ``conn`` (one read snapshot)."""
     clock = time.time() if now is None else now
     endpoints, totals = _endpoint_rows(conn, query, raw_since)
     consumers = _consumers(conn, query)
     totals["consumers"] = sum(c["consumer_id"] is not None for c in consumers)
-    timeline = _timeline(conn, query, int(clock))
+    timeline = _timeline(conn, query, int(clock), ring)
     return {
         "generated_at": clock,
         "range": _range(query),
