@@ -97,14 +97,14 @@ def _open_stream(port: int, query: str) -> http.client.HTTPResponse:
     return response
 
 
-def _next_event(response: http.client.HTTPResponse) -> dict[str, Any]:
+def _next_batch(response: http.client.HTTPResponse) -> list[dict[str, Any]]:
     deadline = time.monotonic() + STREAM_TIMEOUT
     while time.monotonic() < deadline:
         line = response.fp.readline()
         assert line, "the stream ended"
         if line.startswith(b"data: "):
-            event: dict[str, Any] = json.loads(line[6:])
-            return event
+            events: list[dict[str, Any]] = json.loads(line[6:])
+            return events
     raise AssertionError("no event on the stream")
 
 
@@ -114,13 +114,15 @@ def test_stream_pushes_each_stored_event_and_applies_filters(ingest: Any) -> Non
     now = datetime.now(timezone.utc)
     assert post(ingest.port, [_at(1, now, consumer="alice")])[0] == 200
     assert post(ingest.port, [_at(1, now, consumer="alice")])[0] == 200  # a duplicate
-    assert post(ingest.port, [_at(2, now, consumer="bob", status=502, path="/pay")])[0] == 200
+    mixed = [_at(2, now, consumer="bob", status=502, path="/pay"), _at(3, now, consumer="bob")]
+    assert post(ingest.port, mixed)[0] == 200
 
-    first, second = _next_event(everything), _next_event(everything)
-    assert (first["consumer_id"], second["consumer_id"]) == ("alice", "bob")  # stored once
-    assert second["path"] == "/pay"
-    assert second["status_code"] == 502
-    assert _next_event(only_bob)["path"] == "/pay"
+    # One message per stored batch; the duplicate batch stored nothing and sent nothing.
+    (first,), (second, third) = _next_batch(everything), _next_batch(everything)
+    assert (first["consumer_id"], second["consumer_id"]) == ("alice", "bob")
+    assert (second["path"], second["status_code"]) == ("/pay", 502)
+    assert third["status_code"] == 200
+    assert [e["path"] for e in _next_batch(only_bob)] == ["/pay"]
     _, health = _get(ingest.port, "/healthz")
     assert health["stream"]["subscribers"] == 2
     everything.close()

@@ -505,8 +505,10 @@ function restartStream() {
   stream = new EventSource("/api/stream?" + apiQuery());
   stream.onopen = () => { live.textContent = "(live)"; };
   stream.onmessage = (msg) => {
+    // One message per stored batch: its events, oldest first.
     const tbody = document.querySelector("#stream tbody");
-    tbody.prepend(requestRow(JSON.parse(msg.data)));
+    const events = JSON.parse(msg.data).slice(-STREAM_ROWS);
+    tbody.prepend(...events.reverse().map(requestRow));
     while (tbody.children.length > STREAM_ROWS) tbody.lastChild.remove();
   };
   stream.onerror = () => {

@@ -1,9 +1,10 @@
 """The live request stream behind ``/api/stream`` (Server-Sent Events).
 
 The store calls :meth:`StreamHub.publish` with the rows of each committed insert, on the
-ingest's thread: it only puts the rows on each matching subscriber's bounded queue and
-never waits. A subscriber whose queue is full (a browser that stopped reading) is dropped
-and counted; its page's EventSource reconnects by itself. No table is polled.
+ingest's thread: it puts one message (a JSON array of the batch's matching events) on each
+subscriber's bounded queue and never waits. A subscriber whose queue is full (a browser
+that stopped reading) is dropped and counted; its page's EventSource reconnects by
+itself. No table is polled.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from typing import Any, Final
 from peekapi_otel.server._query import Filters
 from peekapi_otel.server._rollup import ANONYMOUS, route_of, status_class
 
-QUEUE_SIZE: Final = 2000
-"""Events a subscriber may have waiting before it is dropped."""
+QUEUE_SIZE: Final = 200
+"""Messages (one per stored batch) a subscriber may have waiting before it is dropped."""
 MAX_SUBSCRIBERS: Final = 64
 
 # Row fields (see _store._INSERT).
@@ -49,6 +50,10 @@ def matches(filters: Filters, row: Sequence[Any]) -> bool:
     if filters.status is not None and status_class(row[2]) != filters.status:
         return False
     return filters.consumer is None or (row[6] or ANONYMOUS) == filters.consumer
+
+
+def _message(events: list[dict[str, Any]]) -> bytes:
+    return b"data: " + json.dumps(events, separators=(",", ":")).encode() + b"\n\n"
 
 
 class Subscriber:
@@ -82,25 +87,31 @@ class StreamHub:
 
     def publish(self, rows: Sequence[Sequence[Any]]) -> None:
         subscribers = self._subscribers  # replaced, never mutated: no lock on this path
-        if not subscribers:
+        if not subscribers or not rows:
             return
-        # Encoded once for every subscriber, as the bytes of one SSE message.
-        encoded = [
-            b"data: " + json.dumps(event_of(row), separators=(",", ":")).encode() + b"\n\n"
-            for row in rows
-        ]
+        # One SSE message per insert, a JSON array of its events, encoded once for all
+        # the subscribers without filters: one queue operation each, whatever the batch.
+        events = [event_of(row) for row in rows]
+        everything: bytes | None = None
         for sub in subscribers:
             if sub.dropped:
                 continue
-            for row, message in zip(rows, encoded, strict=True):
-                if not matches(sub.filters, row):
+            if sub.filters.any():
+                chosen = [
+                    e for e, row in zip(events, rows, strict=True) if matches(sub.filters, row)
+                ]
+                if not chosen:
                     continue
-                try:
-                    sub.queue.put_nowait(message)
-                except queue.Full:
-                    sub.dropped = True
-                    self.dropped += 1
-                    break
+                message = _message(chosen)
+            else:
+                if everything is None:
+                    everything = _message(events)
+                message = everything
+            try:
+                sub.queue.put_nowait(message)
+            except queue.Full:
+                sub.dropped = True
+                self.dropped += 1
 
     def close(self) -> None:
         with self._lock:

@@ -362,13 +362,20 @@ def _series(conn: sqlite3.Connection, q: Query, *, sketches: bool) -> list[dict[
     by_start: dict[int, _Counts] = {}
     if q.filters.consumer is None:
         where, params = _rollup_where(q, consumers=False, runs=runs)
-        hist = "hist" if sketches else "NULL"
-        sql = (
-            f"SELECT start, n, s1, s2, s3, s4, s5, sum_ms, {hist} "
-            f"FROM rollup_endpoints WHERE {where}"
-        )
-        for row in conn.execute(sql, params):
-            by_start.setdefault(int(row[0]), _Counts()).add(row[1:8], row[8])
+        if sketches:
+            sql = (
+                "SELECT start, n, s1, s2, s3, s4, s5, sum_ms, hist "
+                f"FROM rollup_endpoints WHERE {where}"
+            )
+            for row in conn.execute(sql, params):
+                by_start.setdefault(int(row[0]), _Counts()).add(row[1:8], row[8])
+        else:
+            # Without sketches SQLite sums the endpoints of each period itself.
+            sql = (
+                f"SELECT start, {_COUNT_COLUMNS} FROM rollup_endpoints WHERE {where} GROUP BY start"
+            )
+            for row in conn.execute(sql, params):
+                by_start.setdefault(int(row[0]), _Counts()).add(row[1:8])
     else:
         where, params = _rollup_where(q, consumers=True, runs=runs)
         sql = f"SELECT start, {_COUNT_COLUMNS} FROM rollup_consumers WHERE {where} GROUP BY start"
