@@ -183,7 +183,7 @@ def _poller(port: int, stop: float, worst: list[float], streamed: list[int]) -> 
                 if not line:
                     return
                 if line.startswith(b"data: "):
-                    streamed[0] += 1
+                    streamed[0] += len(json.loads(line[6:]))  # one message per batch
         except OSError:
             return
 

@@ -195,3 +195,18 @@ def test_endpoint_and_consumer_views(tmp_path: Path) -> None:
     assert alice["last_seen"] == (NOW - 1800 + 27 * 10) // 60 * 60 + 59
     assert sum(p["server_errors"] for p in alice["series"]) == alice["errors"]
     store.close()
+
+
+def test_a_dense_minute_read_back_gets_its_average_rate(tmp_path: Path) -> None:
+    store = EventStore(tmp_path / "e.db")
+    burst = [event(n, T0 + 30 + n % 10, consumer="a" if n % 2 else None) for n in range(6000)]
+    for i in range(0, len(burst), 1000):
+        store.insert_many(burst[i : i + 1000])
+    store.close()
+    reopened = EventStore(tmp_path / "e.db")  # nothing of it in memory: read back
+    summary = reopened.summary(parse_query({}, now=NOW))
+    assert summary["timeline_live"] is False
+    assert {p["requests"] for p in summary["timeline"] if p["second"] >= T0} == {100}
+    mine = reopened.summary(parse_query({"consumer": "a"}, now=NOW))
+    assert {p["requests"] for p in mine["timeline"] if p["second"] >= T0} == {50}
+    reopened.close()

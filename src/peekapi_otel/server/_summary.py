@@ -317,6 +317,31 @@ def _timeline(
             if n and q.start <= sec < q.end
         }
         return _timeline_points(first, end, live, per_second)
+    minutes = conn.execute(
+        "SELECT start, SUM(n), SUM(sum_ms) FROM rollup_endpoints "
+        "WHERE res = 60 AND start >= ? AND start <= ? GROUP BY start",
+        (first // 60 * 60, end // 60 * 60),
+    ).fetchall()
+    if sum(int(n) for _, n, _ in minutes) > EXACT_LIMIT:
+        # Too many raw rows to count one by one (a burst, read back later): each second
+        # gets its minute's average rate instead.
+        runs = [(60, first // 60 * 60, end // 60 * 60 + 60)]
+        table = "rollup_consumers" if q.filters.consumer is not None else "rollup_endpoints"
+        where, params = _rollup_where(q, consumers=q.filters.consumer is not None, runs=runs)
+        count = "SUM(n)" if q.filters.status is None else f"SUM(s{q.filters.status})"
+        spread = {
+            int(start): (int(n or 0), float(total or 0.0))
+            for start, n, total in conn.execute(
+                f"SELECT start, {count}, SUM(sum_ms) FROM {table} WHERE {where} GROUP BY start",
+                params,
+            )
+        }
+        per_second = {}
+        for sec in range(first, end + 1):
+            n, total = spread.get(sec // 60 * 60, (0, 0.0))
+            if n and q.start <= sec < q.end:
+                per_second[sec] = (max(1, round(n / 60)), _ms(total / n) or 0.0)
+        return _timeline_points(first, end, live, per_second)
     per_second = {
         int(sec): (int(n), _ms(mean) or 0.0)
         for sec, n, mean in conn.execute(
