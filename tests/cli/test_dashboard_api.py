@@ -17,6 +17,7 @@ import pytest
 from cli.support import run_cli
 
 _serve = importlib.import_module(".test_serve", __package__)
+_report = importlib.import_module(".test_report", __package__)
 serve_factory = _serve.serve_factory
 ingest = _serve.ingest
 post, request, make_event = _serve.post, _serve.request, _serve.make_event
@@ -150,3 +151,26 @@ def test_retention_option(tmp_path: Path, serve_factory: Any) -> None:
     assert summary["totals"]["requests"] == 6  # the rollups still count them
     assert summary["totals"]["server_errors"] == 5
     assert len(summary["latest"]) == 1
+
+
+def test_report_beside_a_running_serve_reads_its_sketches(ingest: Any) -> None:
+    # More events than the exact path reads raw: the report's p95 comes from the day and
+    # hour sketches, which serve writes within about a second even when nothing more comes.
+    now = datetime.now(timezone.utc)
+    times = [float(1 + n % 200) for n in range(6000)]
+    events = [
+        _at(n, now - timedelta(seconds=n), ms=times[n], consumer=f"c{n % 7}") for n in range(6000)
+    ]
+    for i in range(0, 6000, 1000):
+        assert post(ingest.port, events[i : i + 1000])[0] == 200
+    true_p95 = sorted(times)[(95 * 6000 + 99) // 100 - 1]
+    deadline = time.monotonic() + 30
+    while True:
+        result = _report.run_report(ingest.db)
+        assert result.returncode == 0, result.stderr
+        ((requests, *_rest, p95, _consumers),) = _report.section(result.stdout, "Totals")
+        if p95 != "-" and abs(float(p95) - true_p95) <= 0.01 * true_p95:
+            break
+        assert time.monotonic() < deadline, result.stdout
+        time.sleep(0.2)
+    assert requests == "6000"

@@ -79,6 +79,12 @@ class IngestServer(ThreadingHTTPServer):
         # Called by serve_forever between requests: a refusal burst that then stops still
         # gets its summary line once its minute is over.
         self.refusals.flush()
+        # Sketches held back by the last inserts reach the file even when no more come,
+        # for readers in other processes (report).
+        try:
+            self.store.flush_sketches()
+        except sqlite3.Error:
+            _logger.debug("could not write the hour and day sketches yet", exc_info=True)
 
 
 def _gunzip(body: bytes, limit: int) -> bytes:

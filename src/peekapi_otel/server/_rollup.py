@@ -243,6 +243,11 @@ class RollupWriter:
     def dirty(self) -> bool:
         return bool(self._dirty)
 
+    @property
+    def due(self) -> bool:
+        """Sketches are held back and the last write is a flush interval old."""
+        return bool(self._dirty) and self._clock() - self._flushed >= SKETCH_FLUSH_SECONDS
+
     def forget(self) -> None:
         self.ring = SecondRing()  # it may hold rows that were rolled back
         self._sketches.clear()

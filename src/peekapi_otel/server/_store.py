@@ -190,7 +190,9 @@ class EventStore:
             if found is None:
                 self._writer.close()
                 raise StoreMissing(f"{str(self.path)!r} is not a peekapi-otel event database")
-            self._prepare_rollups()
+            # A reader (report, demo) next to a running serve: it builds rollups for a
+            # database from before them, but leaves the sketches to the writer.
+            self._prepare_rollups(repair=False)
             return
         self._writer = self._connect(mode="rwc")
         self._writer.execute("PRAGMA journal_mode=WAL")
@@ -199,7 +201,7 @@ class EventStore:
         self._writer.executescript(_UNMATCHED_INDEX)
         self._prepare_rollups()
 
-    def _prepare_rollups(self) -> None:
+    def _prepare_rollups(self, *, repair: bool = True) -> None:
         self._rollups = RollupWriter()
         self.listeners: list[Listener] = []
         fresh = (
@@ -211,7 +213,7 @@ class EventStore:
         self._writer.executescript(_rollup.SCHEMA)
         if fresh:
             self._backfill()
-        else:
+        elif repair:
             with self._lock:
                 self._writer.execute("BEGIN IMMEDIATE")
                 try:
@@ -361,6 +363,12 @@ class EventStore:
                 "SELECT trace_id, span_id FROM events WHERE trace_id IS NOT NULL ORDER BY id"
             ).fetchall()
         return [(str(t), str(s)) for t, s in rows]
+
+    def flush_sketches(self) -> None:
+        """Write the hour and day sketches held back for a second or more (see
+        ``_rollup.RollupWriter``)."""
+        if self._rollups.due:
+            self._current()
 
     def _current(self) -> None:
         # Hour and day sketches not written yet are written before a view reads them.
