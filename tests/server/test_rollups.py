@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import itertools
 import random
+import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from peekapi_otel.server import _store
 from peekapi_otel.server._query import parse_query
 from peekapi_otel.server._rollup import RELATIVE_ERROR, pieces
 from peekapi_otel.server._store import EventStore
@@ -121,14 +125,39 @@ def test_retention_drops_raw_rows_and_keeps_the_rollups(tmp_path: Path) -> None:
     store.close()
 
 
-def test_rollups_are_built_for_a_database_from_before_them(tmp_path: Path) -> None:
+def test_rollups_are_built_for_a_database_from_before_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "e.db"
+    store = EventStore(db)
+    store.insert_many([event(n, T0 + n * 61, ms=float(n)) for n in range(30)])
+    store.close()
+    with sqlite3.connect(db) as conn:  # as an earlier version left it: no rollups
+        conn.executescript(
+            "DROP TABLE rollup_endpoints; DROP TABLE rollup_consumers; DELETE FROM counters;"
+        )
+    monkeypatch.setattr(_store, "_BACKFILL_CHUNK", 7)  # several chunks, one transaction each
+    reopened = EventStore(db, create=False)
+    totals = reopened.summary(parse_query({}, now=NOW))["totals"]
+    assert (totals["requests"], totals["p95_ms"]) == (30, 28.0)
+    reopened.close()
+    with sqlite3.connect(db) as conn:
+        done = conn.execute("SELECT value FROM counters WHERE name = 'rollup_backfill'")
+        assert done.fetchone() == (-1,)
+
+
+def test_a_backfill_cut_short_resumes(tmp_path: Path) -> None:
     db = tmp_path / "e.db"
     store = EventStore(db)
     store.insert_many([event(n, T0 + n * 61) for n in range(30)])
-    store._writer.executescript("DROP TABLE rollup_endpoints; DROP TABLE rollup_consumers;")
     store.close()
-    reopened = EventStore(db, create=False)
-    assert reopened.summary(parse_query({}, now=NOW))["totals"]["requests"] == 30
+    with sqlite3.connect(db) as conn:
+        # What a crash after the chunk that counted ids 1..20 leaves behind.
+        conn.execute("DELETE FROM rollup_endpoints")
+        conn.execute("DELETE FROM rollup_consumers")
+        conn.execute("INSERT OR REPLACE INTO counters VALUES ('rollup_backfill', 20)")
+    reopened = EventStore(db)
+    assert reopened.summary(parse_query({}, now=NOW))["totals"]["requests"] == 10
     reopened.close()
 
 

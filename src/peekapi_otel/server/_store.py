@@ -210,9 +210,21 @@ class EventStore:
             ).fetchone()
             is None
         )
-        self._writer.executescript(_rollup.SCHEMA)
         if fresh:
-            self._backfill()
+            # The tables and the backfill's starting point in one transaction, so a
+            # backfill cut short (a crash, Ctrl-C) resumes where it stopped.
+            self._writer.executescript(
+                f"BEGIN IMMEDIATE; {_rollup.SCHEMA}"
+                "CREATE TABLE IF NOT EXISTS counters "
+                "(name TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+                "INSERT OR REPLACE INTO counters (name, value) VALUES ('rollup_backfill', 0);"
+                "COMMIT;"
+            )
+        row = self._writer.execute(
+            "SELECT value FROM counters WHERE name = 'rollup_backfill'"
+        ).fetchone()
+        if row is not None and int(row[0]) >= 0:
+            self._backfill(int(row[0]))
         elif repair:
             with self._lock:
                 self._writer.execute("BEGIN IMMEDIATE")
@@ -223,9 +235,9 @@ class EventStore:
                     raise
                 self._writer.execute("COMMIT")
 
-    def _backfill(self) -> None:
-        # A database written before the rollups existed: count its stored events once.
-        last = 0
+    def _backfill(self, last: int) -> None:
+        # A database written before the rollups existed: count its stored events once,
+        # in chunks, each committed with the last id it counted (-1 once all are).
         while True:
             with self._lock:
                 self._writer.execute("BEGIN IMMEDIATE")
@@ -239,12 +251,17 @@ class EventStore:
                     if rows:
                         self._rollups.add(self._writer, [r[1:] for r in rows])
                     self._rollups.flush(self._writer)
+                    done = len(rows) < _BACKFILL_CHUNK
+                    self._writer.execute(
+                        "UPDATE counters SET value = ? WHERE name = 'rollup_backfill'",
+                        (-1 if done else rows[-1][0],),
+                    )
                 except BaseException:
                     self._writer.execute("ROLLBACK")
                     self._rollups.forget()
                     raise
                 self._writer.execute("COMMIT")
-            if len(rows) < _BACKFILL_CHUNK:
+            if done:
                 return
             last = rows[-1][0]
 
@@ -256,12 +273,13 @@ class EventStore:
 
     def close(self) -> None:
         with self._lock:
-            try:
-                self._writer.execute("BEGIN IMMEDIATE")
-                self._rollups.flush(self._writer)
-                self._writer.execute("COMMIT")
-            except sqlite3.Error:
-                _logger.warning("could not write the last hour and day sketches")
+            if self._rollups.dirty:
+                try:
+                    self._writer.execute("BEGIN IMMEDIATE")
+                    self._rollups.flush(self._writer)
+                    self._writer.execute("COMMIT")
+                except sqlite3.Error:
+                    _logger.warning("could not write the last hour and day sketches")
             self._writer.close()
 
     def insert_rows(self, rows: Sequence[tuple[Any, ...]]) -> tuple[int, int]:
