@@ -167,7 +167,9 @@ new Promise((resolve, reject) => {
         viewport: window.innerWidth,
         page: document.documentElement.scrollWidth,
         chart: box(document.getElementById("chart")).width,
-        boxes: [...document.querySelectorAll(".scroll")].map((el) => ({
+        // The boxes of the view on show (the drill-down views are hidden here).
+        boxes: [...document.querySelectorAll(".scroll")].filter((el) => el.offsetParent)
+          .map((el) => ({
           id: el.querySelector("table").id, client: el.clientWidth, scroll: el.scrollWidth,
           right: box(el).right,
         })),

@@ -7,10 +7,13 @@ import re
 import sqlite3
 import subprocess
 import sys
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from peekapi_otel.server._store import EventStore
 
 # The process helpers live in test_serve.py; imported by package-relative name because
 # this directory has no conftest of its own to hold them.
@@ -180,3 +183,38 @@ def test_control_characters_from_requests_are_printed_escaped(
     assert "c\\x1b[2J\\x00d" in out
     assert "/x\\u202eevil" in out
     assert "/tab\\x09here\\x0d\\x0anext" in out
+
+
+def test_report_takes_a_range_and_filters(tmp_path: Path) -> None:
+    now = datetime.now(timezone.utc)
+    store = EventStore(tmp_path / "e.db")
+    store.insert_many(
+        [
+            {**_serve.make_event(n, consumer="alice" if n % 2 else "bob"), "timestamp": when}
+            for n, when in enumerate(
+                [(now - timedelta(minutes=m)).isoformat() for m in (1, 2, 3)]
+                + [(now - timedelta(hours=30)).isoformat()]
+            )
+        ]
+    )
+    store.close()
+
+    everything = run_report(tmp_path / "e.db")
+    assert section(everything.stdout, "Totals")[0][0] == "4"
+    assert not everything.stdout.startswith("Range:")
+    recent = run_report(tmp_path / "e.db", "--range", "1h", "--consumer", "bob")
+    assert recent.returncode == 0, recent.stderr
+    assert recent.stdout.startswith("Range: last 1h (")
+    assert "consumer=bob" in recent.stdout.splitlines()[0]
+    assert section(recent.stdout, "Totals")[0][0] == "2"
+    older = run_report(
+        tmp_path / "e.db",
+        "--from",
+        (now - timedelta(days=2)).isoformat(),
+        "--to",
+        (now - timedelta(days=1)).isoformat(),
+    )
+    assert section(older.stdout, "Totals")[0][0] == "1"
+    bad = run_report(tmp_path / "e.db", "--status", "7xx")
+    assert bad.returncode == 2
+    assert "status=" in bad.stderr

@@ -66,6 +66,37 @@ def _non_negative(text: str) -> int:
     return value
 
 
+def _retention(text: str) -> int:
+    from peekapi_otel.server.alerts._duration import parse_duration
+
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if seconds < 60:
+        raise argparse.ArgumentTypeError(f"{text!r}: the retention must be at least 1m")
+    return seconds
+
+
+def _query_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--range", choices=("15m", "1h", "24h", "7d"), help="only the last 15m, 1h, 24h or 7d"
+    )
+    parser.add_argument("--from", dest="from_", metavar="TIME", help="start (ISO 8601 or Unix s)")
+    parser.add_argument("--to", metavar="TIME", help="end (ISO 8601 or Unix seconds)")
+    parser.add_argument("--method", help="only this HTTP method")
+    parser.add_argument("--path", help="only this endpoint (as listed, e.g. /items/{id})")
+    parser.add_argument("--status", metavar="CLASS", help="only this status class: 2xx..5xx")
+    parser.add_argument("--consumer", help="only this consumer ('(anonymous)' for none)")
+
+
+def query_params(args: argparse.Namespace) -> dict[str, str]:
+    """The query-string form of the range and filter options (what the dashboard links)."""
+    names = {"range": "range", "from_": "from", "to": "to", "method": "method"}
+    names.update(path="path", status="status", consumer="consumer")
+    return {key: getattr(args, attr) for attr, key in names.items() if getattr(args, attr)}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="PeekAPI analytics from OpenTelemetry: local tools.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -106,6 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="largest accepted body, also after gzip decompression (%(default)s)",
     )
     serve.add_argument("--alerts", metavar="FILE", help="evaluate the alert rules in FILE (TOML)")
+    serve.add_argument(
+        "--retention",
+        type=_retention,
+        metavar="DURATION",
+        help="delete raw events older than DURATION (e.g. 30d, 12h) by event time; the "
+        "per-minute/hour/day rollups keep every view's figures (default: keep all)",
+    )
 
     report = sub.add_parser(
         "report",
@@ -113,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print the dashboard's tables from a database written by serve.",
     )
     report.add_argument("--db", default=DEFAULT_DB, help="SQLite file (%(default)s)")
+    _query_options(report)
     report.add_argument(
         "--latest",
         type=_non_negative,
@@ -209,6 +248,7 @@ def _serve(args: argparse.Namespace) -> int:
             allowed_hosts=tuple(args.allow_host),
             key_source=source,
             alerts=alerts,
+            retention=args.retention,
         )
     except OSError as exc:
         print(f"{PROG} serve: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
@@ -218,11 +258,16 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from peekapi_otel.server._query import BadQuery, parse_query
     from peekapi_otel.server._report import report
     from peekapi_otel.server._store import StoreMissing
 
     try:
-        report(args.db, sys.stdout, latest=args.latest)
+        query = parse_query(query_params(args))
+        report(args.db, sys.stdout, latest=args.latest, query=query)
+    except BadQuery as exc:
+        print(f"{PROG} report: {exc}", file=sys.stderr)
+        return 2
     except StoreMissing as exc:
         print(f"{PROG} report: {exc}", file=sys.stderr)
         return 1

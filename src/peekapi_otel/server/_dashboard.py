@@ -1,4 +1,8 @@
-"""The live dashboard served at ``/``: one self-contained page that polls ``/api/summary``.
+"""The dashboard served at ``/``: one self-contained page.
+
+It polls the view it shows (``/api/summary``, ``/api/endpoint`` or ``/api/consumer``) and
+``/api/alerts``, and receives new requests pushed over ``/api/stream`` (EventSource). The
+view, range and filters live in the query string, so every view is a link.
 
 Numbers are rendered in fixed formats (latency ``123.45`` ms, error rate ``12.5%``) so
 they can be compared with ``peekapi-otel report`` and checked by tests. Event data is
@@ -51,6 +55,14 @@ PAGE: Final = """<!doctype html>
            padding: .6rem .9rem; margin-top: 1rem; }
   #empty pre { white-space: pre-wrap; overflow-wrap: anywhere; background: #f1f3f7;
                padding: .5rem; margin: .4rem 0; }
+  #controls { display: flex; flex-wrap: wrap; gap: .5rem; margin-top: .75rem;
+              align-items: end; }
+  #controls label { display: flex; flex-direction: column; font-size: .8rem; color: #667; }
+  #controls input, #controls select { font: inherit; padding: .15rem .3rem; max-width: 11rem; }
+  #crumbs { margin-top: .75rem; }
+  .state-firing td.state { color: #b00020; font-weight: 600; }
+  .state-pending td.state { color: #a15c00; }
+  .state-ok td.state { color: #1b7f3b; }
   #chart rect { fill: #4a78c2; }
   #chart text { font-size: 10px; fill: #667; }
 </style>
@@ -64,7 +76,63 @@ PAGE: Final = """<!doctype html>
   or send one event by hand:
   <pre id="empty-curl"></pre>
 </div>
+<div id="controls">
+  <label>Range <select id="f-range">
+    <option value="">all time</option><option value="15m">last 15 min</option>
+    <option value="1h">last hour</option><option value="24h">last 24 h</option>
+    <option value="7d">last 7 days</option></select></label>
+  <label>Method <input id="f-method" placeholder="any"></label>
+  <label>Path <input id="f-path" placeholder="any"></label>
+  <label>Status <select id="f-status"><option value="">any</option>
+    <option>2xx</option><option>3xx</option><option>4xx</option><option>5xx</option></select></label>
+  <label>Consumer <input id="f-consumer" placeholder="any"></label>
+  <button id="f-clear" type="button">clear</button>
+</div>
+<div id="crumbs" hidden><a id="back" href="?">&larr; all endpoints</a>
+  <strong id="view-title"></strong></div>
 <div class="cards" id="totals"></div>
+
+<section id="endpoint-view" hidden>
+<h2>Over time</h2>
+<div class="scroll">
+<table id="endpoint-series">
+  <thead><tr><th>From</th><th class="num">Requests</th><th class="num">2xx</th>
+  <th class="num">3xx</th><th class="num">4xx</th><th class="num">5xx</th>
+  <th class="num">Avg ms</th><th class="num">p50 ms</th><th class="num">p95 ms</th>
+  <th class="num">p99 ms</th></tr></thead>
+  <tbody></tbody>
+</table>
+</div>
+<h2>Top consumers</h2>
+<div class="scroll">
+<table id="top-consumers">
+  <thead><tr><th>Consumer</th><th class="num">Requests</th><th class="num">Errors</th></tr></thead>
+  <tbody></tbody>
+</table>
+</div>
+</section>
+
+<section id="consumer-view" hidden>
+<div id="seen"></div>
+<h2>Its endpoints</h2>
+<div class="scroll">
+<table id="consumer-endpoints">
+  <thead><tr><th>Method</th><th>Path</th><th class="num">Requests</th><th class="num">Errors</th>
+  </tr></thead>
+  <tbody></tbody>
+</table>
+</div>
+<h2>Errors over time</h2>
+<div class="scroll">
+<table id="consumer-series">
+  <thead><tr><th>From</th><th class="num">Requests</th><th class="num">4xx</th>
+  <th class="num">5xx</th><th class="num">Error rate</th></tr></thead>
+  <tbody></tbody>
+</table>
+</div>
+</section>
+
+<section id="overview">
 
 <h2 id="chart-title">Requests per second (last 60 s)</h2>
 <svg id="chart" width="720" height="140" viewBox="0 0 720 140" role="img"
@@ -89,6 +157,29 @@ PAGE: Final = """<!doctype html>
 </table>
 </div>
 
+</section>
+
+<h2>Live requests <span id="live-status">connecting&hellip;</span></h2>
+<div class="scroll">
+<table id="stream">
+  <thead><tr><th>Time</th><th>Method</th><th>Path</th><th class="num">Status</th>
+  <th class="num">ms</th><th>Consumer</th></tr></thead>
+  <tbody></tbody>
+</table>
+</div>
+
+<section id="alerts-box" hidden>
+<h2>Alerts</h2>
+<div class="scroll">
+<table id="alerts">
+  <thead><tr><th>Rule</th><th>Kind</th><th>State</th><th class="num">Value</th>
+  <th class="num">Threshold</th><th>Window</th><th>Since</th></tr></thead>
+  <tbody></tbody>
+</table>
+</div>
+</section>
+
+<section id="latest-box">
 <h2>Latest requests</h2>
 <div class="scroll">
 <table id="latest">
@@ -97,6 +188,7 @@ PAGE: Final = """<!doctype html>
   <tbody></tbody>
 </table>
 </div>
+</section>
 
 <script>
 "use strict";
@@ -104,7 +196,9 @@ const REFRESH_MS = %(refresh)d;
 const SVG = "http://www.w3.org/2000/svg";
 const ANON = "(anonymous)";
 
-const ms = (v) => Number(v).toFixed(2);
+const ms = (v) => v === null || v === undefined ? "\u2014" : Number(v).toFixed(2);
+const FILTERS = ["range", "method", "path", "status", "consumer"];
+const STREAM_ROWS = 50;
 const pct = (v) => Number(v).toFixed(1) + "%%";
 
 function row(cells, attrs) {
@@ -126,9 +220,10 @@ function fill(id, rows) {
 function renderTotals(t) {
   const cards = [
     ["Requests", t.requests], ["Error rate", pct(t.error_rate)], ["Errors", t.errors],
-    ["5xx", t.server_errors], ["Avg ms", ms(t.avg_ms)], ["p95 ms", ms(t.p95_ms)],
+    ["5xx", t.server_errors], ["Avg ms", t.avg_ms], ["p95 ms", t.p95_ms],
     ["Consumers", t.consumers],
-  ].map(([label, value]) => {
+  ].filter(([, value]) => value !== undefined).map(([label, value]) =>
+    [label, label.endsWith("ms") ? ms(value) : value]).map(([label, value]) => {
     const card = document.createElement("div");
     card.className = "card";
     const l = document.createElement("div");
@@ -213,6 +308,88 @@ function renderChart(timeline) {
   svg.replaceChildren(label, ...nodes);
 }
 
+// The page's state is its query string: view, range and filters.
+function params() { return new URLSearchParams(location.search); }
+
+function link(text, changes) {
+  const q = params();
+  for (const [k, v] of Object.entries(changes)) {
+    if (v === null) q.delete(k); else q.set(k, v);
+  }
+  const a = document.createElement("a");
+  a.href = "?" + q.toString();
+  a.textContent = text;
+  a.addEventListener("click", (ev) => { ev.preventDefault(); go(q); });
+  return a;
+}
+
+function endpointLink(method, path) {
+  return link(path, {view: "endpoint", method: method, path: path});
+}
+
+function consumerLink(id) {
+  return link(id === null ? ANON : id,
+              {view: "consumer", consumer: id === null ? ANON : id});
+}
+
+function go(q) {
+  history.pushState(null, "", "?" + q.toString());
+  showControls();
+  restartStream();
+  refresh();
+}
+
+function showControls() {
+  const q = params();
+  for (const name of FILTERS) document.getElementById("f-" + name).value = q.get(name) || "";
+}
+
+function apiQuery() {
+  const q = params();
+  const out = new URLSearchParams();
+  for (const name of FILTERS) if (q.get(name)) out.set(name, q.get(name));
+  return out.toString();
+}
+
+function when(second) {
+  return new Date(second * 1000).toISOString().replace(".000Z", "Z");
+}
+
+function renderView(view, s) {
+  document.getElementById("overview").hidden = view !== "";
+  document.getElementById("endpoint-view").hidden = view !== "endpoint";
+  document.getElementById("consumer-view").hidden = view !== "consumer";
+  document.getElementById("crumbs").hidden = view === "";
+  const q = params();
+  if (view === "endpoint") {
+    document.getElementById("view-title").textContent =
+      "Endpoint " + q.get("method") + " " + q.get("path");
+    renderTotals(s.totals);
+    fill("endpoint-series", s.series.map((p) => row([
+      [when(p.start)], [p.requests, 1], [p.statuses["2xx"], 1], [p.statuses["3xx"], 1],
+      [p.statuses["4xx"], 1], [p.statuses["5xx"], 1], [ms(p.avg_ms), 1], [ms(p.p50_ms), 1],
+      [ms(p.p95_ms), 1], [ms(p.p99_ms), 1],
+    ], {"data-start": p.start})));
+    fill("top-consumers", s.top_consumers.map((c) => row([
+      [consumerLink(c.consumer_id)], [c.requests, 1], [c.errors, 1],
+    ], {"data-top-consumer": c.consumer_id === null ? ANON : c.consumer_id})));
+  } else if (view === "consumer") {
+    document.getElementById("view-title").textContent =
+      "Consumer " + (s.consumer_id === null ? ANON : s.consumer_id);
+    renderTotals({requests: s.requests, errors: s.errors, error_rate: s.error_rate});
+    document.getElementById("seen").textContent = s.first_seen === null
+      ? "never seen"
+      : "first seen " + when(s.first_seen) + ", last seen " + when(s.last_seen);
+    fill("consumer-endpoints", s.endpoints.map((e) => row([
+      [e.method], [endpointLink(e.method, e.path)], [e.requests, 1], [e.errors, 1],
+    ], {"data-consumer-endpoint": e.method + " " + e.path})));
+    fill("consumer-series", s.series.filter((p) => p.requests).map((p) => row([
+      [when(p.start)], [p.requests, 1], [p.statuses["4xx"], 1], [p.statuses["5xx"], 1],
+      [pct(p.error_rate), 1],
+    ], {"data-start": p.start})));
+  }
+}
+
 function render(s) {
   renderEmpty(s);
   renderTotals(s.totals);
@@ -222,7 +399,8 @@ function render(s) {
       new Date(s.timeline_end * 1000).toISOString().replace(".000Z", "Z") + ")";
   renderChart(s.timeline);
   fill("endpoints", s.endpoints.map((e) => row([
-    [e.method], [e.unmatched ? unmatchedCell(e) : e.path], [e.requests, 1], [e.errors, 1],
+    [e.method], [e.unmatched ? unmatchedCell(e) : endpointLink(e.method, e.path)],
+    [e.requests, 1], [e.errors, 1],
     [e.server_errors, 1],
     [pct(e.error_rate), 1], [ms(e.avg_ms), 1], [ms(e.p95_ms), 1],
   ], {"data-endpoint": e.method + " " + e.path})));
@@ -230,39 +408,134 @@ function render(s) {
   for (const c of s.consumers) {
     const name = c.consumer_id === null ? ANON : c.consumer_id;
     for (const e of c.endpoints) {
-      consumerRows.push(row([[name], [e.method], [e.path], [e.requests, 1], [e.errors, 1]], {
+      consumerRows.push(row([[consumerLink(c.consumer_id)], [e.method], [e.path],
+                             [e.requests, 1], [e.errors, 1]], {
         "data-consumer": name, "data-endpoint": e.method + " " + e.path,
       }));
     }
   }
   fill("consumers", consumerRows);
-  fill("latest", s.latest.map((e) => {
+  fillLatest(s.latest);
+}
+
+let timer = null;
+
+function ruleLink(r) {
+  // The rule's own link names its filters and a range covering its window.
+  const q = new URL(r.url, location.href).searchParams;
+  const a = document.createElement("a");
+  a.href = "?" + q.toString();
+  a.textContent = r.name;
+  a.addEventListener("click", (ev) => { ev.preventDefault(); go(q); });
+  return a;
+}
+
+function renderAlerts(a) {
+  const box = document.getElementById("alerts-box");
+  box.hidden = !a.enabled;
+  if (!a.enabled) return;
+  fill("alerts", a.rules.map((r) => {
     const tr = row([
-      [e.timestamp], [e.method], [e.path], [e.status_code, 1], [ms(e.response_time_ms), 1],
-      [e.consumer_id === null ? ANON : e.consumer_id],
-    ]);
-    if (e.status_code >= 400) tr.className = "err";
+      [ruleLink(r)],
+      [r.kind], [r.state], [r.value === null ? "\u2014" : Number(r.value).toFixed(2), 1],
+      [r.threshold, 1], [r.window], [r.activeSince || ""],
+    ], {"data-rule": r.name, "data-state": r.state});
+    tr.className = "state-" + r.state;
+    tr.children[2].className = "state";
     return tr;
   }));
 }
 
+async function load(path) {
+  const response = await fetch(path, {cache: "no-store"});
+  if (!response.ok) {
+    let reason = "HTTP " + response.status;
+    try { reason = (await response.json()).error || reason; } catch (e) { /* not JSON */ }
+    throw new Error(reason);
+  }
+  return response.json();
+}
+
 async function refresh() {
+  clearTimeout(timer);
   const status = document.getElementById("status");
+  const view = params().get("view") || "";
+  const query = apiQuery();
   try {
-    const response = await fetch("/api/summary", {cache: "no-store"});
-    if (!response.ok) throw new Error("HTTP " + response.status);
-    render(await response.json());
+    if (view === "") {
+      render(await load("/api/summary?" + query));
+    } else {
+      const [s, latest] = await Promise.all([
+        load("/api/" + view + "?" + query), load("/api/summary?" + query)]);
+      renderEmpty(latest);
+      fillLatest(latest.latest);
+      renderView(view, s);
+    }
+    if (view === "") renderView("", null);
+    renderAlerts(await load("/api/alerts"));
     status.className = "";
     status.textContent = "updated " + new Date().toLocaleTimeString();
   } catch (err) {
     // Shown on the page rather than thrown: the ingest may simply be restarting.
     status.className = "error";
-    status.textContent = "cannot load /api/summary: " + err.message;
+    status.textContent = "cannot load the " + (view || "summary") + " view: " + err.message;
   } finally {
-    setTimeout(refresh, REFRESH_MS);
+    timer = setTimeout(refresh, REFRESH_MS);
   }
 }
 
+function requestRow(e) {
+  const tr = row([
+    [e.timestamp], [e.method], [e.path], [e.status_code, 1], [ms(e.response_time_ms), 1],
+    [e.consumer_id === null ? ANON : e.consumer_id],
+  ]);
+  if (e.status_code >= 400) tr.className = "err";
+  return tr;
+}
+
+function fillLatest(latest) { fill("latest", latest.map(requestRow)); }
+
+// Live requests: pushed by the ingest as they are stored, filtered like the views.
+let stream = null;
+
+function restartStream() {
+  if (stream !== null) stream.close();
+  document.querySelector("#stream tbody").replaceChildren();
+  const live = document.getElementById("live-status");
+  stream = new EventSource("/api/stream?" + apiQuery());
+  stream.onopen = () => { live.textContent = "(live)"; };
+  stream.onmessage = (msg) => {
+    // One message per stored batch: its events, oldest first.
+    const tbody = document.querySelector("#stream tbody");
+    const events = JSON.parse(msg.data).slice(-STREAM_ROWS);
+    tbody.prepend(...events.reverse().map(requestRow));
+    while (tbody.children.length > STREAM_ROWS) tbody.lastChild.remove();
+  };
+  stream.onerror = () => {
+    live.textContent = "(reconnecting\u2026)";
+    // EventSource retries by itself unless the server refused the stream outright.
+    if (stream.readyState === EventSource.CLOSED) setTimeout(restartStream, 2000);
+  };
+}
+
+for (const name of FILTERS) {
+  document.getElementById("f-" + name).addEventListener("change", (ev) => {
+    const q = params();
+    if (ev.target.value) q.set(name, ev.target.value); else q.delete(name);
+    go(q);
+  });
+}
+document.getElementById("f-clear").addEventListener("click", () => go(new URLSearchParams()));
+document.getElementById("back").addEventListener("click", (ev) => {
+  ev.preventDefault();
+  const q = params();
+  for (const k of ["view", "method", "path", "consumer"]) q.delete(k);
+  go(q);
+});
+window.addEventListener("popstate", () => { showControls(); restartStream(); refresh(); });
+
+showControls();
+restartStream();
 refresh();
 </script>
 </body>

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import queue
 import signal
 import socket
 import sqlite3
@@ -19,8 +20,10 @@ from typing import TYPE_CHECKING, Any, Final
 from peekapi_otel.server._body import MalformedBody, decode
 from peekapi_otel.server._dashboard import CSP, PAGE
 from peekapi_otel.server._policy import HostPolicy
+from peekapi_otel.server._query import BadQuery, Query, from_query_string
 from peekapi_otel.server._refusals import RefusalLog
 from peekapi_otel.server._store import EventStore, InvalidBatch, validate_batch
+from peekapi_otel.server._stream import CLOSED, StreamHub, Subscriber
 
 if TYPE_CHECKING:
     from peekapi_otel.server.alerts import AlertEngine, AlertsConfig
@@ -33,6 +36,8 @@ EVENTS_PATH: Final = "/v1/events"
 API_KEY_ENV: Final = "PEEKAPI_SERVE_API_KEY"
 """Environment variable ``serve`` reads the required key from (after the CLI options)."""
 _DRAIN_LIMIT: Final = 64 * 1024 * 1024
+STREAM_KEEPALIVE: Final = 10.0
+_STREAM_BATCH: Final = 200
 
 _logger = logging.getLogger(__name__)
 
@@ -67,11 +72,19 @@ class IngestServer(ThreadingHTTPServer):
         self.alerts: AlertEngine | None = None
         self.hosts = HostPolicy(address[0], allowed_hosts)
         self.refusals = RefusalLog(_logger)
+        self.stream = StreamHub()
+        store.listeners.append(self.stream.publish)
 
     def service_actions(self) -> None:
         # Called by serve_forever between requests: a refusal burst that then stops still
         # gets its summary line once its minute is over.
         self.refusals.flush()
+        # Sketches held back by the last inserts reach the file even when no more come,
+        # for readers in other processes (report).
+        try:
+            self.store.flush_sketches()
+        except sqlite3.Error:
+            _logger.debug("could not write the hour and day sketches yet", exc_info=True)
 
 
 def _gunzip(body: bytes, limit: int) -> bytes:
@@ -126,9 +139,16 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, body, "application/json")
 
     def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0]
+        path, _, query_string = self.path.partition("?")
         if path == "/healthz":
-            self._json(HTTPStatus.OK, {"status": "ok", "refused": self.server.refusals.snapshot()})
+            self._json(
+                HTTPStatus.OK,
+                {
+                    "status": "ok",
+                    "refused": self.server.refusals.snapshot(),
+                    "stream": self.server.stream.stats(),
+                },
+            )
             return
         if not self.server.hosts.host_allowed(self.headers.get("Host")):
             # DNS rebinding: a page on another site reaching us under its own name.
@@ -141,13 +161,13 @@ class _Handler(BaseHTTPRequestHandler):
             )
         elif path == "/":
             self._send(HTTPStatus.OK, PAGE.encode(), "text/html; charset=utf-8", page=True)
-        elif path == "/api/summary":
-            summary = self.server.store.summary()
-            summary["ingest"] = {
-                "events_path": EVENTS_PATH,
-                "api_key_required": self.server.api_key is not None,
-            }
-            self._json(HTTPStatus.OK, summary)
+        elif path in ("/api/summary", "/api/endpoint", "/api/consumer", "/api/stream"):
+            try:
+                query = from_query_string(query_string)
+            except BadQuery as exc:
+                self._json(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
+                return
+            self._view(path, query)
         elif path == "/api/alerts":
             alerts = self.server.alerts
             self._json(HTTPStatus.OK, {"enabled": False} if alerts is None else alerts.snapshot())
@@ -155,6 +175,79 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(HTTPStatus.NOT_FOUND, {"error": "not found"})
 
     do_HEAD = do_GET
+
+    def _view(self, path: str, query: Query) -> None:
+        store = self.server.store
+        if path == "/api/summary":
+            summary = store.summary(query)
+            summary["ingest"] = {
+                "events_path": EVENTS_PATH,
+                "api_key_required": self.server.api_key is not None,
+            }
+            self._json(HTTPStatus.OK, summary)
+        elif path == "/api/endpoint":
+            if query.filters.method is None or query.filters.path is None:
+                self._json(
+                    HTTPStatus.BAD_REQUEST, {"error": "the endpoint view needs method and path"}
+                )
+                return
+            self._json(HTTPStatus.OK, store.endpoint_view(query))
+        elif path == "/api/consumer":
+            if query.filters.consumer is None:
+                self._json(HTTPStatus.BAD_REQUEST, {"error": "the consumer view needs consumer"})
+                return
+            self._json(HTTPStatus.OK, store.consumer_view(query))
+        else:
+            self._stream(query)
+
+    def _stream(self, query: Query) -> None:
+        sub = self.server.stream.subscribe(query.filters)
+        if sub is None:
+            self._json(HTTPStatus.SERVICE_UNAVAILABLE, {"error": "too many open streams"})
+            return
+        try:
+            self.close_connection = True
+            self.send_response(HTTPStatus.OK)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-store")
+            self.send_header("X-Content-Type-Options", "nosniff")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            if self.command == "HEAD":
+                return
+            # The browser reconnects 1 s after the stream ends (a restart, a drop).
+            self.wfile.write(b"retry: 1000\n\n")
+            self.wfile.flush()
+            self._pump(sub)
+        except OSError:
+            pass  # the browser went away
+        finally:
+            self.server.stream.unsubscribe(sub)
+
+    def _pump(self, sub: Subscriber) -> None:
+        while True:
+            try:
+                row = sub.queue.get(timeout=STREAM_KEEPALIVE)
+            except queue.Empty:
+                if sub.dropped:
+                    return
+                self.wfile.write(b": keep-alive\n\n")
+                self.wfile.flush()
+                continue
+            chunks = []
+            while row is not CLOSED:
+                chunks.append(row)
+                if len(chunks) >= _STREAM_BATCH:
+                    break
+                try:
+                    row = sub.queue.get_nowait()
+                except queue.Empty:
+                    break
+            if chunks:
+                self.wfile.write(b"".join(chunks))
+                self.wfile.flush()
+            if row is CLOSED or (sub.dropped and sub.queue.empty()):
+                return
 
     def _client(self) -> str:
         agent = self.headers.get("x-peekapi-sdk") or self.headers.get("User-Agent")
@@ -283,6 +376,7 @@ def serve(
     allowed_hosts: tuple[str, ...] = (),
     key_source: str = "--api-key",
     alerts: AlertsConfig | None = None,
+    retention: int | None = None,
 ) -> int:
     """Run the ingest until SIGTERM or SIGINT; returns the process exit code.
 
@@ -327,7 +421,13 @@ def serve(
             file=sys.stderr,
             flush=True,
         )
+    keeper = None
     try:
+        if retention is not None:
+            from peekapi_otel.server._retention import Retention
+
+            keeper = Retention(store, retention)
+            keeper.start()
         if alerts is not None:
             from peekapi_otel.server.alerts import AlertEngine
 
@@ -342,6 +442,9 @@ def serve(
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+        server.stream.close()
+        if keeper is not None:
+            keeper.stop()
         server.server_close()
         if server.alerts is not None:
             server.alerts.stop()

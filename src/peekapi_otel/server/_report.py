@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from peekapi_otel.server._query import Query
 from peekapi_otel.server._store import EventStore
 from peekapi_otel.server._text import printable
 
@@ -34,8 +35,8 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], numeric: set[in
     return "\n".join([line(cells[0]), rule, *(line(row) for row in cells[1:])])
 
 
-def _ms(value: float) -> str:
-    return f"{value:.2f}"
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def _pct(value: float) -> str:
@@ -62,6 +63,25 @@ def _unmatched(endpoints: Sequence[dict[str, Any]]) -> list[str]:
         "Unmatched paths (requests no route answered, grouped above)",
         table(["Method", "Status", "Path", "Requests"], rows, numeric={1, 3}),
     ]
+
+
+def _iso(second: int) -> str:
+    import datetime
+
+    moment = datetime.datetime.fromtimestamp(second, datetime.timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _heading(summary: dict[str, Any]) -> str:
+    """One line naming the range and filters, when the report is not of all stored time."""
+    r = summary.get("range")
+    if not r or (r["name"] == "all" and not any(r["filters"].values())):
+        return ""
+    span = "all stored time" if r["name"] == "all" else f"{_iso(r['from'])} to {_iso(r['to'])}"
+    if r["name"] not in ("all", "custom"):
+        span = f"last {r['name']} ({span})"
+    filters = " ".join(f"{k}={v}" for k, v in r["filters"].items() if v is not None)
+    return f"Range: {span}" + (f"; {filters}" if filters else "") + "\n\n"
 
 
 def render(summary: dict[str, Any], *, latest: int) -> str:
@@ -145,10 +165,11 @@ def render(summary: dict[str, Any], *, latest: int) -> str:
     return "\n".join(out) + "\n"
 
 
-def report(db: str, out: TextIO, *, latest: int = 20) -> None:
+def report(db: str, out: TextIO, *, latest: int = 20, query: Query | None = None) -> None:
     """Print the report for ``db``; raises :class:`peekapi_otel.server._store.StoreMissing`."""
     store = EventStore(db, create=False)
     try:
-        out.write(render(store.summary(latest=latest), latest=latest))
+        summary = store.summary(query, latest=latest)
+        out.write(_heading(summary) + render(summary, latest=latest))
     finally:
         store.close()

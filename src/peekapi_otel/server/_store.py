@@ -8,17 +8,26 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
 from peekapi_otel._schema import FIELD_NAMES, event_problem, with_defaults
-from peekapi_otel.server._summary import UNMATCHED_SQL, summarize
+from peekapi_otel.server import _rollup
+from peekapi_otel.server._query import Query, parse_query
+from peekapi_otel.server._rollup import UNMATCHED_SQL, RollupWriter
+from peekapi_otel.server._summary import consumer_view, endpoint_view, summarize
+
+Listener = Callable[[Sequence[tuple[Any, ...]]], None]
+"""Called with the rows of each committed insert (new events only), on the writer's thread."""
+_BACKFILL_CHUNK: Final = 20_000
 
 LATEST_LIMIT: Final = 50
+_logger = logging.getLogger(__name__)
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS events (
@@ -38,10 +47,10 @@ CREATE TABLE IF NOT EXISTS events (
 );
 -- NULL pairs never collide, so events without trace/span ids are always kept.
 CREATE UNIQUE INDEX IF NOT EXISTS events_pair ON events (trace_id, span_id);
--- Covering indexes: per-endpoint aggregates and the p95 look-ups (_summary) read only these.
-CREATE INDEX IF NOT EXISTS events_endpoint
-    ON events (method, path, response_time_ms, status_code);
-CREATE INDEX IF NOT EXISTS events_latency ON events (response_time_ms);
+-- Every figure over a range is read from the rollups (_rollup), so the raw rows carry
+-- no per-endpoint or latency index: each one would cost every insert.
+DROP INDEX IF EXISTS events_endpoint;
+DROP INDEX IF EXISTS events_latency;
 -- Event time (the request's start), for the chart and the latest requests.
 CREATE INDEX IF NOT EXISTS events_time ON events (julianday(timestamp));
 -- Deliveries the unique index turned away: at-least-once delivery made visible.
@@ -51,8 +60,9 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
 # Unmatched requests (see _summary) in a partial index of their own: their groups, raw
 # paths and p95 are read without scanning the matched traffic.
 _UNMATCHED_INDEX: Final = f"""
-CREATE INDEX IF NOT EXISTS events_unmatched
-    ON events (method, status_code, path, response_time_ms) WHERE {UNMATCHED_SQL}
+DROP INDEX IF EXISTS events_unmatched;
+CREATE INDEX IF NOT EXISTS events_unmatched_time
+    ON events (method, status_code, julianday(timestamp), path) WHERE {UNMATCHED_SQL};
 """
 
 _COUNT_DUPLICATES: Final = """
@@ -129,12 +139,80 @@ class EventStore:
             if found is None:
                 self._writer.close()
                 raise StoreMissing(f"{str(self.path)!r} is not a peekapi-otel event database")
+            # A reader (report, demo) next to a running serve: it builds rollups for a
+            # database from before them, but leaves the sketches to the writer.
+            self._prepare_rollups(repair=False)
             return
         self._writer = self._connect(mode="rwc")
         self._writer.execute("PRAGMA journal_mode=WAL")
         self._writer.execute("PRAGMA synchronous=NORMAL")
         self._writer.executescript(_SCHEMA)
-        self._writer.execute(_UNMATCHED_INDEX)
+        self._writer.executescript(_UNMATCHED_INDEX)
+        self._prepare_rollups()
+
+    def _prepare_rollups(self, *, repair: bool = True) -> None:
+        self._rollups = RollupWriter()
+        self.listeners: list[Listener] = []
+        fresh = (
+            self._writer.execute(
+                "SELECT 1 FROM sqlite_master WHERE name = 'rollup_endpoints'"
+            ).fetchone()
+            is None
+        )
+        if fresh:
+            # The tables and the backfill's starting point in one transaction, so a
+            # backfill cut short (a crash, Ctrl-C) resumes where it stopped.
+            self._writer.executescript(
+                f"BEGIN IMMEDIATE; {_rollup.SCHEMA}"
+                "CREATE TABLE IF NOT EXISTS counters "
+                "(name TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+                "INSERT OR REPLACE INTO counters (name, value) VALUES ('rollup_backfill', 0);"
+                "COMMIT;"
+            )
+        row = self._writer.execute(
+            "SELECT value FROM counters WHERE name = 'rollup_backfill'"
+        ).fetchone()
+        if row is not None and int(row[0]) >= 0:
+            self._backfill(int(row[0]))
+        elif repair:
+            with self._lock:
+                self._writer.execute("BEGIN IMMEDIATE")
+                try:
+                    self._rollups.repair(self._writer)
+                except BaseException:
+                    self._writer.execute("ROLLBACK")
+                    raise
+                self._writer.execute("COMMIT")
+
+    def _backfill(self, last: int) -> None:
+        # A database written before the rollups existed: count its stored events once,
+        # in chunks, each committed with the last id it counted (-1 once all are).
+        while True:
+            with self._lock:
+                self._writer.execute("BEGIN IMMEDIATE")
+                try:
+                    rows = self._writer.execute(
+                        "SELECT id, method, path, status_code, response_time_ms, request_size, "
+                        "response_size, consumer_id, metadata, timestamp, trace_id, span_id, "
+                        "received_at FROM events WHERE id > ? ORDER BY id LIMIT ?",
+                        (last, _BACKFILL_CHUNK),
+                    ).fetchall()
+                    if rows:
+                        self._rollups.add(self._writer, [r[1:] for r in rows])
+                    self._rollups.flush(self._writer)
+                    done = len(rows) < _BACKFILL_CHUNK
+                    self._writer.execute(
+                        "UPDATE counters SET value = ? WHERE name = 'rollup_backfill'",
+                        (-1 if done else rows[-1][0],),
+                    )
+                except BaseException:
+                    self._writer.execute("ROLLBACK")
+                    self._rollups.forget()
+                    raise
+                self._writer.execute("COMMIT")
+            if done:
+                return
+            last = rows[-1][0]
 
     def _connect(self, mode: str) -> sqlite3.Connection:
         uri = f"{self.path.resolve().as_uri()}?mode={mode}"
@@ -144,6 +222,13 @@ class EventStore:
 
     def close(self) -> None:
         with self._lock:
+            if self._rollups.dirty:
+                try:
+                    self._writer.execute("BEGIN IMMEDIATE")
+                    self._rollups.flush(self._writer)
+                    self._writer.execute("COMMIT")
+                except sqlite3.Error:
+                    _logger.warning("could not write the last hour and day sketches")
             self._writer.close()
 
     def insert_rows(self, rows: Sequence[tuple[Any, ...]]) -> tuple[int, int]:
@@ -155,18 +240,58 @@ class EventStore:
         if not rows:
             return 0, 0
         with self._lock:
-            before = self._writer.total_changes
             self._writer.execute("BEGIN IMMEDIATE")
             try:
+                before = self._writer.total_changes
                 self._writer.executemany(_INSERT, rows)
-                accepted = self._writer.total_changes - before
-                if accepted < len(rows):
-                    self._writer.execute(_COUNT_DUPLICATES, (len(rows) - accepted,))
+                new: Sequence[tuple[Any, ...]] = rows
+                if self._writer.total_changes - before < len(rows):
+                    # Some were stored already: find which, so the rollups count each
+                    # event once (retries resend whole batches, so this path is rare).
+                    self._writer.execute("ROLLBACK")
+                    self._writer.execute("BEGIN IMMEDIATE")
+                    new = [row for row in rows if self._writer.execute(_INSERT, row).rowcount]
+                    self._writer.execute(_COUNT_DUPLICATES, (len(rows) - len(new),))
+                self._rollups.add(self._writer, new)
             except BaseException:
                 self._writer.execute("ROLLBACK")
+                self._rollups.forget()
                 raise
             self._writer.execute("COMMIT")
-        return accepted, len(rows) - accepted
+            for listener in self.listeners:
+                try:
+                    listener(new)
+                except Exception:  # a subscriber never fails an insert
+                    _logger.exception("event listener failed")
+        return len(new), len(rows) - len(new)
+
+    def drop_raw_before(self, cutoff: float, *, chunk: int = 5000) -> int:
+        """Delete raw events older than ``cutoff`` (Unix seconds, event time); the rollups
+        keep counting them. Works in chunks so ingest waits at most one chunk."""
+        dropped = 0
+        bound = cutoff / 86400.0 + 2440587.5
+        while True:
+            with self._lock:
+                self._writer.execute("BEGIN IMMEDIATE")
+                try:
+                    cur = self._writer.execute(
+                        "DELETE FROM events WHERE id IN (SELECT id FROM events "
+                        "WHERE julianday(timestamp) < ? LIMIT ?)",
+                        (bound, chunk),
+                    )
+                    count = cur.rowcount
+                    self._writer.execute(
+                        "INSERT INTO counters (name, value) VALUES ('raw_since', ?) "
+                        "ON CONFLICT (name) DO UPDATE SET value = MAX(value, excluded.value)",
+                        (int(cutoff),),
+                    )
+                except BaseException:
+                    self._writer.execute("ROLLBACK")
+                    raise
+                self._writer.execute("COMMIT")
+            dropped += count
+            if count < chunk:
+                return dropped
 
     def insert_many(self, events: Iterable[Any]) -> tuple[int, int]:
         """Validate and insert wire-format events; see :meth:`insert_rows`."""
@@ -206,12 +331,54 @@ class EventStore:
             ).fetchall()
         return [(str(t), str(s)) for t, s in rows]
 
-    def summary(self, *, latest: int = LATEST_LIMIT) -> dict[str, Any]:
+    def flush_sketches(self) -> None:
+        """Write the hour and day sketches held back for a second or more (see
+        ``_rollup.RollupWriter``)."""
+        if self._rollups.due:
+            self._current()
+
+    def _current(self) -> None:
+        # Hour and day sketches not written yet are written before a view reads them.
+        if not self._rollups.dirty:
+            return
+        with self._lock:
+            self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                self._rollups.flush(self._writer)
+            except BaseException:
+                self._writer.execute("ROLLBACK")
+                self._rollups.forget()
+                raise
+            self._writer.execute("COMMIT")
+
+    def _raw_since(self, conn: sqlite3.Connection) -> float | None:
+        row = conn.execute("SELECT value FROM counters WHERE name = 'raw_since'").fetchone()
+        return None if row is None else float(row[0])
+
+    def endpoint_view(self, query: Query) -> dict[str, Any]:
+        self._current()
+        with self._snapshot() as conn:
+            return endpoint_view(conn, query, raw_since=self._raw_since(conn))
+
+    def consumer_view(self, query: Query) -> dict[str, Any]:
+        self._current()
+        with self._snapshot() as conn:
+            return consumer_view(conn, query, raw_since=self._raw_since(conn))
+
+    def summary(self, query: Query | None = None, *, latest: int = LATEST_LIMIT) -> dict[str, Any]:
         """Aggregate figures for the dashboard and the report (see ``_summary``).
 
         Errors are responses with status >= 400 (5xx counted apart as ``server_errors``);
         ``error_rate`` is a percentage rounded to 1 decimal, latencies are milliseconds
         rounded to 2 decimals, and ``p95_ms`` is the nearest-rank 95th percentile.
         """
+        query = parse_query({}) if query is None else query
+        self._current()
         with self._snapshot() as conn:
-            return summarize(conn, latest=latest)
+            return summarize(
+                conn,
+                query,
+                latest=latest,
+                raw_since=self._raw_since(conn),
+                ring=self._rollups.ring,
+            )

@@ -14,106 +14,38 @@ template answering 404 (``/items/{item_id}`` for a missing item) stays its own e
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
+from collections.abc import Sequence
 from typing import Any, Final
+
+from peekapi_otel.server._query import Filters, Query
+from peekapi_otel.server._rollup import (
+    ANONYMOUS,
+    UNMATCHED_SQL,
+    SecondRing,
+    merge,
+    pieces,
+    pieces_sql,
+    quantile,
+    route_of,
+    unmatched_label,
+)
+
+__all__ = ["UNMATCHED_SQL", "p95_offset", "summarize", "unmatched_label"]
 
 TIMELINE_SECONDS: Final = 60
 UNMATCHED_PATHS: Final = 20
 """Raw paths listed per unmatched group, most requested first."""
+EXACT_LIMIT: Final = 5_000
+"""Up to this many requests in a range (and all of them still stored raw), latency
+figures are computed exactly from the raw events; above it they come from the rollups'
+sketches (within 1 %)."""
+TOP_CONSUMERS: Final = 10
 
 _UNIX_EPOCH_JULIAN: Final = 2440587.5
-UNMATCHED_SQL: Final = (
-    "(status_code IN (404, 405) AND instr(path, '{') = 0 AND instr(path, '<') = 0 "
-    "AND instr(path, '/:') = 0)"
-)
-# Routes and unmatched groups are two queries: each is a scan of one covering index
-# (``events_endpoint``, and the partial ``events_unmatched``), where one GROUP BY over a
-# CASE expression would read and sort every row.
-_ROUTES: Final = f"""
-SELECT method, path, COUNT(*), SUM(status_code >= 400), SUM(status_code >= 500),
-       AVG(response_time_ms)
-FROM events WHERE NOT {UNMATCHED_SQL}
-GROUP BY method, path
-"""
-
-_UNMATCHED_GROUPS: Final = f"""
-SELECT method, status_code, COUNT(*), SUM(status_code >= 400), SUM(status_code >= 500),
-       AVG(response_time_ms)
-FROM events WHERE {UNMATCHED_SQL}
-GROUP BY method, status_code
-"""
-
-_ROUTE_RANK: Final = f"""
-SELECT response_time_ms FROM events WHERE method = ? AND path = ? AND NOT {UNMATCHED_SQL}
-ORDER BY response_time_ms LIMIT 1 OFFSET ?
-"""
-
-_UNMATCHED_RANK: Final = f"""
-SELECT response_time_ms FROM events WHERE method = ? AND status_code = ? AND {UNMATCHED_SQL}
-ORDER BY response_time_ms LIMIT 1 OFFSET ?
-"""
-
-_UNMATCHED_PATHS: Final = f"""
-SELECT path, COUNT(*) FROM events WHERE method = ? AND status_code = ? AND {UNMATCHED_SQL}
-GROUP BY path ORDER BY COUNT(*) DESC, path LIMIT ?
-"""
-
-_UNMATCHED_DISTINCT: Final = f"""
-SELECT COUNT(DISTINCT path) FROM events WHERE method = ? AND status_code = ? AND {UNMATCHED_SQL}
-"""
-
-_TOTALS: Final = """
-SELECT COUNT(*), SUM(status_code >= 400), SUM(status_code >= 500), AVG(response_time_ms),
-       COUNT(DISTINCT consumer_id)
-FROM events
-"""
-
-_TOTAL_RANK: Final = (
-    "SELECT response_time_ms FROM events ORDER BY response_time_ms LIMIT 1 OFFSET ?"
-)
-
-_CONSUMER_ROUTES: Final = f"""
-SELECT consumer_id, method, path, COUNT(*), SUM(status_code >= 400)
-FROM events WHERE NOT {UNMATCHED_SQL}
-GROUP BY consumer_id, method, path
-"""
-
-_CONSUMER_UNMATCHED: Final = f"""
-SELECT consumer_id, method, status_code, COUNT(*), SUM(status_code >= 400)
-FROM events WHERE {UNMATCHED_SQL}
-GROUP BY consumer_id, method, status_code
-"""
-
-# Newest request first by the event's own time (the events_time index); events whose
-# timestamp cannot be read are NULL there, which sorts last.
-_LATEST: Final = """
-SELECT timestamp, method, path, status_code, response_time_ms, consumer_id,
-       request_size, response_size
-FROM events ORDER BY julianday(timestamp) DESC, id DESC LIMIT ?
-"""
-
-_LATEST_KEYS: Final = (
-    "timestamp",
-    "method",
-    "path",
-    "status_code",
-    "response_time_ms",
-    "consumer_id",
-    "request_size",
-    "response_size",
-)
-
-_NEWEST: Final = """
-SELECT CAST(strftime('%s', timestamp) AS INTEGER) FROM events
-WHERE julianday(timestamp) IS NOT NULL ORDER BY julianday(timestamp) DESC LIMIT 1
-"""
-
-_TIMELINE: Final = """
-SELECT CAST(strftime('%s', timestamp) AS INTEGER) AS second, COUNT(*), AVG(response_time_ms)
-FROM events WHERE julianday(timestamp) >= ? AND julianday(timestamp) < ?
-GROUP BY second ORDER BY second
-"""
+_COUNT_COLUMNS: Final = "SUM(n), SUM(s1), SUM(s2), SUM(s3), SUM(s4), SUM(s5), SUM(sum_ms)"
 
 
 def p95_offset(n: int) -> int:
@@ -124,73 +56,199 @@ def p95_offset(n: int) -> int:
     return max(0, (95 * n + 99) // 100 - 1)
 
 
-def unmatched_label(status: int) -> str:
-    return f"unmatched ({status})"
+def _rank(values: Sequence[float], percent: int) -> float | None:
+    if not values:
+        return None
+    return values[max(0, (percent * len(values) + 99) // 100 - 1)]
 
 
 def _pct(part: int, whole: int) -> float:
     return round(100.0 * part / whole, 1) if whole else 0.0
 
 
-def _ms(value: float | None) -> float:
-    return round(value, 2) if value is not None else 0.0
+def _ms(value: float | None) -> float | None:
+    return round(value, 2) if value is not None else None
 
 
 def _julian(unix_seconds: float) -> float:
     return unix_seconds / 86400.0 + _UNIX_EPOCH_JULIAN
 
 
-def _figures(
-    base: dict[str, Any],
-    n: int,
-    errors: int | None,
-    server_errors: int | None,
-    avg: float | None,
-    p95: float | None,
-) -> dict[str, Any]:
-    # SUM() over no rows is NULL, hence the "or 0".
-    return {
-        **base,
-        "requests": n,
-        "errors": int(errors or 0),
-        "server_errors": int(server_errors or 0),
-        "error_rate": _pct(int(errors or 0), n),
-        "avg_ms": _ms(avg),
-        "p95_ms": _ms(p95),
-    }
+class _Counts:
+    """Requests per status class and the latency sum of one group of rollup rows."""
 
+    __slots__ = ("classes", "hist", "n", "sum_ms")
 
-def _endpoints(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-    out = []
-    for method, path, n, err, err5, mean in conn.execute(_ROUTES).fetchall():
-        p95 = conn.execute(_ROUTE_RANK, (method, path, p95_offset(n))).fetchone()[0]
-        base = {"method": method, "path": path, "unmatched": None}
-        out.append(_figures(base, n, err, err5, mean, p95))
-    for method, status, n, err, err5, mean in conn.execute(_UNMATCHED_GROUPS).fetchall():
-        p95 = conn.execute(_UNMATCHED_RANK, (method, status, p95_offset(n))).fetchone()[0]
-        paths = conn.execute(_UNMATCHED_PATHS, (method, status, UNMATCHED_PATHS)).fetchall()
-        distinct = conn.execute(_UNMATCHED_DISTINCT, (method, status)).fetchone()[0]
-        unmatched = {
-            "status_code": status,
-            "distinct_paths": int(distinct),
-            "paths": [{"path": p, "requests": int(c)} for p, c in paths],
+    def __init__(self) -> None:
+        self.n = 0
+        self.classes = [0, 0, 0, 0, 0, 0]
+        self.sum_ms = 0.0
+        self.hist: dict[str, int] = {}
+
+    def add(self, row: Sequence[Any], hist: str | None = None) -> None:
+        self.n += int(row[0] or 0)
+        for i in range(1, 6):
+            self.classes[i] += int(row[i] or 0)
+        self.sum_ms += float(row[6] or 0.0)
+        if hist is not None:
+            merge(self.hist, json.loads(hist))
+
+    def figures(self, filters: Filters, exact: list[float] | None) -> dict[str, Any]:
+        """requests/errors/error_rate/avg/p50/p95/p99 under the status filter."""
+        c = self.classes
+        n, errors, server = self.n, c[4] + c[5], c[5]
+        if filters.status is not None:
+            n = c[filters.status]
+            errors = n if filters.status >= 4 else 0
+            server = n if filters.status == 5 else 0
+        out: dict[str, Any] = {
+            "requests": n,
+            "errors": errors,
+            "server_errors": server,
+            "error_rate": _pct(errors, n),
+            "statuses": {f"{i}xx": c[i] for i in range(2, 6)},
         }
-        base = {"method": method, "path": unmatched_label(status), "unmatched": unmatched}
-        out.append(_figures(base, n, err, err5, mean, p95))
-    out.sort(key=lambda e: (-e["requests"], e["method"], e["path"]))
+        if exact is not None:
+            out["avg_ms"] = _ms(sum(exact) / len(exact)) if exact else 0.0
+            for p in (50, 95, 99):
+                out[f"p{p}_ms"] = _ms(_rank(exact, p)) or 0.0
+        elif filters.status is None:
+            out["avg_ms"] = _ms(self.sum_ms / n) if n else 0.0
+            for p in (50, 95, 99):
+                value = quantile(self.hist, n, p) if self.hist else None
+                out[f"p{p}_ms"] = _ms(value) if n else 0.0
+        else:
+            out.update(avg_ms=None, p50_ms=None, p95_ms=None, p99_ms=None)
+        return out
+
+
+def _rollup_where(
+    q: Query, *, consumers: bool, runs: list[tuple[int, int, int]] | None = None
+) -> tuple[str, list[Any]]:
+    where, params = pieces_sql(pieces(q.start, q.end) if runs is None else runs)
+    f = q.filters
+    clauses = [where]
+    if f.method is not None:
+        clauses.append("method = ?")
+        params.append(f.method)
+    if f.path is not None:
+        clauses.append("route = ?")
+        params.append(f.path)
+    if consumers and f.consumer is not None:
+        clauses.append("consumer = ?")
+        params.append(f.consumer)
+    return " AND ".join(clauses), params
+
+
+def _raw_where(q: Query, *, status: bool = True) -> tuple[str, list[Any]]:
+    clauses = ["julianday(timestamp) >= ?", "julianday(timestamp) < ?"]
+    params: list[Any] = [_julian(q.start), _julian(q.end)]
+    f = q.filters
+    if f.method is not None:
+        clauses.append("method = ?")
+        params.append(f.method)
+    if f.path is not None:
+        if f.path.startswith("unmatched (") and f.path[11:-1].isdigit():
+            clauses.append(f"{UNMATCHED_SQL} AND status_code = ?")
+            params.append(int(f.path[11:-1]))
+        else:
+            clauses.append(f"path = ? AND NOT {UNMATCHED_SQL}")
+            params.append(f.path)
+    if f.consumer is not None:
+        if f.consumer == ANONYMOUS:
+            clauses.append("(consumer_id IS NULL OR consumer_id = '')")
+        else:
+            clauses.append("consumer_id = ?")
+            params.append(f.consumer)
+    if status and f.status is not None:
+        if f.status == 5:
+            clauses.append("status_code >= 500")
+        else:
+            clauses.append("status_code BETWEEN ? AND ?")
+            params += [f.status * 100, f.status * 100 + 99]
+    return " AND ".join(clauses), params
+
+
+def _exact_latencies(
+    conn: sqlite3.Connection, q: Query, raw_since: float | None
+) -> dict[tuple[str, str], list[float]] | None:
+    """Sorted raw latencies per endpoint, when the range is small and still stored raw.
+
+    Small means few raw rows in the whole range, whatever the filters: a filter narrows
+    the answer, not the rows the event-time index makes the scan read.
+    """
+    if raw_since is not None and q.start < raw_since:
+        return None
+    where, params = pieces_sql(pieces(q.start, q.end))
+    total = conn.execute(f"SELECT SUM(n) FROM rollup_endpoints WHERE {where}", params).fetchone()[0]
+    if (total or 0) > EXACT_LIMIT:
+        return None
+    where, params = _raw_where(q)
+    out: dict[tuple[str, str], list[float]] = {}
+    sql = f"SELECT method, path, status_code, response_time_ms FROM events WHERE {where}"
+    for method, path, status, rt in conn.execute(sql, params):
+        out.setdefault((method, route_of(path, status)), []).append(float(rt))
+    for values in out.values():
+        values.sort()
     return out
 
 
-def _consumers(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+def _unmatched(conn: sqlite3.Connection, q: Query, method: str, status: int) -> dict[str, Any]:
+    group = Filters(method, unmatched_label(status), None, q.filters.consumer)
+    sub = Query(q.start, q.end, q.name, group)
+    where, params = _raw_where(sub)
+    paths = conn.execute(
+        f"SELECT path, COUNT(*) FROM events WHERE {where} "
+        "GROUP BY path ORDER BY COUNT(*) DESC, path LIMIT ?",
+        [*params, UNMATCHED_PATHS],
+    ).fetchall()
+    distinct = conn.execute(
+        f"SELECT COUNT(DISTINCT path) FROM events WHERE {where}", params
+    ).fetchone()[0]
+    return {
+        "status_code": status,
+        "distinct_paths": int(distinct),
+        "paths": [{"path": p, "requests": int(c)} for p, c in paths],
+    }
+
+
+def _groups(conn: sqlite3.Connection, q: Query) -> dict[tuple[str, str], _Counts]:
+    """Per-endpoint counts over the range (with sketches unless a consumer is chosen)."""
+    groups: dict[tuple[str, str], _Counts] = {}
+    if q.filters.consumer is None:
+        where, params = _rollup_where(q, consumers=False)
+        sql = (
+            "SELECT method, route, n, s1, s2, s3, s4, s5, sum_ms, hist "
+            f"FROM rollup_endpoints WHERE {where}"
+        )
+        for row in conn.execute(sql, params):
+            groups.setdefault((row[0], row[1]), _Counts()).add(row[2:9], row[9])
+    else:
+        where, params = _rollup_where(q, consumers=True)
+        sql = (
+            f"SELECT method, route, {_COUNT_COLUMNS} FROM rollup_consumers WHERE {where} "
+            "GROUP BY method, route"
+        )
+        for row in conn.execute(sql, params):
+            groups.setdefault((row[0], row[1]), _Counts()).add(row[2:9])
+    return groups
+
+
+def _consumers(conn: sqlite3.Connection, q: Query) -> list[dict[str, Any]]:
     """consumer -> endpoint -> (requests, errors), anonymous traffic last."""
+    where, params = _rollup_where(q, consumers=True)
+    status = q.filters.status
+    count = "SUM(n)" if status is None else f"SUM(s{status})"
+    errors = "SUM(s4 + s5)" if status is None else (f"SUM(s{status})" if status >= 4 else "0")
+    sql = (
+        f"SELECT consumer, method, route, {count}, {errors} FROM rollup_consumers "
+        f"WHERE {where} GROUP BY consumer, method, route"
+    )
     rows = [
-        (consumer, method, path, int(n), int(err or 0))
-        for consumer, method, path, n, err in conn.execute(_CONSUMER_ROUTES).fetchall()
+        (None if c == ANONYMOUS else c, m, r, int(n or 0), int(e or 0))
+        for c, m, r, n, e in conn.execute(sql, params)
     ]
-    rows += [
-        (consumer, method, unmatched_label(status), int(n), int(err or 0))
-        for consumer, method, status, n, err in conn.execute(_CONSUMER_UNMATCHED).fetchall()
-    ]
+    rows = [r for r in rows if r[3]]
     rows.sort(key=lambda r: (r[0] is None, r[0] or "", -r[3], r[1], r[2]))
     by_consumer: dict[str | None, dict[str, Any]] = {}
     for consumer, method, path, n, err in rows:
@@ -203,31 +261,102 @@ def _consumers(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     return list(by_consumer.values())
 
 
-def _timeline(conn: sqlite3.Connection, now: int) -> dict[str, Any]:
-    """Requests per second over the last minute, or the newest minute stored.
+def _latest(conn: sqlite3.Connection, q: Query, limit: int) -> list[dict[str, Any]]:
+    where, params = _raw_where(q)
+    rows = conn.execute(
+        "SELECT timestamp, method, path, status_code, response_time_ms, consumer_id, "
+        f"request_size, response_size FROM events WHERE {where} "
+        "ORDER BY julianday(timestamp) DESC, id DESC LIMIT ?",
+        [*params, limit],
+    ).fetchall()
+    return [dict(zip(LATEST_KEYS, row, strict=True)) for row in rows]
+
+
+LATEST_KEYS: Final = (
+    "timestamp",
+    "method",
+    "path",
+    "status_code",
+    "response_time_ms",
+    "consumer_id",
+    "request_size",
+    "response_size",
+)
+
+
+def _timeline(
+    conn: sqlite3.Connection, q: Query, now: int, ring: SecondRing | None = None
+) -> dict[str, Any]:
+    """Requests per second over the last minute, or the minute up to the newest event.
 
     A live ingest shows the minute up to now. When the newest event is older than that
     (a replayed database, or nothing sent for a while), the chart shows the minute that
     ends with the newest event instead of an empty one.
     """
-    newest_row = conn.execute(_NEWEST).fetchone()
-    end = now
+    where, params = _raw_where(q)
+    newest_row = conn.execute(
+        "SELECT CAST(strftime('%s', timestamp) AS INTEGER) FROM events "
+        f"WHERE {where} ORDER BY julianday(timestamp) DESC LIMIT 1",
+        params,
+    ).fetchone()
+    end = min(now, q.end)
     live = True
-    if (
-        newest_row is not None
-        and newest_row[0] is not None
-        and newest_row[0] < now - TIMELINE_SECONDS
-    ):
+    if newest_row is not None and newest_row[0] is not None and newest_row[0] < end - 60:
         end, live = int(newest_row[0]), False
     first = end - TIMELINE_SECONDS + 1
+    window = Query(max(q.start, first - 1), min(q.end, end + 2), q.name, q.filters)
+    where, params = _raw_where(window)
     # julianday() is a float of days (about 40 microseconds of resolution today): select
     # a second more on each side and keep the exact seconds strftime() gives.
-    bounds = (_julian(first - 1), _julian(end + 2))
+    params[0], params[1] = _julian(first - 1), _julian(end + 2)
+    kept = None if ring is None or q.filters.any() else ring.window(first, end)
+    if kept is not None:
+        per_second = {
+            sec: (n, _ms(total / n) or 0.0)
+            for sec, (n, total) in kept.items()
+            if n and q.start <= sec < q.end
+        }
+        return _timeline_points(first, end, live, per_second)
+    minutes = conn.execute(
+        "SELECT start, SUM(n), SUM(sum_ms) FROM rollup_endpoints "
+        "WHERE res = 60 AND start >= ? AND start <= ? GROUP BY start",
+        (first // 60 * 60, end // 60 * 60),
+    ).fetchall()
+    if sum(int(n) for _, n, _ in minutes) > EXACT_LIMIT:
+        # Too many raw rows to count one by one (a burst, read back later): each second
+        # gets its minute's average rate instead.
+        runs = [(60, first // 60 * 60, end // 60 * 60 + 60)]
+        table = "rollup_consumers" if q.filters.consumer is not None else "rollup_endpoints"
+        where, params = _rollup_where(q, consumers=q.filters.consumer is not None, runs=runs)
+        count = "SUM(n)" if q.filters.status is None else f"SUM(s{q.filters.status})"
+        spread = {
+            int(start): (int(n or 0), float(total or 0.0))
+            for start, n, total in conn.execute(
+                f"SELECT start, {count}, SUM(sum_ms) FROM {table} WHERE {where} GROUP BY start",
+                params,
+            )
+        }
+        per_second = {}
+        for sec in range(first, end + 1):
+            n, total = spread.get(sec // 60 * 60, (0, 0.0))
+            if n and q.start <= sec < q.end:
+                per_second[sec] = (max(1, round(n / 60)), _ms(total / n) or 0.0)
+        return _timeline_points(first, end, live, per_second)
     per_second = {
-        int(sec): (int(n), _ms(mean))
-        for sec, n, mean in conn.execute(_TIMELINE, bounds).fetchall()
-        if sec is not None and first <= sec <= end
+        int(sec): (int(n), _ms(mean) or 0.0)
+        for sec, n, mean in conn.execute(
+            "SELECT CAST(strftime('%s', timestamp) AS INTEGER) AS second, COUNT(*), "
+            f"AVG(response_time_ms) FROM events WHERE {where} GROUP BY second",
+            params,
+        )
+        if sec is not None and first <= sec <= end and q.start <= sec < q.end
     }
+    return _timeline_points(first, end, live, per_second)
+
+
+def _timeline_points(
+    first: int, end: int, live: bool, per_second: dict[int, tuple[int, float]]
+) -> dict[str, Any]:
     return {
         "end": end,
         "live": live,
@@ -242,29 +371,176 @@ def _timeline(conn: sqlite3.Connection, now: int) -> dict[str, Any]:
     }
 
 
-def summarize(conn: sqlite3.Connection, *, latest: int, now: float | None = None) -> dict[str, Any]:
+def _series(conn: sqlite3.Connection, q: Query, *, sketches: bool) -> list[dict[str, Any]]:
+    """One point per step over the range: requests, status classes, avg (and percentiles)."""
+    step = q.step()
+    if q.all_time:
+        row = conn.execute(
+            "SELECT MIN(start), MAX(start) FROM rollup_endpoints WHERE res = ?", (step,)
+        ).fetchone()
+        if row[0] is None:
+            return []
+        first, stop = int(row[0]), int(row[1]) + step
+    else:
+        first, stop = q.start // step * step, q.end
+    runs = [(step, first, stop)]
+    by_start: dict[int, _Counts] = {}
+    if q.filters.consumer is None:
+        where, params = _rollup_where(q, consumers=False, runs=runs)
+        if sketches:
+            sql = (
+                "SELECT start, n, s1, s2, s3, s4, s5, sum_ms, hist "
+                f"FROM rollup_endpoints WHERE {where}"
+            )
+            for row in conn.execute(sql, params):
+                by_start.setdefault(int(row[0]), _Counts()).add(row[1:8], row[8])
+        else:
+            # Without sketches SQLite sums the endpoints of each period itself.
+            sql = (
+                f"SELECT start, {_COUNT_COLUMNS} FROM rollup_endpoints WHERE {where} GROUP BY start"
+            )
+            for row in conn.execute(sql, params):
+                by_start.setdefault(int(row[0]), _Counts()).add(row[1:8])
+    else:
+        where, params = _rollup_where(q, consumers=True, runs=runs)
+        sql = f"SELECT start, {_COUNT_COLUMNS} FROM rollup_consumers WHERE {where} GROUP BY start"
+        for row in conn.execute(sql, params):
+            by_start.setdefault(int(row[0]), _Counts()).add(row[1:8])
+    points = []
+    for start in range(first, stop, step):
+        counts = by_start.get(start) or _Counts()
+        figures = counts.figures(q.filters, None)
+        point = {"start": start, **figures}
+        if not sketches:
+            for p in (50, 95, 99):
+                point.pop(f"p{p}_ms")
+        points.append(point)
+    return points
+
+
+def _range(q: Query) -> dict[str, Any]:
+    f = q.filters
+    return {
+        "name": q.name,
+        "from": q.start,
+        "to": q.end,
+        "step": q.step(),
+        "filters": {
+            "method": f.method,
+            "path": f.path,
+            "status": None if f.status is None else f"{f.status}xx",
+            "consumer": f.consumer,
+        },
+    }
+
+
+def _endpoint_rows(
+    conn: sqlite3.Connection, q: Query, raw_since: float | None
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    groups = _groups(conn, q)
+    total = _Counts()
+    for counts in groups.values():
+        total.n += counts.n
+        total.sum_ms += counts.sum_ms
+        for i in range(6):
+            total.classes[i] += counts.classes[i]
+        merge(total.hist, counts.hist)
+    exact = _exact_latencies(conn, q, raw_since)
+    endpoints = []
+    for (method, route), counts in groups.items():
+        values = None if exact is None else exact.get((method, route), [])
+        figures = counts.figures(q.filters, values)
+        if not figures["requests"]:
+            continue
+        unmatched = None
+        if route.startswith("unmatched (") and route[11:-1].isdigit():
+            unmatched = _unmatched(conn, q, method, int(route[11:-1]))
+        endpoints.append({"method": method, "path": route, "unmatched": unmatched, **figures})
+    endpoints.sort(key=lambda e: (-e["requests"], e["method"], e["path"]))
+    all_exact = None if exact is None else sorted(v for vs in exact.values() for v in vs)
+    return endpoints, total.figures(q.filters, all_exact)
+
+
+def summarize(
+    conn: sqlite3.Connection,
+    query: Query,
+    *,
+    latest: int,
+    raw_since: float | None = None,
+    now: float | None = None,
+    ring: SecondRing | None = None,
+) -> dict[str, Any]:
     """Every figure of one summary, read from ``conn`` (one read snapshot)."""
     clock = time.time() if now is None else now
-    total, errors, server_errors, avg, consumers = conn.execute(_TOTALS).fetchone()
-    p95 = conn.execute(_TOTAL_RANK, (p95_offset(total),)).fetchone()
-    timeline = _timeline(conn, int(clock))
+    endpoints, totals = _endpoint_rows(conn, query, raw_since)
+    consumers = _consumers(conn, query)
+    totals["consumers"] = sum(c["consumer_id"] is not None for c in consumers)
+    timeline = _timeline(conn, query, int(clock), ring)
     return {
         "generated_at": clock,
-        "totals": _figures(
-            {"consumers": int(consumers)},
-            total,
-            errors,
-            server_errors,
-            avg,
-            None if p95 is None else p95[0],
-        ),
-        "endpoints": _endpoints(conn),
-        "consumers": _consumers(conn),
-        "latest": [
-            dict(zip(_LATEST_KEYS, row, strict=True))
-            for row in conn.execute(_LATEST, (latest,)).fetchall()
-        ],
+        "range": _range(query),
+        "totals": totals,
+        "endpoints": endpoints,
+        "consumers": consumers,
+        "latest": _latest(conn, query, latest),
+        "series": _series(conn, query, sketches=False),
         "timeline": timeline["points"],
         "timeline_end": timeline["end"],
         "timeline_live": timeline["live"],
+    }
+
+
+def endpoint_view(
+    conn: sqlite3.Connection, query: Query, *, raw_since: float | None = None
+) -> dict[str, Any]:
+    """One endpoint (``method`` and ``path`` filters): totals, series with percentiles,
+    status classes and its top consumers."""
+    endpoints, totals = _endpoint_rows(conn, query, raw_since)
+    consumers = _consumers(conn, query)
+    top = sorted(consumers, key=lambda c: (-c["requests"], c["consumer_id"] is None))
+    return {
+        "range": _range(query),
+        "totals": totals,
+        "endpoints": endpoints,
+        "series": _series(conn, query, sketches=query.filters.consumer is None),
+        "top_consumers": [
+            {k: c[k] for k in ("consumer_id", "requests", "errors")} for c in top[:TOP_CONSUMERS]
+        ],
+    }
+
+
+def consumer_view(
+    conn: sqlite3.Connection, query: Query, *, raw_since: float | None = None
+) -> dict[str, Any]:
+    """One consumer (``consumer`` filter): endpoints, volume, errors over time, first and
+    last seen (over all stored time)."""
+    consumer = query.filters.consumer
+    consumers = _consumers(conn, query)
+    entry: dict[str, Any] = (
+        consumers[0] if consumers else {"requests": 0, "errors": 0, "endpoints": []}
+    )
+    seen = []
+    for order in ("MIN", "MAX"):
+        # Narrowed day, hour, minute: each step reads only one period's rows.
+        lo, hi = 0, 1 << 40
+        for res in (86400, 3600, 60):
+            row = conn.execute(
+                f"SELECT {order}(start) FROM rollup_consumers "
+                "WHERE res = ? AND consumer = ? AND start >= ? AND start < ?",
+                (res, consumer, lo, hi),
+            ).fetchone()
+            if row[0] is None:
+                break
+            lo, hi = int(row[0]), int(row[0]) + res
+        seen.append(None if row[0] is None else lo)
+    return {
+        "range": _range(query),
+        "consumer_id": None if consumer == ANONYMOUS else consumer,
+        "requests": entry["requests"],
+        "errors": entry["errors"],
+        "error_rate": _pct(entry["errors"], entry["requests"]),
+        "endpoints": entry["endpoints"],
+        "series": _series(conn, query, sketches=False),
+        "first_seen": seen[0],
+        "last_seen": None if seen[1] is None else seen[1] + 59,
     }
