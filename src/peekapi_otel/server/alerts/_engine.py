@@ -35,6 +35,8 @@ class AlertEngine:
         ``dashboard_url`` wins over it.
     clock: Unix seconds; ``time.time`` in serve.
     metrics, senders, backoff: replaceable layers (another store, test channels).
+    leader: asked before each background round; a round runs only when it answers true
+        (one evaluator among several serve processes). None: always.
     """
 
     def __init__(
@@ -47,9 +49,11 @@ class AlertEngine:
         metrics: MetricSource | None = None,
         senders: Mapping[str, Sender] | None = None,
         backoff: Backoff | None = None,
+        leader: Callable[[], bool] | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
+        self.leader = leader
         self.dashboard = config.dashboard_url or dashboard.rstrip("/")
         self.db = AlertDatabase(db_path)
         if metrics is None:
@@ -149,7 +153,8 @@ class AlertEngine:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.evaluate()
+            if self.leader is None or self.leader():
+                self.evaluate()
             self._stop.wait(self.config.interval)
 
     def stop(self, timeout: float = 5.0) -> None:
