@@ -70,9 +70,14 @@ def _owner() -> str | None:
 
 
 class PostgresServer:
-    """One throwaway cluster; ``url`` connects as a trusted superuser to ``peekapi``."""
+    """One throwaway cluster; ``url`` connects as a trusted superuser to ``peekapi``.
 
-    def __init__(self) -> None:
+    ``fsync`` off (the default for tests) skips flushing to disk: commits are still
+    commits for every client, only an OS crash could lose them.
+    """
+
+    def __init__(self, *, fsync: bool = False) -> None:
+        self.fsync = fsync
         bin_dir = find_bin()
         if bin_dir is None:
             raise RuntimeError(missing_reason() or "PostgreSQL is not installed")
@@ -131,10 +136,9 @@ class PostgresServer:
 
     def start(self) -> None:
         """Start the server (again) and wait until it accepts connections."""
-        options = (
-            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.sockets} "
-            "-c fsync=off -c synchronous_commit=on -c full_page_writes=off"
-        )
+        options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.sockets}"
+        if not self.fsync:
+            options += " -c fsync=off -c full_page_writes=off"
         self._run(
             str(self.bin / "pg_ctl"),
             "-D",
