@@ -91,7 +91,8 @@ def describe(url: str) -> str:
 
 
 def connect(url: str, *, timeout: float = CONNECT_TIMEOUT) -> psycopg.Connection[Any]:
-    """One autocommit connection; keepalives make a vanished server a dropped connection."""
+    """One autocommit connection. Keepalives and a TCP user timeout turn a server that
+    vanished without closing its sockets into a dropped connection within seconds."""
     return psycopg.connect(
         url,
         autocommit=True,
@@ -101,6 +102,7 @@ def connect(url: str, *, timeout: float = CONNECT_TIMEOUT) -> psycopg.Connection
         keepalives_idle=10,
         keepalives_interval=5,
         keepalives_count=3,
+        tcp_user_timeout=15_000,
     )
 
 
