@@ -96,7 +96,8 @@ def test_a_leader_that_lost_its_session_stops_leading(pg_url: str) -> None:
         with psycopg.connect(pg_url, autocommit=True) as conn:
             conn.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE application_name = 'peekapi-otel serve' AND pid <> pg_backend_pid()"
+                " WHERE application_name = 'peekapi-otel serve' AND datname = current_database()"
+                " AND pid <> pg_backend_pid()"
             )
         _wait(two.is_leader, "the other to take the lock")
         assert not one.is_leader()  # its session is gone, the lock is someone else's

@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from peekapi_otel.server._store import EventStore, InvalidBatch, validate_batch
+from peekapi_otel.server.db._backend import StoreUnavailable
 from peekapi_otel.server.db._pg_store import PgEventStore, describe
 
 FIXTURES = [
@@ -176,3 +177,12 @@ def test_the_sdk_fixtures_are_stored_like_in_sqlite(name: str, pg_url: str, tmp_
         pg.close()
         lite.close()
     assert _rows(pg_url) == _sqlite_rows(tmp_path / "events.db")
+
+
+def test_tables_that_cannot_be_created_are_a_clear_error(pg_url: str) -> None:
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE ROLE reader LOGIN")
+        conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+    url = pg_url.replace("peekapi@", "reader@")
+    with pytest.raises(StoreUnavailable, match=r"cannot create the event tables in reader@"):
+        PgEventStore(url)

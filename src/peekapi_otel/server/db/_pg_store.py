@@ -137,7 +137,13 @@ class PgEventStore:
         self._conn: psycopg.Connection[Any] | None = connection or connect(url)
         self._retry_at = 0.0
         self._pause = RECONNECT_MIN
-        create_schema(self._conn)
+        try:
+            create_schema(self._conn)
+        except psycopg.Error as exc:
+            self._conn.close()
+            raise StoreUnavailable(
+                f"cannot create the event tables in {self.where}: {str(exc).strip()}"
+            ) from None
 
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is not None and not self._conn.closed:
