@@ -186,3 +186,36 @@ def test_tables_that_cannot_be_created_are_a_clear_error(pg_url: str) -> None:
     url = pg_url.replace("peekapi@", "reader@")
     with pytest.raises(StoreUnavailable, match=r"cannot create the event tables in reader@"):
         PgEventStore(url)
+
+
+def test_a_database_that_stops_answering_turns_requests_away(pg_url: str) -> None:
+    import os
+    import signal
+    import threading
+
+    store = PgEventStore(pg_url, queue_wait=1.0)
+    with psycopg.connect(pg_url) as conn:
+        backend = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = 'peekapi-otel serve'"
+            " AND datname = current_database()"
+        ).fetchone()
+    assert backend is not None
+    first: list[tuple[int, int]] = []
+    blocked = threading.Thread(
+        target=lambda: first.append(store.insert_rows(validate_batch([event(1)])))
+    )
+    os.kill(backend[0], signal.SIGSTOP)  # the store's server process freezes
+    try:
+        blocked.start()
+        blocked.join(0.5)
+        assert blocked.is_alive()  # its batch waits for the frozen server
+        # The next request does not queue behind it for ever: 503, and sent again later.
+        with pytest.raises(StoreUnavailable, match="not answering"):
+            store.insert_rows(validate_batch([event(2)]))
+    finally:
+        os.kill(backend[0], signal.SIGCONT)
+    blocked.join(30)
+    assert first == [(1, 0)]
+    assert store.insert_rows(validate_batch([event(2)])) == (1, 0)
+    assert store.count() == 2
+    store.close()

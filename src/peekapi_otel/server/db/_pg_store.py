@@ -24,6 +24,10 @@ from peekapi_otel.server.db._backend import StoreUnavailable
 
 CONNECT_TIMEOUT: Final = 5
 """Seconds one connection attempt may take (libpq's ``connect_timeout``)."""
+QUEUE_WAIT: Final = 10.0
+"""Seconds a request waits for the connection while another one's statement runs; past
+that it gets 503, so a database that stopped answering does not pile up requests."""
+STATEMENT_TIMEOUT_MS: Final = 30_000
 RECONNECT_MIN: Final = 0.5
 RECONNECT_MAX: Final = 5.0
 # Taken while the schema is created: serve processes starting together must not race on
@@ -103,6 +107,7 @@ def connect(url: str, *, timeout: float = CONNECT_TIMEOUT) -> psycopg.Connection
         keepalives_interval=5,
         keepalives_count=3,
         tcp_user_timeout=15_000,
+        options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
     )
 
 
@@ -121,6 +126,7 @@ class PgEventStore:
         connection: an open connection to start with (from ``serve``'s start-up retry);
             connected here when omitted.
         clock: monotonic seconds, for the pause between reconnection attempts.
+        queue_wait: see :data:`QUEUE_WAIT`.
     """
 
     def __init__(
@@ -129,8 +135,10 @@ class PgEventStore:
         *,
         connection: psycopg.Connection[Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        queue_wait: float = QUEUE_WAIT,
     ) -> None:
         self.url = url
+        self.queue_wait = queue_wait
         self.where = describe(url)
         self._clock = clock
         self._lock = threading.Lock()
@@ -173,18 +181,25 @@ class PgEventStore:
         return StoreUnavailable(f"PostgreSQL at {self.where}: {str(exc).strip()}")
 
     def _run(self, work: Callable[[psycopg.Connection[Any]], Any]) -> Any:
-        with self._lock:
-            conn = self._connection()
-            try:
-                return work(conn)
-            except psycopg.DataError as exc:
-                # A value PostgreSQL can never store (NUL in a text, an integer out of
-                # range): the same batch would fail on every retry.
-                raise ValueError(str(exc).strip()) from None
-            except psycopg.Error as exc:
-                if conn.closed or conn.broken:
-                    raise self._lost(exc) from None
-                raise StoreUnavailable(f"PostgreSQL at {self.where}: {exc}") from None
+        if not self._lock.acquire(timeout=self.queue_wait):
+            raise StoreUnavailable(f"PostgreSQL at {self.where} is not answering")
+        try:
+            return self._work(work)
+        finally:
+            self._lock.release()
+
+    def _work(self, work: Callable[[psycopg.Connection[Any]], Any]) -> Any:
+        conn = self._connection()
+        try:
+            return work(conn)
+        except psycopg.DataError as exc:
+            # A value PostgreSQL can never store (NUL in a text, an integer out of
+            # range): the same batch would fail on every retry.
+            raise ValueError(str(exc).strip()) from None
+        except psycopg.Error as exc:
+            if conn.closed or conn.broken:
+                raise self._lost(exc) from None
+            raise StoreUnavailable(f"PostgreSQL at {self.where}: {exc}") from None
 
     def insert_rows(self, rows: Sequence[tuple[Any, ...]]) -> tuple[int, int]:
         """Insert rows from ``validate_batch`` in one committed transaction.
