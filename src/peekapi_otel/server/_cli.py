@@ -212,12 +212,12 @@ def _serve_postgres(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    if args.alerts is not None:
-        print(f"{PROG} serve: --alerts does not work with PostgreSQL yet", file=sys.stderr)
-        return 2
+    from peekapi_otel.server.alerts import AlertsFileError, load_alerts
+
     try:
+        alerts = None if args.alerts is None else load_alerts(args.alerts)
         api_key, source = _api_key(args)
-    except ValueError as exc:
+    except (AlertsFileError, ValueError) as exc:
         print(f"{PROG} serve: {exc}", file=sys.stderr)
         return 2
     try:
@@ -230,6 +230,7 @@ def _serve_postgres(args: argparse.Namespace) -> int:
             allowed_hosts=tuple(args.allow_host),
             key_source=source,
             db_wait=float(args.db_wait),
+            alerts=alerts,
         )
     except OSError as exc:
         print(f"{PROG} serve: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)

@@ -4,15 +4,19 @@ unreachable database at start retried, then given up on with the reason."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 
 from pg import PostgresServer
+from server.alerts.support import event as alert_event
+from server.alerts.support import receiver
 from server.postgres.support import Serve, event
 
 pytestmark = pytest.mark.slow
@@ -107,16 +111,51 @@ def test_start_gives_up_after_db_wait_with_the_reason(own_pg: PostgresServer) ->
     assert "secret-pw" not in done.stderr + done.stdout
 
 
-def test_alerts_are_refused_on_postgresql_for_now(pg_url: str, tmp_path: Path) -> None:
-    script = str(Path(sys.executable).parent / "peekapi-otel")
+def test_the_alert_evaluator_fails_over_to_a_standby(pg_url: str, tmp_path: Path) -> None:
     alerts = tmp_path / "alerts.toml"
-    alerts.write_text("")
-    done = subprocess.run(
-        [script, "serve", "--port", "0", "--db", pg_url, "--alerts", str(alerts)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    alerts.write_text(
+        '[settings]\ninterval = "1s"\n\n'
+        '[channels.hook]\ntype = "webhook"\nurl_env = "TEST_ALERT_HOOK"\n\n'
+        '[[rules]]\nname = "pay-errors"\nkind = "error_rate"\nendpoint = "POST /pay"\n'
+        'threshold = 50\nwindow = "4s"\n'
     )
-    assert done.returncode == 2
-    assert "--alerts does not work with PostgreSQL yet" in done.stderr
+    with receiver() as hook:
+        os.environ["TEST_ALERT_HOOK"] = f"{hook.url}/alerts"
+        try:
+            first = Serve(pg_url, tmp_path / "first.log", "--alerts", str(alerts))
+            _wait(lambda: "now evaluates the alerts" in first.stderr(), "the first to lead")
+            second = Serve(pg_url, tmp_path / "second.log", "--alerts", str(alerts))
+        finally:
+            del os.environ["TEST_ALERT_HOOK"]
+        try:
+            now = time.time() - 1
+            errors = [alert_event(now, status=500, method="POST", path="/pay")] * 4
+            assert first.post(errors)[0] == 200
+            assert [r.body["state"] for r in hook.wait_for(1)] == ["firing"]
+            # Killed once the log says "sent": a kill between the webhook's answer and
+            # that update would send it once more (delivery is at least once).
+            _wait(lambda: _notifications(pg_url) == [("firing", "sent")], "the log's update")
+            first.kill()
+            # The standby takes the lock, reads the firing state and resolves the alert
+            # once the errors leave the window: no second "firing".
+            received = hook.wait_for(2)
+            assert [r.body["state"] for r in received] == ["firing", "resolved"], hook.bodies()
+            assert "now evaluates the alerts" in second.stderr()
+            time.sleep(2)
+            assert len(hook.requests) == 2
+        finally:
+            first.stop()
+            assert second.stop() == 0
+
+
+def _notifications(url: str) -> list[tuple[str, str]]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT event, status FROM alert_notifications ORDER BY id")
+        return [(str(e), str(s)) for e, s in rows.fetchall()]
+
+
+def _wait(predicate: Any, what: str) -> None:
+    deadline = time.monotonic() + 60
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)

@@ -36,7 +36,9 @@ class AlertEngine:
     clock: Unix seconds; ``time.time`` in serve.
     metrics, senders, backoff: replaceable layers (another store, test channels).
     leader: asked before each background round; a round runs only when it answers true
-        (one evaluator among several serve processes). None: always.
+        (one evaluator among several serve processes), and the states are read again
+        from the database when it starts answering true. None: always.
+    database: the alert tables (another database than the SQLite file at db_path).
     """
 
     def __init__(
@@ -50,12 +52,13 @@ class AlertEngine:
         senders: Mapping[str, Sender] | None = None,
         backoff: Backoff | None = None,
         leader: Callable[[], bool] | None = None,
+        database: AlertDatabase | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
         self.leader = leader
         self.dashboard = config.dashboard_url or dashboard.rstrip("/")
-        self.db = AlertDatabase(db_path)
+        self.db = AlertDatabase(db_path) if database is None else database
         if metrics is None:
             sqlite_metrics = SqliteMetrics(db_path)
             sqlite_metrics.create_indexes(self.db.connection)
@@ -64,8 +67,8 @@ class AlertEngine:
         if senders is None:
             senders = {name: build_sender(ch) for name, ch in config.channels.items()}
         self.dispatcher = Dispatcher(self.db, senders, clock=clock, backoff=backoff)
-        known = self.db.states()
-        self._states = {rule.name: known.get(rule.name, AlertState()) for rule in config.rules}
+        self._states = self._stored_states()
+        self._leading = False
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -112,6 +115,10 @@ class AlertEngine:
             self._states[rule.name] = state
         return event
 
+    def _stored_states(self) -> dict[str, AlertState]:
+        known = self.db.states()
+        return {rule.name: known.get(rule.name, AlertState()) for rule in self.config.rules}
+
     def snapshot(self) -> dict[str, Any]:
         """What ``GET /api/alerts`` returns."""
         with self._lock:
@@ -153,7 +160,14 @@ class AlertEngine:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            if self.leader is None or self.leader():
+            leading = self.leader is None or self.leader()
+            if leading and not self._leading and self.leader is not None:
+                # Another process evaluated until now: continue from what it stored.
+                states = self._stored_states()
+                with self._lock:
+                    self._states = states
+            self._leading = leading
+            if leading:
                 self.evaluate()
             self._stop.wait(self.config.interval)
 

@@ -24,6 +24,7 @@ from peekapi_otel.server.db._pg_store import PgEventStore, connect, describe
 
 if TYPE_CHECKING:
     from peekapi_otel.server._store import EventStore
+    from peekapi_otel.server.alerts import AlertEngine, AlertsConfig
 
 DEFAULT_DB_WAIT: Final = 60.0
 """Seconds ``serve`` keeps trying to reach PostgreSQL at start before it gives up."""
@@ -88,6 +89,7 @@ def serve_postgres(
     allowed_hosts: tuple[str, ...] = (),
     key_source: str = "--api-key",
     db_wait: float = DEFAULT_DB_WAIT,
+    alerts: AlertsConfig | None = None,
 ) -> int:
     """Run the ingest on PostgreSQL until SIGTERM or SIGINT; returns the exit code.
 
@@ -129,7 +131,12 @@ def serve_postgres(
         )
     else:
         print(f"peekapi-otel serve: x-api-key required (from {key_source})", file=sys.stderr)
+    engine: AlertEngine | None = None
     try:
+        if alerts is not None:
+            engine = _alert_engine(alerts, url, f"http://{url_host}:{server.server_address[1]}")
+            server.alerts = engine
+            engine.start()
         print(
             f"peekapi-otel ingest listening on http://{url_host}:{server.server_address[1]} "
             f"(db postgresql {store.where})",
@@ -140,9 +147,28 @@ def serve_postgres(
         for sig, old in previous.items():
             signal.signal(sig, old)
         server.server_close()
+        if engine is not None:
+            engine.stop()
         store.close()
         server.refusals.flush(force=True)
         if handler is not None:
             logging.getLogger("peekapi_otel.server").removeHandler(handler)
     print("peekapi-otel ingest stopped", file=sys.stderr, flush=True)
     return 0
+
+
+def _alert_engine(config: AlertsConfig, url: str, dashboard: str) -> AlertEngine:
+    """The alert engine on the fleet's database, evaluating only while this node leads."""
+    from peekapi_otel.server.alerts import AlertEngine
+    from peekapi_otel.server.db._pg_alerts import PgAlertDatabase, PgMetrics
+    from peekapi_otel.server.db._pg_leader import AdvisoryLeader
+
+    leader = AdvisoryLeader(url)
+    return AlertEngine(
+        config,
+        url,
+        dashboard=dashboard,
+        metrics=PgMetrics(url),
+        database=PgAlertDatabase(url, leader.is_leader),
+        leader=leader.is_leader,
+    )
