@@ -1,6 +1,7 @@
 """Three ``serve`` nodes writing one PostgreSQL database, each fed by an app's delivery
-pipeline, while one node is SIGKILLed and started again on its port: every event the
-apps made is stored exactly once."""
+pipeline, while the node evaluating the alerts is SIGKILLed and started again on its
+port: every event the apps made is stored exactly once, and another node takes over the
+alerts."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ EXPORTER = Path(__file__).with_name("fleet_exporter.py")
 NODES = 3
 SECONDS = 8.0
 TIMEOUT = 240.0
+LEADING = "now evaluates the alerts"
 
 
 def _stored(url: str) -> tuple[int, set[tuple[str, str]]]:
@@ -47,9 +49,16 @@ def _line(proc: subprocess.Popen[str], prefix: str, timeout: float) -> str:
 
 @pytest.mark.timeout(600)
 def test_a_killed_node_loses_and_doubles_nothing(pg_url: str, tmp_path: Path) -> None:
+    alerts = tmp_path / "alerts.toml"
+    alerts.write_text(
+        '[settings]\ninterval = "1s"\n\n[channels.hook]\ntype = "webhook"\n'
+        'url = "http://127.0.0.1:9/unused"\n\n[[rules]]\nname = "never"\n'
+        'kind = "error_rate"\nendpoint = "GET /never"\nthreshold = 50\nwindow = "1m"\n'
+    )
     ports = [free_port() for _ in range(NODES)]
     nodes = [
-        Serve(pg_url, tmp_path / f"node{i}.log", "--port", str(p)) for i, p in enumerate(ports)
+        Serve(pg_url, tmp_path / f"node{i}.log", "--port", str(p), "--alerts", str(alerts))
+        for i, p in enumerate(ports)
     ]
     exporters: list[subprocess.Popen[str]] = []
     try:
@@ -77,9 +86,16 @@ def test_a_killed_node_loses_and_doubles_nothing(pg_url: str, tmp_path: Path) ->
         deadline = time.monotonic() + 60
         while _stored(pg_url)[0] < 2000 and time.monotonic() < deadline:
             time.sleep(0.1)
-        nodes[1].kill()
+        (leader,) = [i for i, node in enumerate(nodes) if LEADING in node.stderr()]
+        nodes[leader].kill()
         time.sleep(1.0)
-        nodes[1] = Serve(pg_url, tmp_path / "node1-again.log", "--port", str(ports[1]))
+        nodes[leader] = Serve(
+            pg_url, tmp_path / "again.log", "--port", str(ports[leader]), "--alerts", str(alerts)
+        )
+        deadline = time.monotonic() + 60
+        while not any(LEADING in node.stderr() for node in nodes):
+            assert time.monotonic() < deadline, "no node took over the alerts"
+            time.sleep(0.1)
         flushed = [json.loads(_line(proc, "flushed ", TIMEOUT)) for proc in exporters]
         for proc in exporters:
             assert proc.wait(timeout=60) == 0
