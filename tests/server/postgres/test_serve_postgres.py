@@ -4,10 +4,12 @@ unreachable database at start retried, then given up on with the reason."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +137,8 @@ def test_the_alert_evaluator_fails_over_to_a_standby(pg_url: str, tmp_path: Path
             # Killed once the log says "sent": a kill between the webhook's answer and
             # that update would send it once more (delivery is at least once).
             _wait(lambda: _notifications(pg_url) == [("firing", "sent")], "the log's update")
+            # The standby's dashboard shows the state the leader stored.
+            _wait(lambda: _alert_state(second) == "firing", "the standby to show firing")
             first.kill()
             # The standby takes the lock, reads the firing state and resolves the alert
             # once the errors leave the window: no second "firing".
@@ -146,6 +150,13 @@ def test_the_alert_evaluator_fails_over_to_a_standby(pg_url: str, tmp_path: Path
         finally:
             first.stop()
             assert second.stop() == 0
+
+
+def _alert_state(serve: Serve) -> str:
+    url = f"http://127.0.0.1:{serve.port}/api/alerts"
+    with urllib.request.urlopen(url, timeout=30) as response:
+        (rule,) = json.loads(response.read())["rules"]
+    return str(rule["state"])
 
 
 def _notifications(url: str) -> list[tuple[str, str]]:

@@ -69,6 +69,7 @@ class AlertEngine:
         self.dispatcher = Dispatcher(self.db, senders, clock=clock, backoff=backoff)
         self._states = self._stored_states()
         self._leading = False
+        self._reload_failing = False
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -161,15 +162,29 @@ class AlertEngine:
     def _run(self) -> None:
         while not self._stop.is_set():
             leading = self.leader is None or self.leader()
-            if leading and not self._leading and self.leader is not None:
-                # Another process evaluated until now: continue from what it stored.
-                states = self._stored_states()
-                with self._lock:
-                    self._states = states
+            if self.leader is not None and not (leading and self._leading):
+                # Another process evaluates, or did until now: show, and continue from,
+                # what it stored.
+                reloaded = self._reload_states()
+                leading = leading and reloaded
             self._leading = leading
             if leading:
                 self.evaluate()
             self._stop.wait(self.config.interval)
+
+    def _reload_states(self) -> bool:
+        try:
+            states = self._stored_states()
+        except Exception:
+            # A standby keeps asking every interval; logged once per failing spell.
+            if not self._reload_failing:
+                _logger.exception("the stored alert states could not be read")
+            self._reload_failing = True
+            return False
+        self._reload_failing = False
+        with self._lock:
+            self._states = states
+        return True
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()

@@ -164,11 +164,14 @@ def _alert_engine(config: AlertsConfig, url: str, dashboard: str) -> AlertEngine
     from peekapi_otel.server.db._pg_leader import AdvisoryLeader
 
     leader = AdvisoryLeader(url)
-    return AlertEngine(
-        config,
-        url,
-        dashboard=dashboard,
-        metrics=PgMetrics(url),
-        database=PgAlertDatabase(url, leader.is_leader),
-        leader=leader.is_leader,
-    )
+    try:
+        return AlertEngine(
+            config,
+            url,
+            dashboard=dashboard,
+            metrics=PgMetrics(url),
+            database=PgAlertDatabase(url, leader.is_leader),
+            leader=leader.is_leader,
+        )
+    except psycopg.Error as exc:
+        raise StoreUnavailable(f"cannot set up the alert tables: {str(exc).strip()}") from None
