@@ -111,7 +111,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--port", type=_port, default=DEFAULT_PORT, help="port, 0 for any free one (%(default)s)"
     )
-    serve.add_argument("--db", default=DEFAULT_DB, help="SQLite file (%(default)s)")
+    serve.add_argument(
+        "--db",
+        default=DEFAULT_DB,
+        help="SQLite file, or a postgresql:// URL (the [postgres] extra) (%(default)s)",
+    )
+    serve.add_argument(
+        "--db-wait",
+        type=_positive,
+        default=60,
+        metavar="SECONDS",
+        help="with PostgreSQL: how long to keep trying to reach it at start (%(default)s)",
+    )
     keys = serve.add_mutually_exclusive_group()
     keys.add_argument(
         "--api-key",
@@ -228,7 +239,48 @@ def _api_key(args: argparse.Namespace) -> tuple[str | None, str]:
     return key, source
 
 
+def _serve_postgres(args: argparse.Namespace) -> int:
+    """``serve --db postgresql://...``: the same ingest, writing PostgreSQL."""
+    try:
+        from peekapi_otel.server.db._backend import StoreUnavailable
+        from peekapi_otel.server.db._pg_serve import serve_postgres
+    except ImportError as exc:
+        print(
+            f"{PROG} serve: PostgreSQL needs psycopg 3: pip install 'peekapi-otel[postgres]' "
+            f"({exc})",
+            file=sys.stderr,
+        )
+        return 2
+    from peekapi_otel.server.alerts import AlertsFileError, load_alerts
+
+    try:
+        alerts = None if args.alerts is None else load_alerts(args.alerts)
+        api_key, source = _api_key(args)
+    except (AlertsFileError, ValueError) as exc:
+        print(f"{PROG} serve: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return serve_postgres(
+            args.db,
+            args.host,
+            args.port,
+            api_key=api_key,
+            max_body=args.max_body,
+            allowed_hosts=tuple(args.allow_host),
+            key_source=source,
+            db_wait=float(args.db_wait),
+            alerts=alerts,
+        )
+    except OSError as exc:
+        print(f"{PROG} serve: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+    except StoreUnavailable as exc:
+        print(f"{PROG} serve: {exc}", file=sys.stderr)
+    return 1
+
+
 def _serve(args: argparse.Namespace) -> int:
+    if args.db.startswith(("postgresql://", "postgres://")):
+        return _serve_postgres(args)
     from peekapi_otel.server._ingest import serve
     from peekapi_otel.server.alerts import AlertsFileError, load_alerts
 

@@ -24,6 +24,7 @@ from peekapi_otel.server._query import BadQuery, Query, from_query_string
 from peekapi_otel.server._refusals import RefusalLog
 from peekapi_otel.server._store import EventStore, InvalidBatch, validate_batch
 from peekapi_otel.server._stream import CLOSED, StreamHub, Subscriber
+from peekapi_otel.server.db._backend import StoreUnavailable
 
 if TYPE_CHECKING:
     from peekapi_otel.server.alerts import AlertEngine, AlertsConfig
@@ -273,9 +274,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             accepted, duplicates = self.server.store.insert_rows(rows)
-        except sqlite3.Error as exc:
-            # Typically the store closing under a late request at shutdown: the sender
-            # should retry, not drop.
+        except (sqlite3.Error, StoreUnavailable) as exc:
+            # The store closing under a late request at shutdown, or PostgreSQL out of
+            # reach: the sender should retry, not drop.
             self.close_connection = True
             self._json(HTTPStatus.SERVICE_UNAVAILABLE, {"error": f"store unavailable: {exc}"})
             return

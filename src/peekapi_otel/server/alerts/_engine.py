@@ -35,6 +35,10 @@ class AlertEngine:
         ``dashboard_url`` wins over it.
     clock: Unix seconds; ``time.time`` in serve.
     metrics, senders, backoff: replaceable layers (another store, test channels).
+    leader: asked before each background round; a round runs only when it answers true
+        (one evaluator among several serve processes), and the states are read again
+        from the database when it starts answering true. None: always.
+    database: the alert tables (another database than the SQLite file at db_path).
     """
 
     def __init__(
@@ -47,11 +51,14 @@ class AlertEngine:
         metrics: MetricSource | None = None,
         senders: Mapping[str, Sender] | None = None,
         backoff: Backoff | None = None,
+        leader: Callable[[], bool] | None = None,
+        database: AlertDatabase | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
+        self.leader = leader
         self.dashboard = config.dashboard_url or dashboard.rstrip("/")
-        self.db = AlertDatabase(db_path)
+        self.db = AlertDatabase(db_path) if database is None else database
         if metrics is None:
             sqlite_metrics = SqliteMetrics(db_path)
             sqlite_metrics.create_indexes(self.db.connection)
@@ -60,8 +67,9 @@ class AlertEngine:
         if senders is None:
             senders = {name: build_sender(ch) for name, ch in config.channels.items()}
         self.dispatcher = Dispatcher(self.db, senders, clock=clock, backoff=backoff)
-        known = self.db.states()
-        self._states = {rule.name: known.get(rule.name, AlertState()) for rule in config.rules}
+        self._states = self._stored_states()
+        self._leading = False
+        self._reload_failing = False
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -108,6 +116,10 @@ class AlertEngine:
             self._states[rule.name] = state
         return event
 
+    def _stored_states(self) -> dict[str, AlertState]:
+        known = self.db.states()
+        return {rule.name: known.get(rule.name, AlertState()) for rule in self.config.rules}
+
     def snapshot(self) -> dict[str, Any]:
         """What ``GET /api/alerts`` returns."""
         with self._lock:
@@ -149,8 +161,30 @@ class AlertEngine:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.evaluate()
+            leading = self.leader is None or self.leader()
+            if self.leader is not None and not (leading and self._leading):
+                # Another process evaluates, or did until now: show, and continue from,
+                # what it stored.
+                reloaded = self._reload_states()
+                leading = leading and reloaded
+            self._leading = leading
+            if leading:
+                self.evaluate()
             self._stop.wait(self.config.interval)
+
+    def _reload_states(self) -> bool:
+        try:
+            states = self._stored_states()
+        except Exception:
+            # A standby keeps asking every interval; logged once per failing spell.
+            if not self._reload_failing:
+                _logger.exception("the stored alert states could not be read")
+            self._reload_failing = True
+            return False
+        self._reload_failing = False
+        with self._lock:
+            self._states = states
+        return True
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()

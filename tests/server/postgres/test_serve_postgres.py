@@ -1,0 +1,172 @@
+"""``serve --db postgresql://...`` as a real process against a real PostgreSQL: batches
+stored and de-duplicated, 503 while the database is gone and recovery after, and an
+unreachable database at start retried, then given up on with the reason."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from pg import PostgresServer
+from server.alerts.support import event as alert_event
+from server.alerts.support import receiver
+from server.postgres.support import Serve, event
+
+pytestmark = pytest.mark.slow
+
+
+def _count(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT COUNT(*), COUNT(DISTINCT (trace_id, span_id)) FROM events")
+        total, distinct = row.fetchone() or (0, 0)
+    assert total == distinct  # never a pair twice
+    return int(total)
+
+
+def test_batches_are_stored_and_deduplicated(pg_url: str, tmp_path: Path) -> None:
+    serve = Serve(pg_url, tmp_path / "serve.log")
+    try:
+        assert serve.post([event(i) for i in range(50)]) == (200, {"accepted": 50, "duplicates": 0})
+        assert serve.post([event(i) for i in range(40, 60)]) == (
+            200,
+            {"accepted": 10, "duplicates": 10},
+        )
+        status, reply = serve.post([{"method": "GET"}])
+        assert status == 400
+        assert "missing field" in reply["error"]
+    finally:
+        assert serve.stop() == 0
+    assert _count(pg_url) == 60
+
+
+def test_a_lost_database_answers_503_then_recovers(own_pg: PostgresServer, tmp_path: Path) -> None:
+    serve = Serve(own_pg.url, tmp_path / "serve.log")
+    try:
+        assert serve.post([event(i) for i in range(10)])[0] == 200
+        own_pg.stop()
+        # Sent while the database is gone: refused with 503, so the exporter retries it.
+        lost = [event(i) for i in range(10, 20)]
+        status, reply = serve.post(lost)
+        assert status == 503, reply
+        assert "PostgreSQL" in reply["error"]
+        assert serve.post(lost)[0] == 503  # and again, without a hang, while it is down
+        own_pg.start()
+        # The retry of the refused batch and a repeat of an acknowledged one, sent again
+        # as an exporter does until the ingest takes it (it reconnects at most every
+        # few seconds).
+        deadline = time.monotonic() + 30
+        status, reply = serve.post([*lost, event(0)])
+        while status == 503 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            status, reply = serve.post([*lost, event(0)])
+        assert (status, reply) == (200, {"accepted": 10, "duplicates": 1})
+    finally:
+        assert serve.stop() == 0
+    assert _count(own_pg.url) == 20
+    log = serve.stderr()
+    assert "lost PostgreSQL at peekapi@127.0.0.1" in log
+    assert "is reachable again" in log
+
+
+def test_an_unreachable_database_at_start_is_retried(
+    own_pg: PostgresServer, tmp_path: Path
+) -> None:
+    own_pg.stop()
+    serve = Serve(own_pg.url, tmp_path / "serve.log", wait_start=False)
+    try:
+        deadline = time.monotonic() + 30
+        while "retrying in" not in serve.stderr() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert (
+            f"cannot reach PostgreSQL at peekapi@127.0.0.1:{own_pg.port}/peekapi" in serve.stderr()
+        )
+        own_pg.start()
+        serve.wait_started()
+        assert serve.post([event(1)])[0] == 200
+    finally:
+        assert serve.stop() == 0
+
+
+def test_start_gives_up_after_db_wait_with_the_reason(own_pg: PostgresServer) -> None:
+    own_pg.stop()
+    url = own_pg.url.replace("peekapi@", "peekapi:secret-pw@")
+    script = str(Path(sys.executable).parent / "peekapi-otel")
+    done = subprocess.run(
+        [script, "serve", "--port", "0", "--db", url, "--db-wait", "2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "cannot reach PostgreSQL at peekapi@127.0.0.1" in done.stderr
+    assert "attempts in 2s" in done.stderr
+    assert "secret-pw" not in done.stderr + done.stdout
+
+
+def test_the_alert_evaluator_fails_over_to_a_standby(pg_url: str, tmp_path: Path) -> None:
+    alerts = tmp_path / "alerts.toml"
+    alerts.write_text(
+        '[settings]\ninterval = "1s"\n\n'
+        '[channels.hook]\ntype = "webhook"\nurl_env = "TEST_ALERT_HOOK"\n\n'
+        '[[rules]]\nname = "pay-errors"\nkind = "error_rate"\nendpoint = "POST /pay"\n'
+        'threshold = 50\nwindow = "4s"\n'
+    )
+    with receiver() as hook:
+        os.environ["TEST_ALERT_HOOK"] = f"{hook.url}/alerts"
+        try:
+            first = Serve(pg_url, tmp_path / "first.log", "--alerts", str(alerts))
+            _wait(lambda: "now evaluates the alerts" in first.stderr(), "the first to lead")
+            second = Serve(pg_url, tmp_path / "second.log", "--alerts", str(alerts))
+        finally:
+            del os.environ["TEST_ALERT_HOOK"]
+        try:
+            now = time.time() - 1
+            errors = [alert_event(now, status=500, method="POST", path="/pay")] * 4
+            assert first.post(errors)[0] == 200
+            assert [r.body["state"] for r in hook.wait_for(1)] == ["firing"]
+            # Killed once the log says "sent": a kill between the webhook's answer and
+            # that update would send it once more (delivery is at least once).
+            _wait(lambda: _notifications(pg_url) == [("firing", "sent")], "the log's update")
+            # The standby's dashboard shows the state the leader stored.
+            _wait(lambda: _alert_state(second) == "firing", "the standby to show firing")
+            first.kill()
+            # The standby takes the lock, reads the firing state and resolves the alert
+            # once the errors leave the window: no second "firing".
+            received = hook.wait_for(2)
+            assert [r.body["state"] for r in received] == ["firing", "resolved"], hook.bodies()
+            assert "now evaluates the alerts" in second.stderr()
+            time.sleep(2)
+            assert len(hook.requests) == 2
+        finally:
+            first.stop()
+            assert second.stop() == 0
+
+
+def _alert_state(serve: Serve) -> str:
+    url = f"http://127.0.0.1:{serve.port}/api/alerts"
+    with urllib.request.urlopen(url, timeout=30) as response:
+        (rule,) = json.loads(response.read())["rules"]
+    return str(rule["state"])
+
+
+def _notifications(url: str) -> list[tuple[str, str]]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT event, status FROM alert_notifications ORDER BY id")
+        return [(str(e), str(s)) for e, s in rows.fetchall()]
+
+
+def _wait(predicate: Any, what: str) -> None:
+    deadline = time.monotonic() + 60
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
