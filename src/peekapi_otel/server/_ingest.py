@@ -168,7 +168,12 @@ class _Handler(BaseHTTPRequestHandler):
             except BadQuery as exc:
                 self._json(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
                 return
-            self._view(path, query)
+            try:
+                self._view(path, query)
+            except StoreUnavailable as exc:
+                self._json(HTTPStatus.SERVICE_UNAVAILABLE, {"error": str(exc)})
+            except NotImplementedError as exc:
+                self._json(HTTPStatus.NOT_IMPLEMENTED, {"error": str(exc)})
         elif path == "/api/alerts":
             alerts = self.server.alerts
             self._json(HTTPStatus.OK, {"enabled": False} if alerts is None else alerts.snapshot())

@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).parents[2] / "delivery"))
 
 from support import key_of, make_span, options  # type: ignore[import-not-found]
 
+from peekapi_otel.core._record import record_of_span
 from peekapi_otel.core._stats import stats
 from peekapi_otel.delivery._pipeline import Pipeline
 from peekapi_otel.delivery._retry import RetryPolicy
@@ -43,7 +44,7 @@ def main() -> int:
         due = int(elapsed * args.rate) + 1
         while sent < due:
             span = make_span()
-            pipeline.submit(span)
+            pipeline.submit(record_of_span(span))
             lines.append("{} {}\n".format(*key_of(span)))
             sent += 1
         time.sleep(0.01)

@@ -104,10 +104,8 @@ def test_an_empty_batch_is_nothing(store: PgEventStore) -> None:
     assert store.duplicates() == 0
 
 
-@pytest.mark.parametrize(
-    ("field", "value"),
-    [("status_code", 2**40), ("path", "/nul\x00byte"), ("request_size", 2**63)],
-)
+# A size of 2**63 or more never gets here: the schema refuses it (``validate_batch``).
+@pytest.mark.parametrize(("field", "value"), [("status_code", 2**40), ("path", "/nul\x00byte")])
 def test_a_value_postgresql_cannot_store_is_a_value_error(
     store: PgEventStore, field: str, value: object
 ) -> None:

@@ -72,6 +72,7 @@ SELECT * FROM unnest(
     %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::float8[]
 )
 ON CONFLICT (trace_id, span_id) DO NOTHING
+RETURNING trace_id, span_id
 """
 
 _COUNT_DUPLICATES: Final = """
@@ -80,6 +81,10 @@ ON CONFLICT (name) DO UPDATE SET value = counters.value + excluded.value
 """
 
 _logger = logging.getLogger(__name__)
+#: Where a row from ``validate_batch`` keeps its ids (its columns end with trace_id,
+#: span_id, received_at, as in ``_INSERT``).
+_TRACE: Final = -3
+_SPAN: Final = -2
 
 
 def describe(url: str) -> str:
@@ -142,6 +147,8 @@ class PgEventStore:
         self.where = describe(url)
         self._clock = clock
         self._lock = threading.Lock()
+        #: Called with the rows of each committed insert (new events only).
+        self.listeners: list[Callable[[Sequence[tuple[Any, ...]]], None]] = []
         self._conn: psycopg.Connection[Any] | None = connection or connect(url)
         self._retry_at = 0.0
         self._pause = RECONNECT_MIN
@@ -212,15 +219,42 @@ class PgEventStore:
             return 0, 0
         columns = [list(column) for column in zip(*rows, strict=True)]
 
-        def insert(conn: psycopg.Connection[Any]) -> int:
+        def insert(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
             with conn.transaction():
-                accepted = conn.execute(_INSERT, columns).rowcount
-                if accepted < len(rows):
-                    conn.execute(_COUNT_DUPLICATES, (len(rows) - accepted,))
-            return accepted
+                stored = conn.execute(_INSERT, columns).fetchall()
+                if len(stored) < len(rows):
+                    conn.execute(_COUNT_DUPLICATES, (len(rows) - len(stored),))
+            return stored
 
-        accepted = int(self._run(insert))
-        return accepted, len(rows) - accepted
+        stored = self._run(insert)
+        new: Sequence[tuple[Any, ...]] = rows
+        if len(stored) < len(rows):
+            # Rows without ids are always stored; the others only when not there yet.
+            # A pair sent twice in one batch is stored (and kept here) once.
+            kept = {(t, s) for t, s in stored}
+            new = []
+            for row in rows:
+                pair = (row[_TRACE], row[_SPAN])
+                if row[_TRACE] is None or row[_SPAN] is None:
+                    new.append(row)
+                elif pair in kept:
+                    kept.discard(pair)
+                    new.append(row)
+        for listener in self.listeners:
+            try:
+                listener(new)
+            except Exception:  # a subscriber never fails an insert
+                _logger.exception("event listener failed")
+        return len(new), len(rows) - len(new)
+
+    def flush_sketches(self) -> None:
+        """Nothing to write: the PostgreSQL store keeps no rollups yet."""
+
+    def endpoint_view(self, query: Any) -> dict[str, Any]:
+        raise NotImplementedError("the endpoint view is not available on PostgreSQL yet")
+
+    def consumer_view(self, query: Any) -> dict[str, Any]:
+        raise NotImplementedError("the consumer view is not available on PostgreSQL yet")
 
     def _one(self, query: str) -> Any:
         row = self._run(lambda conn: conn.execute(query).fetchone())
@@ -243,7 +277,7 @@ class PgEventStore:
         )
         return [(str(t), str(s)) for t, s in rows]
 
-    def summary(self, *, latest: int = 50) -> dict[str, Any]:
+    def summary(self, query: Any = None, *, latest: int = 50) -> dict[str, Any]:
         """The dashboard's summary, for now only its totals: the per-endpoint, consumer,
         latest and timeline queries are not ported to PostgreSQL yet (empty lists)."""
         totals = self._run(lambda conn: conn.execute(_TOTALS).fetchone())
