@@ -1,5 +1,5 @@
 """`peekapi-otel serve` stores what the official PeekAPI clients send: the recorded batch
-of each SDK (``/work/shared/fixtures``, copied to ``tests/cli/fixtures``) and the real
+of each SDK (in ``tests/cli/fixtures``, exactly as the SDKs sent them) and the real
 ``peekapi`` 0.1.0 Python SDK from PyPI, both against a real `serve` process."""
 
 from __future__ import annotations
