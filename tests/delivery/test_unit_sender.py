@@ -91,6 +91,17 @@ def test_configuration_errors_pause_and_keep_the_batch(
     assert f"--path {layers.spool.directory} --drain --to-current" in caplog.text
 
 
+def test_a_redirect_message_masks_the_locations_user_info(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, logger="peekapi_otel")
+    moved = SendResult(status=302, location="https://user:s3cret@x.example/v1/events")
+    layers = build(tmp_path, Scripted(script=[moved]), pause=300.0)
+    layers.sender.deliver(lines(1), recovered=False)
+    assert "redirect to 'https://***@x.example/v1/events'" in caplog.text
+    assert "s3cret" not in caplog.text
+
+
 def test_other_4xx_drops_the_batch_once(tmp_path: Path) -> None:
     transport = Scripted(script=[SendResult(status=422, excerpt="bad event")])
     layers = build(tmp_path, transport)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from peekapi_otel.core._options import Options
+from peekapi_otel.core._options import Options, mask_url
 from peekapi_otel.core._stats import STATS
 from peekapi_otel.delivery._clock import Clock
 from peekapi_otel.delivery._control import Control
@@ -79,7 +79,8 @@ class Health:
         self._control.recover_now = True  # probe with a spooled batch when the pause ends
         if result.status is not None and 300 <= result.status < 400:
             what = (
-                f"the ingest answered {result.status} (redirect to {result.location!r}); "
+                f"the ingest answered {result.status} "
+                f"(redirect to {mask_url(result.location or '')!r}); "
                 "redirects are never followed: set PEEKAPI_ENDPOINT to the final URL"
             )
         else:
