@@ -32,19 +32,15 @@ from peekapi_otel.server._rollup import (
     route_of,
     unmatched_label,
 )
+from peekapi_otel.server._timeline import timeline
+from peekapi_otel.server._where import EXACT_LIMIT, ms, raw_where, rollup_where
 
 __all__ = ["UNMATCHED_SQL", "p95_offset", "summarize", "unmatched_label"]
 
-TIMELINE_SECONDS: Final = 60
 UNMATCHED_PATHS: Final = 20
 """Raw paths listed per unmatched group, most requested first."""
-EXACT_LIMIT: Final = 5_000
-"""Up to this many requests in a range (and all of them still stored raw), latency
-figures are computed exactly from the raw events; above it they come from the rollups'
-sketches (within 1 %)."""
 TOP_CONSUMERS: Final = 10
 
-_UNIX_EPOCH_JULIAN: Final = 2440587.5
 _COUNT_COLUMNS: Final = "SUM(n), SUM(s1), SUM(s2), SUM(s3), SUM(s4), SUM(s5), SUM(sum_ms)"
 
 
@@ -64,14 +60,6 @@ def _rank(values: Sequence[float], percent: int) -> float | None:
 
 def _pct(part: int, whole: int) -> float:
     return round(100.0 * part / whole, 1) if whole else 0.0
-
-
-def _ms(value: float | None) -> float | None:
-    return round(value, 2) if value is not None else None
-
-
-def _julian(unix_seconds: float) -> float:
-    return unix_seconds / 86400.0 + _UNIX_EPOCH_JULIAN
 
 
 class _Counts:
@@ -109,64 +97,17 @@ class _Counts:
             "statuses": {f"{i}xx": c[i] for i in range(2, 6)},
         }
         if exact is not None:
-            out["avg_ms"] = _ms(sum(exact) / len(exact)) if exact else 0.0
+            out["avg_ms"] = ms(sum(exact) / len(exact)) if exact else 0.0
             for p in (50, 95, 99):
-                out[f"p{p}_ms"] = _ms(_rank(exact, p)) or 0.0
+                out[f"p{p}_ms"] = ms(_rank(exact, p)) or 0.0
         elif filters.status is None:
-            out["avg_ms"] = _ms(self.sum_ms / n) if n else 0.0
+            out["avg_ms"] = ms(self.sum_ms / n) if n else 0.0
             for p in (50, 95, 99):
                 value = quantile(self.hist, n, p) if self.hist else None
-                out[f"p{p}_ms"] = _ms(value) if n else 0.0
+                out[f"p{p}_ms"] = ms(value) if n else 0.0
         else:
             out.update(avg_ms=None, p50_ms=None, p95_ms=None, p99_ms=None)
         return out
-
-
-def _rollup_where(
-    q: Query, *, consumers: bool, runs: list[tuple[int, int, int]] | None = None
-) -> tuple[str, list[Any]]:
-    where, params = pieces_sql(pieces(q.start, q.end) if runs is None else runs)
-    f = q.filters
-    clauses = [where]
-    if f.method is not None:
-        clauses.append("method = ?")
-        params.append(f.method)
-    if f.path is not None:
-        clauses.append("route = ?")
-        params.append(f.path)
-    if consumers and f.consumer is not None:
-        clauses.append("consumer = ?")
-        params.append(f.consumer)
-    return " AND ".join(clauses), params
-
-
-def _raw_where(q: Query, *, status: bool = True) -> tuple[str, list[Any]]:
-    clauses = ["julianday(timestamp) >= ?", "julianday(timestamp) < ?"]
-    params: list[Any] = [_julian(q.start), _julian(q.end)]
-    f = q.filters
-    if f.method is not None:
-        clauses.append("method = ?")
-        params.append(f.method)
-    if f.path is not None:
-        if f.path.startswith("unmatched (") and f.path[11:-1].isdigit():
-            clauses.append(f"{UNMATCHED_SQL} AND status_code = ?")
-            params.append(int(f.path[11:-1]))
-        else:
-            clauses.append(f"path = ? AND NOT {UNMATCHED_SQL}")
-            params.append(f.path)
-    if f.consumer is not None:
-        if f.consumer == ANONYMOUS:
-            clauses.append("(consumer_id IS NULL OR consumer_id = '')")
-        else:
-            clauses.append("consumer_id = ?")
-            params.append(f.consumer)
-    if status and f.status is not None:
-        if f.status == 5:
-            clauses.append("status_code >= 500")
-        else:
-            clauses.append("status_code BETWEEN ? AND ?")
-            params += [f.status * 100, f.status * 100 + 99]
-    return " AND ".join(clauses), params
 
 
 def _exact_latencies(
@@ -183,7 +124,7 @@ def _exact_latencies(
     total = conn.execute(f"SELECT SUM(n) FROM rollup_endpoints WHERE {where}", params).fetchone()[0]
     if (total or 0) > EXACT_LIMIT:
         return None
-    where, params = _raw_where(q)
+    where, params = raw_where(q)
     out: dict[tuple[str, str], list[float]] = {}
     sql = f"SELECT method, path, status_code, response_time_ms FROM events WHERE {where}"
     for method, path, status, rt in conn.execute(sql, params):
@@ -196,7 +137,7 @@ def _exact_latencies(
 def _unmatched(conn: sqlite3.Connection, q: Query, method: str, status: int) -> dict[str, Any]:
     group = Filters(method, unmatched_label(status), None, q.filters.consumer)
     sub = Query(q.start, q.end, q.name, group)
-    where, params = _raw_where(sub)
+    where, params = raw_where(sub)
     paths = conn.execute(
         f"SELECT path, COUNT(*) FROM events WHERE {where} "
         "GROUP BY path ORDER BY COUNT(*) DESC, path LIMIT ?",
@@ -216,7 +157,7 @@ def _groups(conn: sqlite3.Connection, q: Query) -> dict[tuple[str, str], _Counts
     """Per-endpoint counts over the range (with sketches unless a consumer is chosen)."""
     groups: dict[tuple[str, str], _Counts] = {}
     if q.filters.consumer is None:
-        where, params = _rollup_where(q, consumers=False)
+        where, params = rollup_where(q, consumers=False)
         sql = (
             "SELECT method, route, n, s1, s2, s3, s4, s5, sum_ms, hist "
             f"FROM rollup_endpoints WHERE {where}"
@@ -224,7 +165,7 @@ def _groups(conn: sqlite3.Connection, q: Query) -> dict[tuple[str, str], _Counts
         for row in conn.execute(sql, params):
             groups.setdefault((row[0], row[1]), _Counts()).add(row[2:9], row[9])
     else:
-        where, params = _rollup_where(q, consumers=True)
+        where, params = rollup_where(q, consumers=True)
         sql = (
             f"SELECT method, route, {_COUNT_COLUMNS} FROM rollup_consumers WHERE {where} "
             "GROUP BY method, route"
@@ -236,7 +177,7 @@ def _groups(conn: sqlite3.Connection, q: Query) -> dict[tuple[str, str], _Counts
 
 def _consumers(conn: sqlite3.Connection, q: Query) -> list[dict[str, Any]]:
     """consumer -> endpoint -> (requests, errors), anonymous traffic last."""
-    where, params = _rollup_where(q, consumers=True)
+    where, params = rollup_where(q, consumers=True)
     status = q.filters.status
     count = "SUM(n)" if status is None else f"SUM(s{status})"
     errors = "SUM(s4 + s5)" if status is None else (f"SUM(s{status})" if status >= 4 else "0")
@@ -262,7 +203,7 @@ def _consumers(conn: sqlite3.Connection, q: Query) -> list[dict[str, Any]]:
 
 
 def _latest(conn: sqlite3.Connection, q: Query, limit: int) -> list[dict[str, Any]]:
-    where, params = _raw_where(q)
+    where, params = raw_where(q)
     rows = conn.execute(
         "SELECT timestamp, method, path, status_code, response_time_ms, consumer_id, "
         f"request_size, response_size FROM events WHERE {where} "
@@ -284,93 +225,6 @@ LATEST_KEYS: Final = (
 )
 
 
-def _timeline(
-    conn: sqlite3.Connection, q: Query, now: int, ring: SecondRing | None = None
-) -> dict[str, Any]:
-    """Requests per second over the last minute, or the minute up to the newest event.
-
-    A live ingest shows the minute up to now. When the newest event is older than that
-    (a replayed database, or nothing sent for a while), the chart shows the minute that
-    ends with the newest event instead of an empty one.
-    """
-    where, params = _raw_where(q)
-    newest_row = conn.execute(
-        "SELECT CAST(strftime('%s', timestamp) AS INTEGER) FROM events "
-        f"WHERE {where} ORDER BY julianday(timestamp) DESC LIMIT 1",
-        params,
-    ).fetchone()
-    end = min(now, q.end)
-    live = True
-    if newest_row is not None and newest_row[0] is not None and newest_row[0] < end - 60:
-        end, live = int(newest_row[0]), False
-    first = end - TIMELINE_SECONDS + 1
-    window = Query(max(q.start, first - 1), min(q.end, end + 2), q.name, q.filters)
-    where, params = _raw_where(window)
-    # julianday() is a float of days (about 40 microseconds of resolution today): select
-    # a second more on each side and keep the exact seconds strftime() gives.
-    params[0], params[1] = _julian(first - 1), _julian(end + 2)
-    kept = None if ring is None or q.filters.any() else ring.window(first, end)
-    if kept is not None:
-        per_second = {
-            sec: (n, _ms(total / n) or 0.0)
-            for sec, (n, total) in kept.items()
-            if n and q.start <= sec < q.end
-        }
-        return _timeline_points(first, end, live, per_second)
-    minutes = conn.execute(
-        "SELECT start, SUM(n), SUM(sum_ms) FROM rollup_endpoints "
-        "WHERE res = 60 AND start >= ? AND start <= ? GROUP BY start",
-        (first // 60 * 60, end // 60 * 60),
-    ).fetchall()
-    if sum(int(n) for _, n, _ in minutes) > EXACT_LIMIT:
-        # Too many raw rows to count one by one (a burst, read back later): each second
-        # gets its minute's average rate instead.
-        runs = [(60, first // 60 * 60, end // 60 * 60 + 60)]
-        table = "rollup_consumers" if q.filters.consumer is not None else "rollup_endpoints"
-        where, params = _rollup_where(q, consumers=q.filters.consumer is not None, runs=runs)
-        count = "SUM(n)" if q.filters.status is None else f"SUM(s{q.filters.status})"
-        spread = {
-            int(start): (int(n or 0), float(total or 0.0))
-            for start, n, total in conn.execute(
-                f"SELECT start, {count}, SUM(sum_ms) FROM {table} WHERE {where} GROUP BY start",
-                params,
-            )
-        }
-        per_second = {}
-        for sec in range(first, end + 1):
-            n, total = spread.get(sec // 60 * 60, (0, 0.0))
-            if n and q.start <= sec < q.end:
-                per_second[sec] = (max(1, round(n / 60)), _ms(total / n) or 0.0)
-        return _timeline_points(first, end, live, per_second)
-    per_second = {
-        int(sec): (int(n), _ms(mean) or 0.0)
-        for sec, n, mean in conn.execute(
-            "SELECT CAST(strftime('%s', timestamp) AS INTEGER) AS second, COUNT(*), "
-            f"AVG(response_time_ms) FROM events WHERE {where} GROUP BY second",
-            params,
-        )
-        if sec is not None and first <= sec <= end and q.start <= sec < q.end
-    }
-    return _timeline_points(first, end, live, per_second)
-
-
-def _timeline_points(
-    first: int, end: int, live: bool, per_second: dict[int, tuple[int, float]]
-) -> dict[str, Any]:
-    return {
-        "end": end,
-        "live": live,
-        "points": [
-            {
-                "second": sec,
-                "requests": per_second.get(sec, (0, 0.0))[0],
-                "avg_ms": per_second.get(sec, (0, 0.0))[1],
-            }
-            for sec in range(first, end + 1)
-        ],
-    }
-
-
 def _series(conn: sqlite3.Connection, q: Query, *, sketches: bool) -> list[dict[str, Any]]:
     """One point per step over the range: requests, status classes, avg (and percentiles)."""
     step = q.step()
@@ -386,7 +240,7 @@ def _series(conn: sqlite3.Connection, q: Query, *, sketches: bool) -> list[dict[
     runs = [(step, first, stop)]
     by_start: dict[int, _Counts] = {}
     if q.filters.consumer is None:
-        where, params = _rollup_where(q, consumers=False, runs=runs)
+        where, params = rollup_where(q, consumers=False, runs=runs)
         if sketches:
             sql = (
                 "SELECT start, n, s1, s2, s3, s4, s5, sum_ms, hist "
@@ -402,7 +256,7 @@ def _series(conn: sqlite3.Connection, q: Query, *, sketches: bool) -> list[dict[
             for row in conn.execute(sql, params):
                 by_start.setdefault(int(row[0]), _Counts()).add(row[1:8])
     else:
-        where, params = _rollup_where(q, consumers=True, runs=runs)
+        where, params = rollup_where(q, consumers=True, runs=runs)
         sql = f"SELECT start, {_COUNT_COLUMNS} FROM rollup_consumers WHERE {where} GROUP BY start"
         for row in conn.execute(sql, params):
             by_start.setdefault(int(row[0]), _Counts()).add(row[1:8])
@@ -475,7 +329,7 @@ def summarize(
     endpoints, totals = _endpoint_rows(conn, query, raw_since)
     consumers = _consumers(conn, query)
     totals["consumers"] = sum(c["consumer_id"] is not None for c in consumers)
-    timeline = _timeline(conn, query, int(clock), ring)
+    per_second = timeline(conn, query, int(clock), ring)
     return {
         "generated_at": clock,
         "range": _range(query),
@@ -484,9 +338,9 @@ def summarize(
         "consumers": consumers,
         "latest": _latest(conn, query, latest),
         "series": _series(conn, query, sketches=False),
-        "timeline": timeline["points"],
-        "timeline_end": timeline["end"],
-        "timeline_live": timeline["live"],
+        "timeline": per_second["points"],
+        "timeline_end": per_second["end"],
+        "timeline_live": per_second["live"],
     }
 
 
