@@ -8,7 +8,7 @@ import os
 import sqlite3
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from peekapi_otel.server._ingest import (
     API_KEY_ENV,
@@ -17,6 +17,9 @@ from peekapi_otel.server._ingest import (
     DEFAULT_MAX_BODY,
     DEFAULT_PORT,
 )
+
+if TYPE_CHECKING:
+    from peekapi_otel.server.alerts import AlertsConfig
 
 PROG = "peekapi-otel"
 
@@ -239,6 +242,20 @@ def _api_key(args: argparse.Namespace) -> tuple[str | None, str]:
     return key, source
 
 
+def _serve_settings(args: argparse.Namespace) -> tuple[AlertsConfig | None, str | None, str] | None:
+    """The alert rules and the ingest key ``serve`` starts with, on either backend;
+    ``None`` (the reason printed) when one of them is unusable."""
+    from peekapi_otel.server.alerts import AlertsFileError, load_alerts
+
+    try:
+        alerts = None if args.alerts is None else load_alerts(args.alerts)
+        api_key, source = _api_key(args)
+    except (AlertsFileError, ValueError) as exc:
+        print(f"{PROG} serve: {exc}", file=sys.stderr)
+        return None
+    return alerts, api_key, source
+
+
 def _serve_postgres(args: argparse.Namespace) -> int:
     """``serve --db postgresql://...``: the same ingest, writing PostgreSQL."""
     try:
@@ -251,14 +268,10 @@ def _serve_postgres(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    from peekapi_otel.server.alerts import AlertsFileError, load_alerts
-
-    try:
-        alerts = None if args.alerts is None else load_alerts(args.alerts)
-        api_key, source = _api_key(args)
-    except (AlertsFileError, ValueError) as exc:
-        print(f"{PROG} serve: {exc}", file=sys.stderr)
+    settings = _serve_settings(args)
+    if settings is None:
         return 2
+    alerts, api_key, source = settings
     try:
         return serve_postgres(
             args.db,
@@ -282,14 +295,11 @@ def _serve(args: argparse.Namespace) -> int:
     if args.db.startswith(("postgresql://", "postgres://")):
         return _serve_postgres(args)
     from peekapi_otel.server._ingest import serve
-    from peekapi_otel.server.alerts import AlertsFileError, load_alerts
 
-    try:
-        alerts = None if args.alerts is None else load_alerts(args.alerts)
-        api_key, source = _api_key(args)
-    except (AlertsFileError, ValueError) as exc:
-        print(f"{PROG} serve: {exc}", file=sys.stderr)
+    settings = _serve_settings(args)
+    if settings is None:
         return 2
+    alerts, api_key, source = settings
     try:
         return serve(
             args.host,
