@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from peekapi_otel._schema import FIELD_NAMES, event_problem
@@ -660,7 +660,35 @@ def test_timestamp_fraction_matches_isoformat(micros: int) -> None:
 
 def test_the_sdk_span_fields_are_read_on_this_sdk() -> None:
     """The probe at import recognised the SDK's span class, so the fast reads run."""
-    assert _sdk.FAST_SPAN is type(sdk_span(NEW))
+    assert type(sdk_span(NEW)) in _sdk.FAST_SPANS
+
+
+def test_the_span_a_processor_receives_is_read_from_its_fields() -> None:
+    """``on_end`` gets a ``ReadableSpan`` copy, not the live span: the fast reads must
+    know that class too, or every request goes through the public properties."""
+    ended: list[ReadableSpan] = []
+
+    class Keep(SpanProcessor):
+        def on_end(self, span: ReadableSpan) -> None:
+            ended.append(span)
+
+    provider = TracerProvider()
+    provider.add_span_processor(Keep())
+    span = provider.get_tracer("events").start_span(
+        "GET /x", kind=SpanKind.SERVER, attributes=NEW, start_time=START
+    )
+    span.end(end_time=END)
+    (received,) = ended
+    assert type(received) in _sdk.FAST_SPANS
+    attributes = _sdk._field_attributes(received)
+    assert attributes is not None
+    assert attributes == dict(received.attributes or {})
+    fast, public = _sdk.record_of(received), record_of_span(received)
+    assert fast.attributes is attributes  # the dict itself, not a read-only copy
+    assert fast._replace(attributes=dict(fast.attributes)) == public._replace(
+        attributes=dict(public.attributes)
+    )
+    assert _sdk.is_request_span(received) is True
 
 
 @pytest.mark.parametrize(
@@ -694,7 +722,7 @@ def test_spans_of_another_class_use_the_public_reads() -> None:
     """A span built by hand (or by another SDK) is not the probed class: the public
     API gives its record and decides whether it is a request."""
     span = make_span(NEW, status=Status(StatusCode.ERROR))
-    assert type(span) is not _sdk.FAST_SPAN
+    assert _sdk._field_attributes(span) is None  # a plain dict, not the SDK's container
     assert _sdk.record_of(span) == record_of_span(span)
     assert _sdk.record_of(span).status_code is StatusCode.ERROR
     assert _sdk.is_request_span(span) is True
@@ -723,7 +751,7 @@ def test_fast_is_request_span_matches_the_public_one(
         context = trace.set_span_in_context(trace.NonRecordingSpan(parent))
     span = tracer.start_span("GET", context=context, kind=kind, attributes=attributes)
     span.end()
-    assert type(span) is _sdk.FAST_SPAN
+    assert type(span) in _sdk.FAST_SPANS
     assert _sdk.is_request_span(span) is expected  # type: ignore[arg-type]
     assert is_request_span(span) is expected  # type: ignore[arg-type]
 
@@ -733,7 +761,7 @@ def test_without_a_probed_span_class_every_read_is_public(monkeypatch: pytest.Mo
     own spans go through the public API, with the same records and decisions."""
     span = sdk_span(NEW, error=True)
     fast = _sdk.record_of(span)
-    monkeypatch.setattr(_sdk, "FAST_SPAN", None)
+    monkeypatch.setattr(_sdk, "FAST_SPANS", frozenset())
     public = _sdk.record_of(span)
     assert public.attributes is not fast.attributes  # the read-only view, not the dict
     assert dict(public.attributes) == dict(fast.attributes)

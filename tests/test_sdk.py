@@ -197,6 +197,46 @@ def test_reset_puts_the_process_state_back(restored: None, tmp_path: Any) -> Non
     processor.shutdown()
 
 
+def test_reset_puts_the_sigterm_handling_back() -> None:
+    """The SIGTERM side of the process state: our handler, the unraisable hook, the
+    listeners and a deferred action are gone after a reset, as at import."""
+    import signal
+    import sys
+
+    from peekapi_otel.delivery import _shutdown
+
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    hook = sys.unraisablehook
+    try:
+        assert _shutdown.install_sigterm_handler()
+        assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+        assert sys.unraisablehook is not hook
+        ran: list[str] = []
+        _shutdown.SIGNALS.actions.append(lambda: ran.append("late"))
+        _shutdown.SIGNALS.deferred = True
+        reset_process_state()
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+        assert sys.unraisablehook is hook
+        assert not _shutdown.SIGNALS.deferred
+        assert _shutdown.SIGNALS.actions == []
+        assert _shutdown.SIGNALS.listeners == []
+        assert _shutdown.SIGNALS.installed_pid == 0
+        _shutdown.run_deferred()
+        assert ran == []  # the action a signal left before the reset never runs
+
+        # A server's handler that we chained is given back as it was.
+        def server_handler(signum: int, frame: object) -> None: ...
+
+        signal.signal(signal.SIGTERM, server_handler)
+        assert _shutdown.chain_sigterm()
+        assert signal.getsignal(signal.SIGTERM) is not server_handler
+        reset_process_state()
+        assert signal.getsignal(signal.SIGTERM) is server_handler
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        sys.unraisablehook = hook
+
+
 # --- One consumer rule per process ---------------------------------------------------
 
 

@@ -38,6 +38,7 @@ from peekapi_otel.delivery._outbox import Outbox
 from peekapi_otel.delivery._recovery import DRAIN_INTERVAL, Recovery
 from peekapi_otel.delivery._retry import RetryPolicy
 from peekapi_otel.delivery._sender import Sender, SendLoop
+from peekapi_otel.delivery._shutdown import SIGNALS
 from peekapi_otel.delivery._spool import Spool
 from peekapi_otel.delivery._transport import HttpTransport, Transport
 
@@ -178,7 +179,7 @@ class Pipeline:
                 self._watch_signals = False
                 _shutdown.chain_sigterm()
         finally:
-            if _shutdown.deferred:
+            if SIGNALS.deferred:
                 _shutdown.run_deferred()
 
     # --- threads and process events --------------------------------------------------
@@ -226,13 +227,13 @@ class Pipeline:
                 target = outbox.request_flush()
                 control.flush_deadline = max(control.flush_deadline, deadline)
             control.wake_all()
-            done = outbox.wait_flushed(target, deadline, now, lambda: _shutdown.deferred)
+            done = outbox.wait_flushed(target, deadline, now, lambda: SIGNALS.deferred)
             if not done:
                 for batch in outbox.take_all():
                     self._recovery.keep(batch)
             return done
         finally:
-            if _shutdown.deferred:
+            if SIGNALS.deferred:
                 _shutdown.run_deferred()
 
     def shutdown(self, timeout: float | None = None) -> None:
@@ -241,7 +242,7 @@ class Pipeline:
             self._shut_down(timeout)
         finally:
             STATS.summarise_drops(force=True)
-            if _shutdown.deferred:
+            if SIGNALS.deferred:
                 _shutdown.run_deferred()
 
     def _shut_down(self, timeout: float | None) -> None:

@@ -32,6 +32,9 @@ The handlers take no lock and do no I/O while the main thread is inside pipeline
 (where it may hold a lock the flush needs): the action is deferred to the moment the main
 thread leaves that code (:func:`run_deferred`), which is microseconds later. The entry
 points that count as pipeline code are registered with :func:`defer_signals_in`.
+
+Everything this keeps per process is one :data:`SIGNALS` object (:class:`SignalState`),
+reset in a forked child and by ``peekapi_otel.testing.reset_process_state()``.
 """
 
 from __future__ import annotations
@@ -52,19 +55,6 @@ _EXIT_CODE: Final = 128 + signal.SIGTERM
 _MAX_RESENDS: Final = 8
 _RESEND_DELAY: Final = 0.01
 
-#: True while an action waits for the main thread to leave pipeline code. Read on every
-#: submit, so it is a plain module attribute.
-deferred = False
-_actions: list[Callable[[], None]] = []  # list.append is atomic: safe in a handler
-_listeners: list[weakref.ref[Listener]] = []
-#: Code of the functions through which the main thread enters pipeline code.
-_entry_points: set[CodeType] = set()
-_installed_pid = 0
-_exiting = False
-_held = False  # SIGTERM blocked on the main thread until the exit flush is done
-_resent = 0
-_previous_unraisablehook: Callable[[Any], object] | None = None
-
 
 class Listener(Protocol):
     """A pipeline, as SIGTERM and the exit flush see it."""
@@ -75,6 +65,64 @@ class Listener(Protocol):
     def terminate(self) -> None: ...
 
 
+class SignalState:
+    """What SIGTERM handling keeps per process. A signal handler may change it at any
+    bytecode boundary, so it holds only plain fields whose updates are single steps
+    (``list.append``, an attribute store): no lock is taken in a handler."""
+
+    def __init__(self) -> None:
+        #: Code of the functions through which the main thread enters pipeline code.
+        #: Registered once at import, so no reset clears it.
+        self.entry_points: set[CodeType] = set()
+        self.listeners: list[weakref.ref[Listener]] = []
+        self.installed_pid = 0
+        self.previous_unraisablehook: Callable[[Any], object] | None = None
+        #: SIGTERM blocked on the main thread until the exit flush is done.
+        self.held = False
+        self.clear_pending()
+
+    def clear_pending(self) -> None:
+        """Forget what a signal left to do (a forked child starts with nothing)."""
+        #: True while an action waits for the main thread to leave pipeline code. Read
+        #: on every submit, so it is a plain attribute.
+        self.deferred = False
+        self.actions: list[Callable[[], None]] = []
+        self.exiting = False
+        self.resent = 0
+        self.release_hold()
+
+    def release_hold(self) -> None:
+        """Unblock SIGTERM on this thread if :func:`_hold` blocked it."""
+        if self.held:
+            self.held = False
+            try:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+            except (AttributeError, ValueError, OSError):
+                pass
+
+    def reset(self) -> None:
+        """Back to the state at import: no listeners, nothing pending, and SIGTERM and
+        ``sys.unraisablehook`` as they were before this module installed its own."""
+        self.clear_pending()
+        self.listeners = []
+        if threading.current_thread() is threading.main_thread():
+            current = signal.getsignal(signal.SIGTERM)
+            try:
+                if current is _on_sigterm:
+                    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                elif isinstance(current, _Chained):
+                    signal.signal(signal.SIGTERM, current.previous)
+            except (ValueError, OSError):
+                pass
+        if sys.unraisablehook is _unraisable:
+            sys.unraisablehook = self.previous_unraisablehook or sys.__unraisablehook__
+        self.previous_unraisablehook = None
+        self.installed_pid = 0
+
+
+SIGNALS: Final = SignalState()
+
+
 class _Terminated(SystemExit):
     """The exit a SIGTERM asks for; its own type so a swallowed one can be recognised."""
 
@@ -82,33 +130,33 @@ class _Terminated(SystemExit):
 def defer_signals_in(*functions: Callable[..., object]) -> None:
     """While the main thread runs one of ``functions`` (or anything they call), a
     SIGTERM's action waits until it returns: they may hold a lock the flush needs."""
-    _entry_points.update(function.__code__ for function in functions)
+    SIGNALS.entry_points.update(function.__code__ for function in functions)
 
 
 def _inside_pipeline(frame: FrameType | None) -> bool:
+    entry_points = SIGNALS.entry_points
     while frame is not None:
-        if frame.f_code in _entry_points:
+        if frame.f_code in entry_points:
             return True
         frame = frame.f_back
     return False
 
 
 def _run(action: Callable[[], None], frame: FrameType | None) -> None:
-    global deferred
     if _inside_pipeline(frame):
-        _actions.append(action)
-        deferred = True
+        SIGNALS.actions.append(action)
+        SIGNALS.deferred = True
         return
     action()
 
 
 def run_deferred() -> None:
     """Run what a signal deferred; called where pipeline code returns to the caller."""
-    global deferred
-    deferred = False
-    actions = _actions[:]
-    del _actions[: len(actions)]
-    if _exiting:
+    SIGNALS.deferred = False
+    pending = SIGNALS.actions
+    actions = pending[:]
+    del pending[: len(actions)]
+    if SIGNALS.exiting:
         return  # already on the way out: the exit flush is running
     for action in actions:
         action()
@@ -116,7 +164,7 @@ def run_deferred() -> None:
 
 def notify_terminating() -> None:
     """Tell every live pipeline that the process is about to end."""
-    for ref in list(_listeners):
+    for ref in list(SIGNALS.listeners):
         listener = ref()
         if listener is not None:
             listener.terminate()
@@ -124,13 +172,12 @@ def notify_terminating() -> None:
 
 def add_listener(listener: Listener) -> None:
     """Tell ``listener`` (held weakly) when SIGTERM asks for memory to go to disk."""
-    _listeners[:] = [ref for ref in _listeners if ref() is not None]
-    _listeners.append(weakref.ref(listener))
+    SIGNALS.listeners = [ref for ref in SIGNALS.listeners if ref() is not None]
+    SIGNALS.listeners.append(weakref.ref(listener))
 
 
 def set_exiting() -> None:
-    global _exiting
-    _exiting = True
+    SIGNALS.exiting = True
 
 
 def _exit() -> None:
@@ -138,19 +185,18 @@ def _exit() -> None:
 
 
 def _unraisable(unraisable: Any) -> None:
-    global _resent
     if (
         isinstance(unraisable.exc_value, _Terminated)
-        and _resent < _MAX_RESENDS
+        and SIGNALS.resent < _MAX_RESENDS
         and signal.getsignal(signal.SIGTERM) is _on_sigterm
     ):
-        _resent += 1
+        SIGNALS.resent += 1
         try:
             _thread.start_new_thread(_resend, ())
             return
         except RuntimeError:
             pass  # no thread to be had: the process goes on, as it would without us
-    previous = _previous_unraisablehook or sys.__unraisablehook__
+    previous = SIGNALS.previous_unraisablehook or sys.__unraisablehook__
     previous(unraisable)
 
 
@@ -160,9 +206,8 @@ def _resend() -> None:
 
 
 def _install_unraisablehook() -> None:
-    global _previous_unraisablehook
     if sys.unraisablehook is not _unraisable:
-        _previous_unraisablehook = sys.unraisablehook
+        SIGNALS.previous_unraisablehook = sys.unraisablehook
         sys.unraisablehook = _unraisable
 
 
@@ -211,48 +256,41 @@ class _Chained:
 
 
 def _hold() -> None:
-    global _held
-    if _held or threading.current_thread() is not threading.main_thread():
+    if SIGNALS.held or threading.current_thread() is not threading.main_thread():
         return
     try:
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     except (AttributeError, ValueError, OSError):
         return
-    _held = True
+    SIGNALS.held = True
 
 
 def release_held_signal() -> None:
     """After the exit flush of every pipeline: let a held SIGTERM end the process."""
-    global _held
-    if not _held:
+    if not SIGNALS.held:
         return
-    for ref in _listeners:
+    for ref in SIGNALS.listeners:
         listener = ref()
         if listener is not None and not listener.closed:
             return  # another pipeline still flushes; the last one releases
-    _held = False
-    try:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
-    except (AttributeError, ValueError, OSError):
-        pass
+    SIGNALS.release_hold()
 
 
 def install_sigterm_handler() -> bool:
     """Install the handler if SIGTERM still has its default action; ``True`` if installed."""
-    global _installed_pid
     if threading.current_thread() is not threading.main_thread():
         return False
     try:
         current = signal.getsignal(signal.SIGTERM)
         if current is _on_sigterm:
-            _installed_pid = os.getpid()
+            SIGNALS.installed_pid = os.getpid()
             return False
         if current is not signal.SIG_DFL:
             return False
         signal.signal(signal.SIGTERM, _on_sigterm)
     except (ValueError, OSError):
         return False
-    _installed_pid = os.getpid()
+    SIGNALS.installed_pid = os.getpid()
     _install_unraisablehook()
     return True
 
@@ -262,7 +300,7 @@ def chain_sigterm() -> bool:
     process without atexit. ``True`` if a wrapper was installed."""
     if threading.current_thread() is not threading.main_thread():
         return False
-    if _installed_pid == os.getpid():
+    if SIGNALS.installed_pid == os.getpid():
         return False  # our exit handler is in place here, and servers restore it
     try:
         current = signal.getsignal(signal.SIGTERM)
@@ -274,17 +312,6 @@ def chain_sigterm() -> bool:
     return True
 
 
-def _reset_in_child() -> None:
-    global deferred, _exiting, _held
-    deferred = False
-    _exiting = False
-    del _actions[:]
-    if _held:  # the mask is inherited: a child must not keep SIGTERM blocked
-        _held = False
-        try:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
-        except (AttributeError, ValueError, OSError):
-            pass
-
-
-os.register_at_fork(after_in_child=_reset_in_child)
+# The mask is inherited: a child must not keep SIGTERM blocked, nor act on what a
+# signal left to its parent.
+os.register_at_fork(after_in_child=SIGNALS.clear_pending)

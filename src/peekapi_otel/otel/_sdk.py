@@ -5,9 +5,9 @@ an instrumentation package (``tests/test_architecture.py`` enforces it). Each re
 is a named function with two paths: a fast one through the SDK's own fields, chosen
 once at import when the installed SDK still has them, and a fallback through the public
 API that gives the same answer on any SDK. The switches (``CONTEXT_GET``,
-``TUPLE_LAYOUT``, ``FAST_SPAN``, ``SAMPLER_FIELDS``, ``span_kind``, ``PLAIN_DICT``, ``ENDING_HOOK``,
-``WRITE_GUARD``) are module globals so that tests can turn each fast path off and prove
-the fallback (``tests/test_sdk.py``).
+``TUPLE_LAYOUT``, ``FAST_SPANS``, ``SAMPLER_FIELDS``, ``span_kind``, ``PLAIN_DICT``,
+``ENDING_HOOK``, ``WRITE_GUARD``) are module globals so that tests can turn each fast
+path off and prove the fallback (``tests/test_sdk.py``).
 
 Every patch of a contrib class is recorded and undone by :func:`undo_patches` (when the
 last processor shuts down and when the process state is reset), and is listed in the
@@ -45,6 +45,7 @@ from opentelemetry.trace import (
     TraceState,
     get_current_span,
 )
+from opentelemetry.trace import propagation as trace_propagation
 
 from peekapi_otel._schema import METHOD, TARGET, URL_PATH
 from peekapi_otel.core import _record
@@ -71,15 +72,6 @@ def _context_getter() -> Callable[[], Any] | None:
     except (ImportError, AttributeError):
         pass
     return None
-
-
-def _span_key() -> str:
-    try:
-        from opentelemetry.trace.propagation import _SPAN_KEY
-
-        return _SPAN_KEY
-    except ImportError:  # the key has had this name since 1.0
-        return "current-span"
 
 
 def _sdk_span_type() -> type | None:
@@ -109,7 +101,8 @@ def _tuple_layout() -> bool:
 
 
 CONTEXT_GET: Callable[[], Any] | None = _context_getter()
-SPAN_KEY: Final = _span_key()
+#: The context key of the current span (it has had this name since 1.0).
+SPAN_KEY: Final[str] = getattr(trace_propagation, "_SPAN_KEY", "current-span")
 #: The SDK's span class (``is_recording()`` is ``_end_time is None``; the context is
 #: ``_context``). ``Any``: mypy narrows ``type(x) is`` this to ``object``.
 SDK_SPAN: Final[Any] = _sdk_span_type()
@@ -127,11 +120,7 @@ IS_VALID: Final = 5
 _SAMPLED: Final = TraceFlags.SAMPLED
 
 #: :func:`parent_position` results: where a span stands relative to its parent.
-ROOT: Final = 0
-REMOTE_SAMPLED: Final = 1
-REMOTE_NOT_SAMPLED: Final = 2
-LOCAL_SAMPLED: Final = 3
-LOCAL_NOT_SAMPLED: Final = 4
+ROOT, REMOTE_SAMPLED, REMOTE_NOT_SAMPLED, LOCAL_SAMPLED, LOCAL_NOT_SAMPLED = range(5)
 
 
 def current_recording_span() -> Span | None:
@@ -250,10 +239,26 @@ span_kind: Callable[[Any], SpanKind] = _kind_getter()
 _METHOD_NEW, _METHOD_OLD = METHOD  # two lookups cost less than a loop over the keys
 
 
-def _probe_span_fields() -> Any:
-    """The SDK's span class if its fields hold what the public properties return."""
+def _fields_hold_the_properties(span: Any) -> bool:
+    public = span.get_span_context()
+    return (
+        type(span._attributes._dict) is dict
+        and span._attributes._dict == {"k": "v"}
+        and span._kind is SpanKind.SERVER
+        and span._parent is None
+        and type(span._context) is SpanContext
+        and (span._context[TRACE_ID], span._context[SPAN_ID]) == (public.trace_id, public.span_id)
+        and (span._start_time, span._end_time) == (5, 7)
+        and span._status._status_code is StatusCode.ERROR
+    )
+
+
+def _probe_span_fields() -> frozenset[type]:
+    """The span classes whose fields hold what the public properties return: the SDK's
+    live span, and the one a processor's ``on_end`` receives (a ``ReadableSpan`` copy
+    that shares the live span's attribute container)."""
     if SDK_SPAN is None or not TUPLE_LAYOUT:
-        return None
+        return frozenset()
     try:
         # Explicit settings: the OTEL_* environment must not decide what the probe sees.
         provider = TracerProvider(
@@ -262,35 +267,39 @@ def _probe_span_fields() -> Any:
             shutdown_on_exit=False,
             span_limits=SpanLimits(max_span_attributes=8, max_attribute_length=8),
         )
-        tracer = provider.get_tracer("peekapi-otel-probe")
-        span = tracer.start_span("probe", kind=SpanKind.SERVER, attributes={"k": "v"}, start_time=5)
+        ended: list[Any] = []
+        catcher: Any = SpanProcessor()
+        catcher.on_end = ended.append  # this probe's own instance
+        provider.add_span_processor(catcher)
+        span = provider.get_tracer("peekapi-otel-probe").start_span(
+            "probe", kind=SpanKind.SERVER, attributes={"k": "v"}, start_time=5
+        )
         span.set_status(Status(StatusCode.ERROR))
         span.end(end_time=7)
-        ok = (
-            type(span) is SDK_SPAN
-            and type(span._attributes._dict) is dict  # type: ignore[attr-defined]
-            and span._attributes._dict == {"k": "v"}  # type: ignore[attr-defined]
-            and span._kind is SpanKind.SERVER  # type: ignore[attr-defined]
-            and span._parent is None  # type: ignore[attr-defined]
-            and type(span._context) is SpanContext  # type: ignore[attr-defined]
-            and span._context[TRACE_ID] == span.get_span_context().trace_id  # type: ignore[attr-defined]
-            and span._context[SPAN_ID] == span.get_span_context().span_id  # type: ignore[attr-defined]
-            and (span._start_time, span._end_time) == (5, 7)  # type: ignore[attr-defined]
-            and span._status._status_code is StatusCode.ERROR  # type: ignore[attr-defined]
-        )
+        return frozenset(type(s) for s in (span, *ended) if _fields_hold_the_properties(s))
     except Exception:  # noqa: BLE001 - any surprise: the public API
-        return None
-    return SDK_SPAN if ok else None
+        return frozenset()
 
 
-#: The span class whose fields :func:`record_of` and :func:`is_request_span` read, or
-#: ``None`` (public API only).
-FAST_SPAN: Final[Any] = _probe_span_fields()
+#: The span classes whose fields :func:`record_of` and :func:`is_request_span` read
+#: (empty: public API only).
+FAST_SPANS: frozenset[type] = _probe_span_fields()
+
+
+def _field_attributes(span: Any) -> dict[str, Any] | None:
+    """The plain dict behind the attributes of a span the SDK made (a probed class
+    with its own attribute container and context), or ``None``: use the public API."""
+    if type(span) in FAST_SPANS and type(span._context) is SpanContext:
+        container = span._attributes
+        if type(container) is BoundedAttributes:
+            return container._dict
+    return None
 
 
 def is_request_span(span: ReadableSpan) -> bool:
     """:func:`peekapi_otel.core._record.is_request_span`, from the SDK span's fields."""
-    if type(span) is not FAST_SPAN:
+    attributes = _field_attributes(span)
+    if attributes is None:
         return _record.is_request_span(span)
     if span._kind is not SpanKind.SERVER:
         return False
@@ -299,15 +308,14 @@ def is_request_span(span: ReadableSpan) -> bool:
         parent[IS_REMOTE] if type(parent) is SpanContext else parent.is_remote
     ):
         return False
-    attributes = span._attributes._dict  # type: ignore[union-attr]
     return _METHOD_NEW in attributes or _METHOD_OLD in attributes
 
 
 def record_of(span: ReadableSpan) -> Record:
     """:func:`peekapi_otel.core._record.record_of_span`, from the SDK span's fields."""
-    if type(span) is not FAST_SPAN:
+    attributes = _field_attributes(span)
+    if attributes is None:
         return _record.record_of_span(span)
-    attributes = span._attributes._dict  # type: ignore[union-attr]
     start, end = span._start_time, span._end_time
     if (URL_PATH not in attributes and TARGET not in attributes) or start is None or end is None:
         return _record.record_of_span(span)  # the span's name may give the path

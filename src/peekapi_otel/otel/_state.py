@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Final
 from peekapi_otel.core._guard import reset_handler
 from peekapi_otel.core._options import ConsumerIdentifier
 from peekapi_otel.core._stats import STATS
+from peekapi_otel.delivery._shutdown import SIGNALS
 from peekapi_otel.otel import _sdk
 
 if TYPE_CHECKING:
@@ -151,7 +152,9 @@ class ProcessState:
     def reset(self) -> None:
         """Back to the state at import: the default rule, no processors, no shared
         pipelines (they are shut down at once: what they hold is spooled, not sent), no
-        patched instrumentation classes, zero stats and the default guard handler."""
+        patched instrumentation classes, zero stats, the default guard handler, and the
+        SIGTERM handling (:data:`~peekapi_otel.delivery._shutdown.SIGNALS`) as before any
+        handler of ours."""
         with self.lock:
             pipelines = list(self.pipelines.values())
             self._clear()
@@ -163,6 +166,7 @@ class ProcessState:
         _sdk.undo_patches()
         STATS.reset()
         reset_handler()
+        SIGNALS.reset()
 
 
 STATE: Final = ProcessState()
