@@ -15,10 +15,12 @@ peekapi-otel installed) plus ``pip install peekapi==0.1.0`` for the comparison.
 
 The machine is assumed noisy: every figure is a ratio or difference taken side by side in
 one run. Variants run in short interleaved rounds (the order rotates every round) and are
-paired per round; tables show the median of the per-round values and the inter-quartile
-range [p25, p75]. CPU is ``time.process_time()`` of the process doing the work (all its
-threads), measured from the start of a round until the ingest acknowledged everything the
-round produced. A loopback ingest (``benchmarks/_ingest.py``) runs as its own process.
+paired per round, in several generations of fresh worker processes (one process of the
+same code runs faster or slower than another by more than what is measured); tables
+show the median of the per-round values and the inter-quartile range [p25, p75]. CPU is
+``time.process_time()`` of the process doing the work (all its threads), measured from
+the start of a round until the ingest acknowledged everything the round produced.
+A loopback ingest (``benchmarks/_ingest.py``) runs as its own process.
 """
 
 from __future__ import annotations
@@ -46,13 +48,14 @@ from _apps import FRAMEWORKS, SENDERS, WAYS, child_env, variants_for  # noqa: E4
 PY = sys.executable
 
 QUICK = {
-    "overhead": {"requests": 300, "warmup": 2, "rounds": 9},
+    "overhead": {"requests": 300, "warmup": 2, "rounds": 3, "generations": 3},
     "throughput": {"events": 3000, "rounds": 7, "batch_size": 100},
     "memory": {"events": 100_000, "repeats": 1},
 }
 FULL = {
-    # 7 variants x 5 frameworks: about 5 minutes on a 2-core machine.
-    "overhead": {"requests": 500, "warmup": 2, "rounds": 25},
+    # 7 variants x 5 frameworks x 6 generations of 5 rounds: about 5 minutes on a
+    # 2-core machine.
+    "overhead": {"requests": 500, "warmup": 2, "rounds": 5, "generations": 6},
     "throughput": {"events": 5000, "rounds": 25, "batch_size": 100},
     "memory": {"events": 100_000, "repeats": 3},
 }
@@ -204,32 +207,50 @@ class Worker:
 def overhead(
     ingest: Ingest, cfg: dict[str, int], frameworks: list[str], logdir: Path, cut: bool
 ) -> dict[str, Any]:
+    """Each framework's variants in ``generations`` sets of fresh worker processes.
+
+    One process is faster or slower than another running the same code by more than
+    what peekapi-otel adds (memory layout, hash seed: +-10 % on raw ASGI here), so a
+    single process per variant would fix that offset into every round. Each generation
+    starts new processes and pairs its rounds only among them; the tables take the
+    median over all rounds of all generations.
+    """
     n, rounds, warmup = cfg["requests"], cfg["rounds"], cfg["warmup"]
+    generations = cfg["generations"]
     out: dict[str, Any] = {"config": cfg, "frameworks": {}, "cut": cut}
     for fw in frameworks:
         variants = list(variants_for(fw, cut))
         t0 = time.monotonic()
         before = ingest.count()
-        workers = {v: Worker(fw, v, ingest.url, logdir) for v in variants}
-        infos = {v: w.read() for v, w in workers.items()}
-        for _ in range(warmup):
-            for v in variants:
-                workers[v].cmd(f"run {n}")
         samples: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
-        for r in range(rounds):
-            k = r % len(variants)
-            for v in variants[k:] + variants[:k]:
-                res = workers[v].cmd(f"run {n}")
-                res["us_per_request"] = res["cpu"] / n * 1e6
-                samples[v].append(res)
-        stats = {v: w.cmd("stats") for v, w in workers.items()}
-        for w in workers.values():
-            w.close()
+        infos: dict[str, Any] = {}
+        stats: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
+        for generation in range(generations):
+            workers = {v: Worker(fw, v, ingest.url, logdir) for v in variants}
+            try:
+                infos = {v: w.read() for v, w in workers.items()}
+                for _ in range(warmup):
+                    for v in variants:
+                        workers[v].cmd(f"run {n}")
+                for r in range(rounds):
+                    k = (generation * rounds + r) % len(variants)
+                    for v in variants[k:] + variants[:k]:
+                        res = workers[v].cmd(f"run {n}")
+                        res["us_per_request"] = res["cpu"] / n * 1e6
+                        res["generation"] = generation
+                        samples[v].append(res)
+                for v, w in workers.items():
+                    stats[v].append(w.cmd("stats"))
+            finally:
+                for w in workers.values():
+                    w.close()
         delivered = ingest.count() - before
         senders = [v for v in variants if v in SENDERS]
-        expected = len(senders) * n * (warmup + rounds) + (1 if fw == "django" else 0)
+        django_extra = 1 if fw == "django" else 0  # each Django worker set sends one more
+        expected = generations * (len(senders) * n * (warmup + rounds) + django_extra)
         out["frameworks"][fw] = {
             "requests_per_round": n,
+            "generations": generations,
             "samples": samples,
             "workers": infos,
             "stats": stats,
@@ -239,8 +260,9 @@ def overhead(
             "seconds": round(time.monotonic() - t0, 1),
         }
         print(
-            f"  {fw}: {rounds} rounds x {n} requests x {len(variants)} variants in "
-            f"{time.monotonic() - t0:.1f}s; ingest got {delivered}/{expected} events",
+            f"  {fw}: {generations} generations x {rounds} rounds x {n} requests x "
+            f"{len(variants)} variants in {time.monotonic() - t0:.1f}s; "
+            f"ingest got {delivered}/{expected} events",
             flush=True,
         )
         if delivered != expected:

@@ -43,6 +43,24 @@ def test_while_the_ingest_fails_batches_go_to_disk(tmp_path: Path) -> None:
     assert layers.spool.info().events == 20
 
 
+def test_the_batches_of_one_step_go_to_disk_in_one_write(tmp_path: Path) -> None:
+    """A segment is closed once a write takes it past its cap (4 KiB for this small
+    spool), so a write per batch would leave a segment per batch here: one write per
+    step keeps the batcher ahead of a burst during an outage."""
+    layers = build(tmp_path, batch_size=10, max_storage_bytes=64 * 1024)
+    layers.health.mark_failing(SendResult(status=503))
+    first = lines(100)
+    assert sum(len(line) + 1 for line in first[:20]) > 4096  # two batches fill a segment
+    layers.batcher.queue.extend(first)
+    layers.batcher.step(partial=True)
+    layers.batcher.queue.extend(lines(10))
+    layers.batcher.step(partial=True)  # the next write opens the next segment
+    layers.spool.close_segment()
+    segments = sorted(layers.spool.directory.glob("seg-*.jsonl"))
+    assert [len(p.read_bytes().splitlines()) for p in segments] == [100, 10]
+    assert stats()["spooled"] == 110
+
+
 def test_while_paused_batches_go_to_disk(tmp_path: Path) -> None:
     layers = build(tmp_path, batch_size=10)
     layers.health.pause(SendResult(status=401))

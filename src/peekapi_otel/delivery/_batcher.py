@@ -146,29 +146,38 @@ class Batcher:
         size = self._options.batch_size
         pending = self._pending
         start = 0
+        to_disk: Batch = []
         while len(pending) - start >= size or (partial and start < len(pending)):
-            self._route(pending[start : start + size])
+            batch = pending[start : start + size]
+            if not self._to_outbox(batch):
+                to_disk.extend(batch)
             start += size
         del pending[:start]
+        if to_disk:
+            # One write for the step, not one per batch: each system call gives the
+            # GIL away, and a request thread that keeps it busy makes the batcher wait
+            # a switch interval (5 ms) to get it back. With a write per batch, a burst
+            # during an outage outran the batcher and filled the queue.
+            self._recovery.keep(to_disk)
 
-    def _route(self, batch: Batch) -> None:
-        """Outbox when the ingest is healthy and there is room; otherwise the spool."""
+    def _to_outbox(self, batch: Batch) -> bool:
+        """Into the outbox when the ingest is healthy and there is room; ``False``: the
+        batch goes to the spool."""
         usable = self._spool.usable
         outbox, control = self._outbox, self._control
         with outbox.lock:
             healthy = self._health.accepting(self._clock.now()) and not control.terminating
             if (healthy or not usable) and outbox.put_locked(batch):
                 control.sender_wake.set()
-                return
+                return True
             if healthy:
                 control.recover_now = True  # overflow: drain it once the outbox is empty
-        self._recovery.keep(batch)
+        return False
 
     def spill_memory(self) -> None:
         """Outbox and the sender's batch to disk, make the segment claimable, and have
         the sender send it from there."""
-        for batch in self._outbox.take_all():
-            self._recovery.keep(batch)
+        self._recovery.keep([line for batch in self._outbox.take_all() for line in batch])
         self._spool.close_segment()
         self._control.recover_now = True
         self._control.sender_wake.set()
