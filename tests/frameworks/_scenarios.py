@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import importlib
 import json
 import sys
 import threading
@@ -56,6 +57,15 @@ FRAMEWORKS = (
     "tornado",
     "quart",
 )
+#: The instrumentation package of each framework whose reading of
+#: ``OTEL_SEMCONV_STABILITY_OPT_IN`` is probed: the three that came to it after 0.60b0,
+#: and Flask's, which shows the probe works.
+OPT_IN_PROBED = {
+    "pyramid": "opentelemetry.instrumentation.pyramid",
+    "aiohttp": "opentelemetry.instrumentation.aiohttp_server",
+    "tornado": "opentelemetry.instrumentation.tornado",
+    "flask": "opentelemetry.instrumentation.flask",
+}
 PROJECT_KEY = "project-key-for-tests"
 CREATE_BODY = b'{"name":"widget","qty":3}'
 
@@ -411,6 +421,21 @@ def _wait_for_server_span(memory: InMemorySpanExporter, seen: int) -> list[Reada
         time.sleep(0.01)
 
 
+def reads_opt_in(framework: str) -> bool | None:
+    """Whether the instrumentation of ``framework`` reads the semantic-convention opt-in
+    (``None``: not probed). Those that do use OpenTelemetry's one helper module for it."""
+    name = OPT_IN_PROBED.get(framework)
+    if name is None:
+        return None
+    importlib.import_module(name)
+    return any(
+        getattr(value, "__module__", None) == "opentelemetry.instrumentation._semconv"
+        for module_name, module in list(sys.modules.items())
+        if module_name == name or module_name.startswith(name + ".")
+        for value in vars(module).values()
+    )
+
+
 def tenant(headers: Mapping[str, str]) -> str | None:
     """The ``identify_consumer`` of the ``identify`` runs."""
     return f"tenant-{headers['x-tenant']}" if "x-tenant" in headers else None
@@ -467,6 +492,7 @@ def main() -> int:
         provider.shutdown()
     report = {
         "framework": framework,
+        "reads_opt_in": reads_opt_in(framework),
         "flushed": flushed,
         "scenarios": results,
         "memory_spans": [_span_dict(s) for s in memory.get_finished_spans()],

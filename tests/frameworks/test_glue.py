@@ -1,5 +1,6 @@
 """The framework glue in-process: Tornado's route templates, Litestar's settings (an
-explicit extractor is kept), and hooks that meet objects they do not expect."""
+explicit extractor is kept), the query and route the glue adds where an older
+instrumentation has none, and hooks that meet objects they do not expect."""
 
 from __future__ import annotations
 
@@ -14,8 +15,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from conftest import InternalErrors
+from peekapi_otel.core._mapping import MappingRules, event_of
+from peekapi_otel.core._record import record_of_span
 from peekapi_otel.hooks import instrumentor_kwargs
 from peekapi_otel.otel._falcon import falcon_response_hook
+from peekapi_otel.otel._framework_attrs import put_query_if_missing, put_route_if_other
 from peekapi_otel.otel._litestar import install_default_route_fix, span_details
 from peekapi_otel.otel._tornado import template_from_pattern, tornado_server_request_hook
 
@@ -104,3 +108,58 @@ def test_hooks_never_raise_into_the_app(internal_errors: InternalErrors) -> None
     falcon_response_hook(span, object(), object())
     span.end()
     assert len(internal_errors) == 2
+
+
+def _ended_server_span(attributes: dict[str, Any], *glue: Any) -> Any:
+    provider = TracerProvider()
+    span = provider.get_tracer("t").start_span("GET", kind=SpanKind.SERVER, attributes=attributes)
+    for step in glue:
+        step(span)
+    span.end()
+    return span
+
+
+RECEIVED = "/json?sig=secret&b=1"
+OLD_AIOHTTP_URL = "http://h/json?sig=REDACTED&b=1?sig=REDACTED&b=1"  # its query twice
+
+
+@pytest.mark.parametrize(
+    ("attributes", "copied"),
+    [
+        # aiohttp-server and Tornado before their opt-in: the path alone in the target.
+        ({"http.method": "GET", "http.target": "/json"}, "sig=REDACTED&b=1"),
+        (
+            {"http.method": "GET", "http.target": "/json", "http.url": OLD_AIOHTTP_URL},
+            "sig=REDACTED&b=1",
+        ),
+        # Since the opt-in: the (redacted) query is in the target or in url.query.
+        ({"http.method": "GET", "http.target": "/json?sig=REDACTED&b=1"}, None),
+        (
+            {"http.request.method": "GET", "url.path": "/json", "url.query": "sig=REDACTED&b=1"},
+            None,
+        ),
+    ],
+)
+def test_the_query_is_copied_only_where_the_span_has_none(
+    attributes: dict[str, Any], copied: str | None
+) -> None:
+    span = _ended_server_span(attributes, lambda s: put_query_if_missing(s, RECEIVED))
+    assert (span.attributes or {}).get("peekapi.query") == copied
+    event = event_of(record_of_span(span), MappingRules(collect_query_string=True))
+    assert event["path"] == "/json?b=1&sig=REDACTED"
+
+
+def test_no_query_no_copy() -> None:
+    span = _ended_server_span(
+        {"http.method": "GET", "http.target": "/json"}, lambda s: put_query_if_missing(s, "/json")
+    )
+    assert "peekapi.query" not in (span.attributes or {})
+
+
+def test_the_route_replaces_an_older_instrumentations_handler_name() -> None:
+    old = {"http.method": "GET", "http.target": "/items/7", "http.route": "item"}
+    span = _ended_server_span(old, lambda s: put_route_if_other(s, "/items/{item_id}"))
+    assert event_of(record_of_span(span), MappingRules())["path"] == "/items/{item_id}"
+    # No route matched (a 404): the raw path, not the handler's name.
+    span = _ended_server_span({**old, "http.route": "_handle"}, lambda s: put_route_if_other(s, ""))
+    assert event_of(record_of_span(span), MappingRules())["path"] == "/items/7"

@@ -132,6 +132,9 @@ def raw_path_and_query(attributes: Mapping[str, Any]) -> tuple[str | None, str |
         path, sep, query = target.partition("?")
         if sep:
             return path, query
+        own = as_text(attributes.get(OWN_QUERY))
+        if own is not None:  # our hook's copy, where the instrumentation put none
+            return path, own or None
         # ASGI's old-mode target has no query; the full URL still has it.
         url = as_text(attributes.get(FULL_URL[0]))
         return path, (urlsplit(url).query or None) if url and "?" in url else None

@@ -2,6 +2,11 @@
 replaces ``aiohttp.web.Application`` by a subclass that puts its middleware first; ours
 goes right after it, inside the span, and a ``on_response_prepare`` signal counts the
 bytes of a streamed response as they are written.
+
+The route is ``resource.canonical`` (``/items/{item_id}``; none for a 404), as the
+instrumentation reports it since its semantic-convention opt-in; older releases put the
+handler's name in ``http.route`` and the query only in a malformed ``http.url``, so the
+middleware sets the route and, where the span has no query, our own copy of it.
 """
 
 from __future__ import annotations
@@ -14,7 +19,13 @@ from opentelemetry.trace import Span
 
 from peekapi_otel._schema import ATTR_REQUEST_SIZE
 from peekapi_otel.core._guard import report
-from peekapi_otel.otel._framework_attrs import content_length, put_request, put_response_size
+from peekapi_otel.otel._framework_attrs import (
+    content_length,
+    put_query_if_missing,
+    put_request,
+    put_response_size,
+    put_route_if_other,
+)
 from peekapi_otel.otel._sdk import replace_attribute
 
 _SPAN_KEY: Final = "peekapi_otel.span"
@@ -30,6 +41,14 @@ def _request_size(request: Any) -> int:
     return int(getattr(request.content, "total_bytes", 0) or 0)
 
 
+def _canonical(request: Any) -> str:
+    """The matched resource's template; ``""`` when no resource matched (a 404)."""
+    try:
+        return str(request.match_info.route.resource.canonical)
+    except AttributeError:  # a system route (404, 405) has no resource
+        return ""
+
+
 def _start(span: Span, request: Any) -> None:
     headers = request.headers
     put_request(
@@ -39,6 +58,8 @@ def _start(span: Span, request: Any) -> None:
         content_length(request.content_length) or 0,
         str(request.method),
     )
+    put_route_if_other(span, _canonical(request))
+    put_query_if_missing(span, str(request.path_qs))
 
 
 def _finish(span: Span, request: Any, response: Any) -> None:

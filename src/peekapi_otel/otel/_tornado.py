@@ -8,6 +8,9 @@ names them in its metrics (``r"/items/([0-9]+)"`` with ``get(self, item_id)`` is
 ``/items/{item_id}``). A pattern that is more than literal text and groups gives no
 route, and the event keeps the raw path.
 
+Instrumentations before the semantic-convention opt-in keep the query out of
+``http.target`` (the path alone): the hook then adds our own copy of it.
+
 The response size is counted as the handler's connection writes the body. The span of a
 request whose handler raised ends before Tornado writes the error page (size 0).
 """
@@ -23,6 +26,7 @@ from opentelemetry.trace import Span
 from peekapi_otel.core._guard import report
 from peekapi_otel.otel._framework_attrs import (
     content_length,
+    put_query_if_missing,
     put_request,
     put_response_size,
     put_route,
@@ -160,6 +164,7 @@ def tornado_server_request_hook(span: Span, handler: Any) -> None:
         route = route_of(handler)
         if route:
             put_route(span, str(request.method), route)
+        put_query_if_missing(span, str(request.uri or ""))
         _count_writes(span, request.connection)
     except Exception as exc:  # noqa: BLE001 - never into the app; counted
         report(exc)
