@@ -35,11 +35,14 @@ def timestamp(ns: int) -> str:
 
 class TimesWriter:
     """Writes ``response_time_ms`` and ``timestamp`` for a request; the date and time of
-    day are cached for the last second seen (requests that arrive together share it)."""
+    day are cached for the last second seen (requests that arrive together share it).
+
+    Request threads call it concurrently: the cache is one (second, text) tuple, read
+    and replaced in single steps, so no thread can pair one second with another's text.
+    """
 
     def __init__(self) -> None:
-        self._second = -1
-        self._second_text = ""
+        self._second: tuple[int, str] = (-1, "")
 
     def texts(self, start_ns: int, end_ns: int) -> tuple[str, str]:
         """``repr(millis(end_ns - start_ns))`` and ``timestamp(start_ns)``, the two in one
@@ -54,14 +57,14 @@ class TimesWriter:
             else:
                 duration_text = repr(hundredths / 100)
         seconds = start_ns // 1_000_000_000
-        if seconds != self._second:
+        cached, second_text = self._second
+        if seconds != cached:
             moment = datetime.datetime.fromtimestamp(seconds, _UTC)
-            self._second_text = moment.strftime("%Y-%m-%dT%H:%M:%S")
-            self._second = seconds
+            second_text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+            self._second = (seconds, second_text)
         micros = start_ns // 1_000 % 1_000_000
         if not micros:  # as isoformat() writes a whole second
-            return duration_text, self._second_text + "+00:00"
+            return duration_text, second_text + "+00:00"
         return duration_text, (
-            f"{self._second_text}{_DOT_THOUSANDS[micros // 1_000]}"
-            f"{_THOUSANDS[micros % 1_000]}+00:00"
+            f"{second_text}{_DOT_THOUSANDS[micros // 1_000]}{_THOUSANDS[micros % 1_000]}+00:00"
         )

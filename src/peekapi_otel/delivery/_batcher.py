@@ -1,4 +1,4 @@
-"""The batcher thread: encodes queued records in one go, cuts batches, and routes each
+"""The batcher thread: cuts the queued event lines into batches and routes each
 to the outbox (healthy ingest, room in memory) or to the spool."""
 
 from __future__ import annotations
@@ -24,9 +24,8 @@ _logger = logging.getLogger(__name__)
 class Batcher:
     """Turns the hand-off queue into batches of ``batch_size`` event lines.
 
-    Encoding here rather than on the request thread keeps the encoder in the CPU's
-    caches, where one encode per request between two requests' worth of other code
-    does not.
+    The request threads queue event lines (``Pipeline.submit`` encodes each record
+    with :meth:`encode_now`); this thread only cuts and routes them.
     """
 
     def __init__(
@@ -49,7 +48,7 @@ class Batcher:
         self._control = control
         self._clock = clock
         #: Filled by ``Pipeline.submit`` (deque appends need no lock), emptied here.
-        self.queue: deque[bytes | Record] = deque()
+        self.queue: deque[bytes] = deque()
         self._pending: Batch = []  # lines not yet cut into a batch; this thread only
 
     def run(self) -> None:
@@ -93,7 +92,7 @@ class Batcher:
 
     def take_queue(self) -> None:
         queue = self.queue
-        self._pending.extend(self.encode_queued([queue.popleft() for _ in range(len(queue))]))
+        self._pending.extend([queue.popleft() for _ in range(len(queue))])
 
     def take_pending(self) -> Batch:
         """The lines not cut into a batch yet (shutdown puts them on disk)."""
@@ -102,28 +101,10 @@ class Batcher:
 
     # --- encoding ----------------------------------------------------------------------
 
-    def encode_queued(self, items: list[bytes | Record]) -> Batch:
-        """Event lines for queued items; a record that cannot be encoded is counted."""
-        encode = self._encoder.encode
-        lines: Batch = []
-        for item in items:
-            if isinstance(item, bytes):
-                lines.append(item)
-                continue
-            try:
-                line = encode(item)
-            except Exception as exc:  # noqa: BLE001 - one bad record must not stop the rest
-                self._drop_unencodable(exc)
-                continue
-            if line is None:
-                self._drop_oversize()
-            else:
-                lines.append(line)
-        return lines
-
     def encode_now(self, record: Record) -> bytes | None:
-        """The span's event line, on the request thread (``submit`` does this when the
-        batcher is behind); a span that cannot be encoded is counted, not sent."""
+        """The span's event line, on the request thread; a span that cannot be encoded
+        is counted, not sent. Safe from any number of threads at once (the encoder's
+        caches are single dict operations and one tuple swap)."""
         try:
             line = self._encoder.encode(record)
         except Exception as exc:  # noqa: BLE001 - one bad span must not reach the app

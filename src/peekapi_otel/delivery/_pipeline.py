@@ -66,8 +66,8 @@ class Pipeline:
         clock: Clock = MONOTONIC,
     ) -> None:
         self.options = options
-        # The hand-off queue holds records (and lines) only until the batcher encodes
-        # them and moves them to the outbox or the spool. A disk stall (fsync under load)
+        # The hand-off queue holds event lines only until the batcher cuts them into
+        # batches for the outbox or the spool. A disk stall (fsync under load)
         # can starve the batcher for a moment while requests keep coming, so the queue
         # gets slack beyond max_buffer_size before anything is dropped.
         self._max_queue = options.max_buffer_size * 2
@@ -75,9 +75,6 @@ class Pipeline:
         # and GIL hand-offs, so they wake for many batches at a time (or at
         # flush_interval); every batch still holds batch_size events.
         self._wake_at = max(options.batch_size, min(WAKE_EVENTS, options.max_buffer_size))
-        # Past the wake threshold the batcher is behind: encode on the request thread,
-        # as a record (its attribute dict) weighs several times its line.
-        self._records_max = self._wake_at
         self._encoder = EventEncoder(
             path_source=options.path_source,
             collect_query_string=options.collect_query_string,
@@ -132,6 +129,7 @@ class Pipeline:
         )
         self._send_loop = SendLoop(sender, health, outbox, recovery, control, clock)
         self._queue = self._batcher.queue
+        self._encode = self._batcher.encode_now
         self._batcher_wake = control.batcher_wake
         self._watch_signals = True
         self._threads: list[threading.Thread] = []
@@ -148,7 +146,7 @@ class Pipeline:
     # --- producer side (app threads) -------------------------------------------------
 
     def submit(self, record: Record) -> None:
-        """Queue one request's record (or its line). O(1), no lock, no I/O.
+        """Encode one request's record and queue its line. O(1), no lock, no I/O.
 
         No pid check here: the ``register_at_fork`` handler resets a forked child before
         it runs any Python code, and ``getpid()`` is a system call on every request.
@@ -165,13 +163,15 @@ class Pipeline:
                 # batches (and the spool) far faster than requests fill it.
                 STATS.drop("queue_full", 1, "the background batcher is not keeping up")
                 return
-            item: bytes | Record = record
-            if queued >= self._records_max:
-                line = self._batcher.encode_now(record)
-                if line is None:
-                    return
-                item = line
-            queue.append(item)
+            # Encoded here rather than by the batcher: a queued record would keep its
+            # span's attribute dict (and its strings, about 1.2 KB on a raw ASGI
+            # request) alive until the batcher wakes, up to a thousand requests later;
+            # its line is one bytes object of about 300. The encode costs the same on
+            # either thread (callgrind).
+            line = self._encode(record)
+            if line is None:
+                return
+            queue.append(line)
             wake = self._batcher_wake
             if (queued + 1 >= self._wake_at or self._control.terminating) and not wake.is_set():
                 wake.set()
@@ -254,7 +254,7 @@ class Pipeline:
             return
         batcher, recovery, control = self._batcher, self._recovery, self._control
         if not self._threads:
-            recovery.keep(batcher.encode_queued(list(self._queue)))
+            recovery.keep(list(self._queue))
             self._queue.clear()
             self.spool.close_segment()
             return
