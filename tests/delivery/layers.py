@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from delivery.support import Scripted, event_lines, fast_policy, options
-from peekapi_otel.core._encoder import EventEncoder
 from peekapi_otel.delivery._batcher import Batcher
 from peekapi_otel.delivery._clock import Clock
 from peekapi_otel.delivery._control import Control
@@ -72,8 +71,7 @@ def build(
     health = Health(opts, policy, control, clock, pause_seconds=pause, spool_dir=spool.directory)
     sender = Sender(opts, transport, policy, health, control, clock)
     recovery = Recovery(spool, sender, health, control, clock, batch_size=opts.batch_size)
-    encoder = EventEncoder(max_event_bytes=opts.max_event_bytes)
-    batcher = Batcher(opts, encoder, outbox, health, recovery, spool, control, clock)
+    batcher = Batcher(opts, outbox, health, recovery, spool, control, clock)
     loop = SendLoop(sender, health, outbox, recovery, control, clock)
     return Layers(clock, control, outbox, health, sender, recovery, batcher, loop, spool, transport)
 

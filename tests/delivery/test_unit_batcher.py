@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from delivery.layers import build, lines
-from delivery.support import dropped, make_span
+from delivery.layers import DOWN, build, lines
+from delivery.support import dropped, make_span, options
 from peekapi_otel.core._record import record_of_span
 from peekapi_otel.core._stats import stats
+from peekapi_otel.delivery._pipeline import Pipeline
 from peekapi_otel.delivery._transport import SendResult
 
 
@@ -90,9 +91,15 @@ def test_spill_takes_the_senders_batch_over_and_it_is_on_disk_once(tmp_path: Pat
 
 
 def test_an_oversize_line_is_counted_not_queued(tmp_path: Path) -> None:
-    layers = build(tmp_path, batch_size=10)
+    """The request thread encodes each span as it is submitted: one over
+    ``max_event_bytes`` (even without its metadata) is counted and never queued."""
     span = make_span(path="/" + "x" * 5000, route="")
-    assert layers.batcher.encode_now(record_of_span(span)) is not None
-    small = build(tmp_path / "small", batch_size=10, max_event_bytes=200)
-    assert small.batcher.encode_now(record_of_span(span)) is None
+    roomy = Pipeline(options(DOWN, tmp_path), start=False)
+    roomy.submit(record_of_span(span))
+    small = Pipeline(options(DOWN, tmp_path / "small", max_event_bytes=200), start=False)
+    small.submit(record_of_span(span))
+    roomy.shutdown(timeout=0)  # no threads: what was queued goes to the spool
+    small.shutdown(timeout=0)
+    assert roomy.spool.info().events == 1
+    assert small.spool.info().events == 0
     assert dropped(stats()) == {"oversize": 1}

@@ -7,9 +7,7 @@ import logging
 import random
 from collections import deque
 
-from peekapi_otel.core._encoder import EventEncoder
 from peekapi_otel.core._options import Options
-from peekapi_otel.core._record import Record
 from peekapi_otel.core._stats import STATS
 from peekapi_otel.delivery._clock import Clock
 from peekapi_otel.delivery._control import TERMINATING_TICK, Control
@@ -24,14 +22,13 @@ _logger = logging.getLogger(__name__)
 class Batcher:
     """Turns the hand-off queue into batches of ``batch_size`` event lines.
 
-    The request threads queue event lines (``Pipeline.submit`` encodes each record
-    with :meth:`encode_now`); this thread only cuts and routes them.
+    The request threads queue event lines (``Pipeline.submit`` encodes each record);
+    this thread only cuts and routes them.
     """
 
     def __init__(
         self,
         options: Options,
-        encoder: EventEncoder,
         outbox: Outbox,
         health: Health,
         recovery: Recovery,
@@ -40,7 +37,6 @@ class Batcher:
         clock: Clock,
     ) -> None:
         self._options = options
-        self._encoder = encoder
         self._outbox = outbox
         self._health = health
         self._recovery = recovery
@@ -98,28 +94,6 @@ class Batcher:
         """The lines not cut into a batch yet (shutdown puts them on disk)."""
         pending, self._pending = self._pending, []
         return pending
-
-    # --- encoding ----------------------------------------------------------------------
-
-    def encode_now(self, record: Record) -> bytes | None:
-        """The span's event line, on the request thread; a span that cannot be encoded
-        is counted, not sent. Safe from any number of threads at once (the encoder's
-        caches are single dict operations and one tuple swap)."""
-        try:
-            line = self._encoder.encode(record)
-        except Exception as exc:  # noqa: BLE001 - one bad span must not reach the app
-            self._drop_unencodable(exc)
-            return None
-        if line is None:
-            self._drop_oversize()
-        return line
-
-    @staticmethod
-    def _drop_unencodable(exc: Exception) -> None:
-        STATS.drop("internal_error", 1, f"could not convert a span: {exc!r}")
-
-    def _drop_oversize(self) -> None:
-        STATS.drop("oversize", 1, f"event over max_event_bytes={self._options.max_event_bytes}")
 
     # --- routing -----------------------------------------------------------------------
 

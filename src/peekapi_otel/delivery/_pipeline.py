@@ -75,6 +75,7 @@ class Pipeline:
         # and GIL hand-offs, so they wake for many batches at a time (or at
         # flush_interval); every batch still holds batch_size events.
         self._wake_at = max(options.batch_size, min(WAKE_EVENTS, options.max_buffer_size))
+        self._max_event = options.max_event_bytes
         self._encoder = EventEncoder(
             path_source=options.path_source,
             collect_query_string=options.collect_query_string,
@@ -124,12 +125,10 @@ class Pipeline:
             batch_size=options.batch_size,
             interval=self._recovery_interval,
         )
-        self._batcher = Batcher(
-            options, self._encoder, outbox, health, recovery, self.spool, control, clock
-        )
+        self._batcher = Batcher(options, outbox, health, recovery, self.spool, control, clock)
         self._send_loop = SendLoop(sender, health, outbox, recovery, control, clock)
         self._queue = self._batcher.queue
-        self._encode = self._batcher.encode_now
+        self._encode = self._encoder.encode
         self._batcher_wake = control.batcher_wake
         self._watch_signals = True
         self._threads: list[threading.Thread] = []
@@ -168,8 +167,13 @@ class Pipeline:
             # request) alive until the batcher wakes, up to a thousand requests later;
             # its line is one bytes object of about 300. The encode costs the same on
             # either thread (callgrind).
-            line = self._encode(record)
+            try:
+                line = self._encode(record)
+            except Exception as exc:  # noqa: BLE001 - one bad span must not reach the app
+                STATS.drop("internal_error", 1, f"could not convert a span: {exc!r}")
+                return
             if line is None:
+                STATS.drop("oversize", 1, f"event over max_event_bytes={self._max_event}")
                 return
             queue.append(line)
             wake = self._batcher_wake
