@@ -23,6 +23,7 @@ from peekapi_otel.server.db._backend import StoreUnavailable
 from peekapi_otel.server.db._pg_store import PgEventStore, connect, describe
 
 if TYPE_CHECKING:
+    from peekapi_otel.server._retention import Retention
     from peekapi_otel.server._store import EventStore
     from peekapi_otel.server.alerts import AlertEngine, AlertsConfig
 
@@ -90,6 +91,7 @@ def serve_postgres(
     key_source: str = "--api-key",
     db_wait: float = DEFAULT_DB_WAIT,
     alerts: AlertsConfig | None = None,
+    retention: int | None = None,
 ) -> int:
     """Run the ingest on PostgreSQL until SIGTERM or SIGINT; returns the exit code.
 
@@ -98,8 +100,7 @@ def serve_postgres(
     """
     store = PgEventStore(url, connection=connect_with_retry(url, db_wait))
     try:
-        # The PostgreSQL store answers the ingest's writes; the dashboard's queries are
-        # only its totals so far (see PgEventStore.summary).
+        # The PostgreSQL store answers every call the ingest and the dashboard make.
         server = IngestServer(
             (host, port),
             cast("EventStore", store),
@@ -132,7 +133,13 @@ def serve_postgres(
     else:
         print(f"peekapi-otel serve: x-api-key required (from {key_source})", file=sys.stderr)
     engine: AlertEngine | None = None
+    keeper: Retention | None = None
     try:
+        if retention is not None:
+            from peekapi_otel.server._retention import Retention
+
+            keeper = Retention(cast("EventStore", store), retention)
+            keeper.start()
         if alerts is not None:
             engine = _alert_engine(alerts, url, f"http://{url_host}:{server.server_address[1]}")
             server.alerts = engine
@@ -146,6 +153,9 @@ def serve_postgres(
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+        server.stream.close()
+        if keeper is not None:
+            keeper.stop()
         server.server_close()
         if engine is not None:
             engine.stop()

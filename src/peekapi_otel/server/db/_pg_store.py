@@ -256,7 +256,11 @@ class PgEventStore:
         self.where = describe(url)
         #: Called with the rows of each committed insert (new events only).
         self.listeners: list[Callable[[Sequence[tuple[Any, ...]]], None]] = []
-        conn = connection or connect(url)
+        try:
+            conn = connection or connect(url)
+        except psycopg.Error as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise StoreUnavailable(f"cannot reach PostgreSQL at {self.where}: {reason}") from None
         try:
             if create:
                 create_schema(conn)
