@@ -331,20 +331,15 @@ def _report(args: argparse.Namespace) -> int:
     try:
         query = parse_query(query_params(args))
         report(args.db, sys.stdout, latest=args.latest, query=query)
-    except BadQuery as exc:
-        print(f"{PROG} report: {exc}", file=sys.stderr)
+    except (BadQuery, ImportError) as exc:
+        reason = f"PostgreSQL needs psycopg 3: {_PG_EXTRA} ({exc})"
+        print(f"{PROG} report: {exc if isinstance(exc, BadQuery) else reason}", file=sys.stderr)
         return 2
-    except StoreMissing as exc:
+    except (StoreMissing, StoreUnavailable) as exc:
         print(f"{PROG} report: {exc}", file=sys.stderr)
         return 1
     except sqlite3.Error as exc:
         print(f"{PROG} report: cannot read {args.db!r}: {exc}", file=sys.stderr)
-        return 1
-    except ImportError as exc:
-        print(f"{PROG} report: PostgreSQL needs psycopg 3: {_PG_EXTRA} ({exc})", file=sys.stderr)
-        return 2
-    except StoreUnavailable as exc:
-        print(f"{PROG} report: {exc}", file=sys.stderr)
         return 1
     return 0
 

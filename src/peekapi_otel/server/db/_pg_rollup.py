@@ -61,25 +61,26 @@ SCHEMA: Final = (
 _COUNTS: Final = ("n", "s1", "s2", "s3", "s4", "s5")
 _ADD_COUNTS: Final = ", ".join(f"{c} = r.{c} + excluded.{c}" for c in (*_COUNTS, "sum_ms"))
 
-_UPSERT_CONSUMERS: Final = f"""
-INSERT INTO rollup_consumers AS r
-    (res, start, method, route, consumer, n, s1, s2, s3, s4, s5, sum_ms)
-SELECT * FROM unnest(
-    %s::integer[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::bigint[],
-    %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::float8[]
-) ORDER BY 1, 2, 3, 4, 5
-ON CONFLICT (res, start, method, route, consumer) DO UPDATE SET {_ADD_COUNTS}
-"""
 
+def _upsert(table: str, keys: tuple[str, ...], sketch: bool) -> str:
+    """An upsert of one row per array element (``unnest``), taken in key order."""
+    columns = (*keys, *_COUNTS, "sum_ms", *(("hist",) if sketch else ()))
+    types = ("integer", "bigint", *["text"] * (len(keys) - 2), *["bigint"] * len(_COUNTS))
+    types += ("float8", *(("jsonb",) if sketch else ()))
+    order = ", ".join(str(i + 1) for i in range(len(keys)))
+    return (
+        f"INSERT INTO {table} AS r ({', '.join(columns)}) "
+        f"SELECT * FROM unnest({', '.join(f'%s::{t}[]' for t in types)}) ORDER BY {order} "
+        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {_ADD_COUNTS}"
+    )
+
+
+_PERIOD: Final = ("res", "start", "method", "route")
+_UPSERT_CONSUMERS: Final = _upsert("rollup_consumers", (*_PERIOD, "consumer"), sketch=False)
 # Two sketches merge by adding the counts of the buckets they share.
-_UPSERT_ENDPOINTS: Final = f"""
-INSERT INTO rollup_endpoints AS r
-    (res, start, method, route, n, s1, s2, s3, s4, s5, sum_ms, hist)
-SELECT * FROM unnest(
-    %s::integer[], %s::bigint[], %s::text[], %s::text[], %s::bigint[], %s::bigint[],
-    %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::float8[], %s::jsonb[]
-) ORDER BY 1, 2, 3, 4
-ON CONFLICT (res, start, method, route) DO UPDATE SET {_ADD_COUNTS},
+_UPSERT_ENDPOINTS: Final = (
+    _upsert("rollup_endpoints", _PERIOD, sketch=True)
+    + """,
     hist = (
         SELECT jsonb_object_agg(key, total) FROM (
             SELECT key, SUM(value::bigint) AS total FROM (
@@ -89,6 +90,7 @@ ON CONFLICT (res, start, method, route) DO UPDATE SET {_ADD_COUNTS},
         ) AS sums
     )
 """
+)
 
 # Index of the fields in a stored row (see _pg_store._INSERT and _store._INSERT).
 _METHOD, _PATH, _STATUS, _RT, _CONSUMER, _TIMESTAMP, _RECEIVED = 0, 1, 2, 3, 6, 8, 11
