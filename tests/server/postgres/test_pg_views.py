@@ -192,3 +192,20 @@ def test_retention_keeps_the_same_figures(stores: tuple[PgEventStore, EventStore
     # The rollups still count them all.
     assert summary["totals"]["requests"] == 3000 - _unreadable(3000)
     assert _assert_same(pg, lite) > 300
+
+
+def test_a_database_from_before_the_rollups_gets_them(
+    pg_url: str, stores: tuple[PgEventStore, EventStore]
+) -> None:
+    pg, lite = stores
+    rows = validate_batch([event(i) for i in range(2500)])
+    pg.insert_rows(rows)
+    lite.insert_rows(rows)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("DROP TABLE rollup_endpoints, rollup_consumers")
+        conn.execute("ALTER TABLE events DROP COLUMN jd")
+    again = PgEventStore(pg_url)
+    try:
+        assert _assert_same(again, lite) > 300
+    finally:
+        again.close()

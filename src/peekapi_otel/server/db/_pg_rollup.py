@@ -42,7 +42,7 @@ SCHEMA: Final = (
         s4 BIGINT NOT NULL, s5 BIGINT NOT NULL, sum_ms DOUBLE PRECISION NOT NULL,
         hist JSONB NOT NULL,
         PRIMARY KEY (res, start, method, route)
-    )
+    ) WITH (fillfactor = 50)
     """,
     """
     CREATE TABLE IF NOT EXISTS rollup_consumers (
@@ -52,7 +52,7 @@ SCHEMA: Final = (
         n BIGINT NOT NULL, s1 BIGINT NOT NULL, s2 BIGINT NOT NULL, s3 BIGINT NOT NULL,
         s4 BIGINT NOT NULL, s5 BIGINT NOT NULL, sum_ms DOUBLE PRECISION NOT NULL,
         PRIMARY KEY (res, start, method, route, consumer)
-    )
+    ) WITH (fillfactor = 50)
     """,
     # A consumer's first and last seen (the consumer view) without a scan of every period.
     "CREATE INDEX IF NOT EXISTS rollup_consumers_seen ON rollup_consumers (res, consumer, start)",

@@ -24,6 +24,7 @@ from peekapi_otel.server._query import Query, parse_query
 from peekapi_otel.server._store import StoreMissing
 from peekapi_otel.server._where import julian
 from peekapi_otel.server.db._backend import StoreUnavailable
+from peekapi_otel.server.db._pg_group import GroupCommit, Rows
 from peekapi_otel.server.db._pg_rollup import SCHEMA as ROLLUP_SCHEMA
 from peekapi_otel.server.db._pg_rollup import Tally
 from peekapi_otel.server.db._pg_views import (
@@ -137,11 +138,40 @@ def connect(url: str, *, timeout: float = CONNECT_TIMEOUT) -> psycopg.Connection
     )
 
 
-def create_schema(conn: psycopg.Connection[Any]) -> None:
+def create_schema(conn: psycopg.Connection[Any], days: EventDays) -> None:
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+        row = conn.execute("SELECT to_regclass('rollup_endpoints')").fetchone()
         for statement in _SCHEMA:
             conn.execute(statement)
+        if row is None or row[0] is None:
+            _backfill(conn, days)
+
+
+def _backfill(conn: psycopg.Connection[Any], days: EventDays) -> None:
+    """Event times and rollups for the events of a database written before them, in the
+    schema's transaction (the other nodes wait for it under the schema lock)."""
+    last = 0
+    while True:
+        rows = conn.execute(_BACKFILL_CHUNK, (last, BACKFILL_CHUNK)).fetchall()
+        if not rows:
+            return
+        ids = [row[0] for row in rows]
+        conn.execute(_SET_DAYS, (ids, days([row[1 + _TIMESTAMP] for row in rows])))
+        Tally().count(row[1:] for row in rows).write(conn)
+        last = ids[-1]
+
+
+BACKFILL_CHUNK: Final = 20_000
+_BACKFILL_CHUNK: Final = """
+SELECT id, method, path, status_code, response_time_ms, request_size, response_size,
+    consumer_id, metadata, timestamp, trace_id, span_id, received_at
+FROM events WHERE id > %s ORDER BY id LIMIT %s
+"""
+_SET_DAYS: Final = """
+UPDATE events SET jd = d.jd FROM unnest(%s::bigint[], %s::float8[]) AS d (id, jd)
+WHERE events.id = d.id
+"""
 
 
 class _Link:
@@ -211,16 +241,20 @@ class _Link:
             conn = self._connection()
             try:
                 return work(conn)
-            except psycopg.DataError as exc:
-                # A value PostgreSQL can never store (NUL in a text, an integer out of
-                # range): the same batch would fail on every retry.
-                raise ValueError(str(exc).strip()) from None
             except psycopg.Error as exc:
-                if conn.closed or conn.broken:
-                    raise self._lost(exc) from None
-                raise StoreUnavailable(f"PostgreSQL at {self.where}: {exc}") from None
+                raise self.failure(conn, exc) from None
         finally:
             self._lock.release()
+
+    def failure(self, conn: psycopg.Connection[Any], exc: psycopg.Error) -> Exception:
+        """What a database error raises: ``ValueError`` for a value PostgreSQL can never
+        store (NUL in a text, an integer out of range: the same batch would fail on every
+        retry), else :class:`StoreUnavailable`, and a lost connection is dropped."""
+        if isinstance(exc, psycopg.DataError):
+            return ValueError(str(exc).strip())
+        if conn.closed or conn.broken:
+            return self._lost(exc)
+        return StoreUnavailable(f"PostgreSQL at {self.where}: {exc}")
 
     def close(self) -> None:
         with self._lock:
@@ -261,28 +295,36 @@ class PgEventStore:
         except psycopg.Error as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise StoreUnavailable(f"cannot reach PostgreSQL at {self.where}: {reason}") from None
+        self._days = EventDays()
         try:
             if create:
-                create_schema(conn)
+                create_schema(conn, self._days)
             else:
                 _check_schema(conn, self.where)
-        except psycopg.Error as exc:
+        except BaseException as exc:
             conn.close()
-            raise StoreUnavailable(
-                f"cannot create the event tables in {self.where}: {str(exc).strip()}"
-            ) from None
-        except BaseException:
-            conn.close()
+            self._days.close()
+            if isinstance(exc, psycopg.Error):
+                raise StoreUnavailable(
+                    f"cannot create the event tables in {self.where}: {str(exc).strip()}"
+                ) from None
             raise
         self._writer = _Link(url, conn, clock=clock, queue_wait=queue_wait)
         self._reader = _Link(
             url, None, clock=clock, queue_wait=queue_wait, prepare=read_sketches_as_text
         )
-        self._days = EventDays()
+        self._group = GroupCommit(
+            self._writer.run,
+            self._store_group,
+            self._writer.failure,
+            wait=queue_wait,
+            where=self.where,
+        )
 
     def insert_rows(self, rows: Sequence[tuple[Any, ...]]) -> tuple[int, int]:
         """Insert rows from ``validate_batch``, and add them to the rollups, in one
-        committed transaction.
+        committed transaction (shared with the batches that waited with it, see
+        ``_pg_group``).
 
         Returns ``(accepted, duplicates)`` like the SQLite store. Raises
         :class:`StoreUnavailable` when the database cannot be reached, ``ValueError``
@@ -290,25 +332,31 @@ class PgEventStore:
         """
         if not rows:
             return 0, 0
-        columns = [list(column) for column in zip(*rows, strict=True)]
-
-        def insert(conn: psycopg.Connection[Any]) -> Sequence[tuple[Any, ...]]:
-            columns.append(self._days(columns[_TIMESTAMP]))
-            with conn.transaction():
-                stored = conn.execute(_INSERT, columns).fetchall()
-                new = rows if len(stored) == len(rows) else _new_rows(rows, stored)
-                if len(new) < len(rows):
-                    conn.execute(_COUNT_DUPLICATES, (len(rows) - len(new),))
-                Tally().count(new).write(conn)
-            return new
-
-        new: Sequence[tuple[Any, ...]] = self._writer.run(insert)
+        new = self._group.insert(rows)
         for listener in self.listeners:
             try:
                 listener(new)
             except Exception:  # a subscriber never fails an insert
                 _logger.exception("event listener failed")
         return len(new), len(rows) - len(new)
+
+    def _store_group(self, conn: psycopg.Connection[Any], batches: list[Rows]) -> list[Rows]:
+        """Store batches in one transaction; each one's new rows, as if stored in turn."""
+        rows = [row for batch in batches for row in batch]
+        columns = [list(column) for column in zip(*rows, strict=True)]
+        columns.append(self._days(columns[_TIMESTAMP]))
+        with conn.transaction():
+            stored = conn.execute(_INSERT, columns).fetchall()
+            if len(stored) == len(rows):
+                news = list(batches)
+            else:
+                kept = {(t, s) for t, s in stored}
+                news = [_new_rows(batch, kept) for batch in batches]
+            new_count = sum(len(new) for new in news)
+            if new_count < len(rows):
+                conn.execute(_COUNT_DUPLICATES, (len(rows) - new_count,))
+            Tally().count(row for new in news for row in new).write(conn)
+        return news
 
     def drop_raw_before(self, cutoff: float, *, chunk: int = 5000) -> int:
         """Delete raw events older than ``cutoff`` (Unix seconds, event time); the rollups
@@ -373,12 +421,10 @@ class PgEventStore:
         self._days.close()
 
 
-def _new_rows(
-    rows: Sequence[tuple[Any, ...]], stored: Sequence[tuple[Any, ...]]
-) -> list[tuple[Any, ...]]:
-    """The rows an insert stored, from the pairs it returned: rows without ids are always
-    stored, the others only when not there yet (a pair sent twice in one batch, once)."""
-    kept = {(t, s) for t, s in stored}
+def _new_rows(rows: Rows, kept: set[tuple[Any, Any]]) -> list[tuple[Any, ...]]:
+    """The rows an insert stored, from the pairs it returned (``kept``, taken from as they
+    are found): rows without ids are always stored, the others only when not there yet
+    (a pair sent twice, once: the first time)."""
     new = []
     for row in rows:
         pair = (row[_TRACE], row[_SPAN])
