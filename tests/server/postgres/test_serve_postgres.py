@@ -255,3 +255,15 @@ def _iso(seconds: float) -> str:
     import datetime
 
     return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).isoformat()
+
+
+def test_report_names_what_it_cannot_read(pg_url: str) -> None:
+    script = str(Path(sys.executable).parent / "peekapi-otel")
+    unreachable = "postgresql://peekapi@127.0.0.1:1/peekapi"
+    for url, reason in ((pg_url, "holds no peekapi-otel events"), (unreachable, "cannot reach")):
+        done = subprocess.run(
+            [script, "report", "--db", url], capture_output=True, text=True, timeout=60, check=False
+        )
+        assert (done.returncode, done.stdout) == (1, "")
+        assert reason in done.stderr
+        assert "Traceback" not in done.stderr

@@ -274,7 +274,7 @@ class PgEventStore:
         clock: monotonic seconds, for the pause between reconnection attempts.
         queue_wait: see :data:`QUEUE_WAIT`.
         create: create the tables if needed; when false (``report``) a database without
-            them raises :class:`~peekapi_otel.server._store.StoreMissing`.
+            an ``events`` table raises :class:`~peekapi_otel.server._store.StoreMissing`.
     """
 
     def __init__(
@@ -297,10 +297,10 @@ class PgEventStore:
             raise StoreUnavailable(f"cannot reach PostgreSQL at {self.where}: {reason}") from None
         self._days = EventDays()
         try:
-            if create:
-                create_schema(conn, self._days)
-            else:
-                _check_schema(conn, self.where)
+            if not create:
+                _check_events(conn, self.where)
+            # A reader too (report) gives a database from before the rollups its rollups.
+            create_schema(conn, self._days)
         except BaseException as exc:
             conn.close()
             self._days.close()
@@ -436,12 +436,10 @@ def _new_rows(rows: Rows, kept: set[tuple[Any, Any]]) -> list[tuple[Any, ...]]:
     return new
 
 
-def _check_schema(conn: psycopg.Connection[Any], where: str) -> None:
-    row = conn.execute("SELECT to_regclass('events'), to_regclass('rollup_endpoints')").fetchone()
+def _check_events(conn: psycopg.Connection[Any], where: str) -> None:
+    row = conn.execute("SELECT to_regclass('events')").fetchone()
     if row is None or row[0] is None:
         raise StoreMissing(f"{where} holds no peekapi-otel events (no events table)")
-    if row[1] is None:
-        raise StoreMissing(f"{where} has no rollups yet: run serve --db on it once")
 
 
 _DELETE_CHUNK: Final = """
