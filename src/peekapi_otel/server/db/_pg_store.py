@@ -1,8 +1,10 @@
-"""Events in PostgreSQL (``serve --db postgresql://...``): the SQLite store's schema and
-de-duplication, for several ``serve`` processes writing one database.
+"""Events in PostgreSQL (``serve --db postgresql://...``): the SQLite store's schema,
+de-duplication, rollups (``_pg_rollup``) and dashboard views (``_pg_views``), for
+several ``serve`` processes writing one database.
 
-Only ``serve`` imports this module, and only for a PostgreSQL URL: psycopg 3 is the
-optional extra ``peekapi-otel[postgres]``, never needed by the instrumented app.
+Only ``serve`` and ``report`` import this module, and only for a PostgreSQL URL:
+psycopg 3 is the optional extra ``peekapi-otel[postgres]``, never needed by the
+instrumented app.
 
 A batch is acknowledged only after its transaction committed. When the connection is
 lost, inserts raise :class:`StoreUnavailable` (the ingest answers 503, so exporters keep
