@@ -267,3 +267,27 @@ def test_report_names_what_it_cannot_read(pg_url: str) -> None:
         assert (done.returncode, done.stdout) == (1, "")
         assert reason in done.stderr
         assert "Traceback" not in done.stderr
+
+
+def test_the_stream_of_one_node_shows_what_another_stores(pg_url: str, tmp_path: Path) -> None:
+    import http.client
+
+    first = Serve(pg_url, tmp_path / "first.log")
+    second = Serve(pg_url, tmp_path / "second.log")
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", second.port, timeout=30)
+        conn.request("GET", "/api/stream?consumer=c1", headers={"Host": "127.0.0.1"})
+        stream = conn.getresponse()
+        assert stream.status == 200
+        assert first.post([event(i) for i in range(3)])[0] == 200
+        deadline = time.monotonic() + 30
+        line = b""
+        while not line.startswith(b"data: "):
+            assert time.monotonic() < deadline, "nothing on the other node's stream"
+            line = stream.fp.readline()
+            assert line, "the stream ended"
+        assert [e["consumer_id"] for e in json.loads(line[6:])] == ["c1", "c1", "c1"]
+        conn.close()
+    finally:
+        assert first.stop() == 0
+        assert second.stop() == 0

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 DEFAULT_DB_WAIT: Final = 60.0
 """Seconds ``serve`` keeps trying to reach PostgreSQL at start before it gives up."""
+LISTEN_WAIT: Final = 15.0
+"""Seconds ``serve`` waits at start for the stream of the other nodes' events."""
 _FIRST_PAUSE: Final = 1.0
 _MAX_PAUSE: Final = 15.0
 
@@ -108,6 +110,8 @@ def serve_postgres(
             max_body=max_body,
             allowed_hosts=allowed_hosts,
         )
+        # The dashboard's stream shows the events every node stores.
+        store.listen(wait=LISTEN_WAIT)
     except BaseException:
         store.close()
         raise

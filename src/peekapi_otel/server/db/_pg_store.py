@@ -27,6 +27,7 @@ from peekapi_otel.server._store import StoreMissing
 from peekapi_otel.server._where import julian
 from peekapi_otel.server.db._backend import StoreUnavailable
 from peekapi_otel.server.db._pg_group import GroupCommit, Rows
+from peekapi_otel.server.db._pg_notify import RemoteEvents, announce, node_id
 from peekapi_otel.server.db._pg_rollup import SCHEMA as ROLLUP_SCHEMA
 from peekapi_otel.server.db._pg_rollup import Tally
 from peekapi_otel.server.db._pg_views import (
@@ -290,7 +291,11 @@ class PgEventStore:
     ) -> None:
         self.url = url
         self.where = describe(url)
-        #: Called with the rows of each committed insert (new events only).
+        #: This node's id in the announcements of the events it stores (``_pg_notify``).
+        self.node = node_id()
+        self._remote: RemoteEvents | None = None
+        #: Called with the rows of each committed insert (new events only), and with
+        #: those of the other nodes once :meth:`listen` was called.
         self.listeners: list[Callable[[Sequence[tuple[Any, ...]]], None]] = []
         try:
             conn = connection or connect(url)
@@ -335,11 +340,7 @@ class PgEventStore:
         if not rows:
             return 0, 0
         new = self._group.insert(rows)
-        for listener in self.listeners:
-            try:
-                listener(new)
-            except Exception:  # a subscriber never fails an insert
-                _logger.exception("event listener failed")
+        self._publish(new)
         return len(new), len(rows) - len(new)
 
     def _store_group(self, conn: psycopg.Connection[Any], batches: list[Rows]) -> list[Rows]:
@@ -357,7 +358,9 @@ class PgEventStore:
             new_count = sum(len(new) for new in news)
             if new_count < len(rows):
                 conn.execute(_COUNT_DUPLICATES, (len(rows) - new_count,))
-            Tally().count(row for new in news for row in new).write(conn)
+            stored_rows = [row for new in news for row in new]
+            Tally().count(stored_rows).write(conn)
+            announce(conn, self.node, stored_rows)
         return news
 
     def drop_raw_before(self, cutoff: float, *, chunk: int = 5000) -> int:
@@ -417,7 +420,25 @@ class PgEventStore:
         )
         return [(str(t), str(s)) for t, s in rows]
 
+    def listen(self, *, wait: float = 0.0) -> bool:
+        """Pass the events the other nodes store to :attr:`listeners` as well; whether
+        the listening connection is up after at most ``wait`` seconds (it keeps trying
+        in the background)."""
+        if self._remote is None:
+            self._remote = RemoteEvents(self.url, self.node, self._publish, connect)
+            self._remote.start()
+        return self._remote.listening.wait(wait)
+
+    def _publish(self, rows: Rows) -> None:
+        for listener in self.listeners:
+            try:
+                listener(rows)
+            except Exception:  # a subscriber never fails an insert
+                _logger.exception("event listener failed")
+
     def close(self) -> None:
+        if self._remote is not None:
+            self._remote.stop()
         self._writer.close()
         self._reader.close()
         self._days.close()
