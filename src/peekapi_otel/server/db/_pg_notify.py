@@ -105,6 +105,8 @@ class RemoteEvents:
             except psycopg.Error as exc:
                 if not self._stop.is_set():
                     _logger.warning("stream: lost the other nodes' events: %s", exc)
+            except Exception:  # the listener keeps trying, whatever went wrong
+                _logger.exception("stream: the listener for the other nodes failed")
             self._stop.wait(RECONNECT_SECONDS)
 
     def _listen(self) -> None:
