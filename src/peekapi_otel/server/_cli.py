@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from peekapi_otel.server.alerts import AlertsConfig
 
 PROG = "peekapi-otel"
+_PG_EXTRA = "pip install 'peekapi-otel[postgres]'"
 
 # Implemented elsewhere and imported only when chosen, so one unfinished or broken
 # subcommand never takes the others down.
@@ -161,10 +162,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser(
         "report",
-        help="print endpoint, consumer and latency tables from the SQLite file",
+        help="print endpoint, consumer and latency tables from the database",
         description="Print the dashboard's tables from a database written by serve.",
     )
-    report.add_argument("--db", default=DEFAULT_DB, help="SQLite file (%(default)s)")
+    report.add_argument(
+        "--db", default=DEFAULT_DB, help="SQLite file, or a postgresql:// URL (%(default)s)"
+    )
     _query_options(report)
     report.add_argument(
         "--latest",
@@ -263,8 +266,7 @@ def _serve_postgres(args: argparse.Namespace) -> int:
         from peekapi_otel.server.db._pg_serve import serve_postgres
     except ImportError as exc:
         print(
-            f"{PROG} serve: PostgreSQL needs psycopg 3: pip install 'peekapi-otel[postgres]' "
-            f"({exc})",
+            f"{PROG} serve: PostgreSQL needs psycopg 3: {_PG_EXTRA} ({exc})",
             file=sys.stderr,
         )
         return 2
@@ -283,6 +285,7 @@ def _serve_postgres(args: argparse.Namespace) -> int:
             key_source=source,
             db_wait=float(args.db_wait),
             alerts=alerts,
+            retention=args.retention,
         )
     except OSError as exc:
         print(f"{PROG} serve: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
@@ -323,14 +326,16 @@ def _report(args: argparse.Namespace) -> int:
     from peekapi_otel.server._query import BadQuery, parse_query
     from peekapi_otel.server._report import report
     from peekapi_otel.server._store import StoreMissing
+    from peekapi_otel.server.db._backend import StoreUnavailable
 
     try:
         query = parse_query(query_params(args))
         report(args.db, sys.stdout, latest=args.latest, query=query)
-    except BadQuery as exc:
-        print(f"{PROG} report: {exc}", file=sys.stderr)
+    except (BadQuery, ImportError) as exc:
+        reason = f"PostgreSQL needs psycopg 3: {_PG_EXTRA} ({exc})"
+        print(f"{PROG} report: {exc if isinstance(exc, BadQuery) else reason}", file=sys.stderr)
         return 2
-    except StoreMissing as exc:
+    except (StoreMissing, StoreUnavailable) as exc:
         print(f"{PROG} report: {exc}", file=sys.stderr)
         return 1
     except sqlite3.Error as exc:

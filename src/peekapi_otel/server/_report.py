@@ -1,9 +1,10 @@
-"""``peekapi-otel report``: the dashboard's tables, printed from the SQLite file."""
+"""``peekapi-otel report``: the dashboard's tables, printed from the SQLite file or from a
+PostgreSQL database (``--db postgresql://...``)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from peekapi_otel.server._query import Query
 from peekapi_otel.server._store import EventStore
@@ -165,9 +166,19 @@ def render(summary: dict[str, Any], *, latest: int) -> str:
     return "\n".join(out) + "\n"
 
 
+def _open(db: str) -> EventStore:
+    if db.startswith(("postgresql://", "postgres://")):
+        from peekapi_otel.server.db._pg_store import PgEventStore
+
+        return cast("EventStore", PgEventStore(db, create=False))
+    return EventStore(db, create=False)
+
+
 def report(db: str, out: TextIO, *, latest: int = 20, query: Query | None = None) -> None:
-    """Print the report for ``db``; raises :class:`peekapi_otel.server._store.StoreMissing`."""
-    store = EventStore(db, create=False)
+    """Print the report for ``db`` (a SQLite file or a PostgreSQL URL); raises
+    :class:`peekapi_otel.server._store.StoreMissing`, and on PostgreSQL
+    ``StoreUnavailable`` (``server.db._backend``) when it cannot be reached."""
+    store = _open(db)
     try:
         summary = store.summary(query, latest=latest)
         out.write(_heading(summary) + render(summary, latest=latest))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -183,23 +184,110 @@ def _get(serve: Serve, path: str) -> tuple[int, Any]:
 
 
 def test_dashboard_routes_answer_on_postgresql(own_pg: PostgresServer, tmp_path: Path) -> None:
-    """The totals are there; the views not ported yet say so (501); a lost database is a
-    503 with its reason, never a dropped connection."""
+    """Every view answers from the database; a lost database is a 503 with its reason,
+    never a dropped connection."""
     serve = Serve(own_pg.url, tmp_path / "serve.log")
     try:
         assert serve.post([event(i) for i in range(5)])[0] == 200
-        status, summary = _get(serve, "/api/summary?range=1h")
+        status, summary = _get(serve, "/api/summary")
         assert status == 200
         assert summary["totals"]["requests"] == 5
-        status, reply = _get(serve, "/api/endpoint?method=GET&path=/x")
-        assert status == 501
-        assert "PostgreSQL" in reply["error"]
-        assert _get(serve, "/api/consumer?consumer=alice")[0] == 501
+        assert [(e["method"], e["path"], e["requests"]) for e in summary["endpoints"]] == [
+            ("POST", "/pay", 5)
+        ]
+        status, view = _get(serve, "/api/endpoint?method=POST&path=/pay")
+        assert status == 200
+        assert view["top_consumers"] == [{"consumer_id": "c1", "requests": 5, "errors": 0}]
+        status, view = _get(serve, "/api/consumer?consumer=c1")
+        assert status == 200
+        assert (view["requests"], view["first_seen"]) == (5, 1796284800)
         own_pg.stop()
-        status, reply = _get(serve, "/api/summary")
-        assert status == 503
-        assert "PostgreSQL" in reply["error"]
+        for path in ("/api/summary", "/api/endpoint?method=POST&path=/pay"):
+            status, reply = _get(serve, path)
+            assert status == 503
+            assert "PostgreSQL" in reply["error"]
     finally:
         own_pg.start()
         assert serve.stop() == 0
     assert "Traceback" not in serve.stderr()
+
+
+def test_retention_and_report_on_postgresql(pg_url: str, tmp_path: Path) -> None:
+    """``serve --retention`` deletes the old raw rows and the views still count them;
+    ``report --db postgresql://...`` prints the same figures."""
+    from peekapi_otel.server._store import validate_batch
+    from peekapi_otel.server.db._pg_store import PgEventStore
+
+    old = [{**event(i), "timestamp": "2026-01-05T10:00:00Z"} for i in range(30)]
+    recent = [{**event(i, "r"), "timestamp": _iso(time.time() - 60)} for i in range(20)]
+    store = PgEventStore(pg_url)
+    try:
+        store.insert_rows(validate_batch(old + recent))
+    finally:
+        store.close()
+    serve = Serve(pg_url, tmp_path / "serve.log", "--retention", "1d")
+    try:
+        _wait(lambda: _count(pg_url) == 20, "the retention to delete the old raw rows")
+        status, summary = _get(serve, "/api/summary")
+        assert status == 200
+        assert summary["totals"]["requests"] == 50
+        assert len(summary["latest"]) == 20
+        status, view = _get(
+            serve, "/api/consumer?consumer=c1&from=2026-01-05T00:00:00Z&to=2026-01-06T00:00:00Z"
+        )
+        assert (status, view["requests"]) == (200, 30)
+    finally:
+        assert serve.stop() == 0
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "peekapi-otel"), "report", "--db", pg_url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    totals = done.stdout.splitlines()[3].split()
+    assert totals[0] == "50"
+    assert re.search(r"^POST +/pay +50 ", done.stdout, re.MULTILINE)
+
+
+def _iso(seconds: float) -> str:
+    import datetime
+
+    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).isoformat()
+
+
+def test_report_names_what_it_cannot_read(pg_url: str) -> None:
+    script = str(Path(sys.executable).parent / "peekapi-otel")
+    unreachable = "postgresql://peekapi@127.0.0.1:1/peekapi"
+    for url, reason in ((pg_url, "holds no peekapi-otel events"), (unreachable, "cannot reach")):
+        done = subprocess.run(
+            [script, "report", "--db", url], capture_output=True, text=True, timeout=60, check=False
+        )
+        assert (done.returncode, done.stdout) == (1, "")
+        assert reason in done.stderr
+        assert "Traceback" not in done.stderr
+
+
+def test_the_stream_of_one_node_shows_what_another_stores(pg_url: str, tmp_path: Path) -> None:
+    import http.client
+
+    first = Serve(pg_url, tmp_path / "first.log")
+    second = Serve(pg_url, tmp_path / "second.log")
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", second.port, timeout=30)
+        conn.request("GET", "/api/stream?consumer=c1", headers={"Host": "127.0.0.1"})
+        stream = conn.getresponse()
+        assert stream.status == 200
+        assert first.post([event(i) for i in range(3)])[0] == 200
+        deadline = time.monotonic() + 30
+        line = b""
+        while not line.startswith(b"data: "):
+            assert time.monotonic() < deadline, "nothing on the other node's stream"
+            line = stream.fp.readline()
+            assert line, "the stream ended"
+        assert [e["consumer_id"] for e in json.loads(line[6:])] == ["c1", "c1", "c1"]
+        conn.close()
+    finally:
+        assert first.stop() == 0
+        assert second.stop() == 0

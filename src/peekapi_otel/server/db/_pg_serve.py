@@ -23,11 +23,14 @@ from peekapi_otel.server.db._backend import StoreUnavailable
 from peekapi_otel.server.db._pg_store import PgEventStore, connect, describe
 
 if TYPE_CHECKING:
+    from peekapi_otel.server._retention import Retention
     from peekapi_otel.server._store import EventStore
     from peekapi_otel.server.alerts import AlertEngine, AlertsConfig
 
 DEFAULT_DB_WAIT: Final = 60.0
 """Seconds ``serve`` keeps trying to reach PostgreSQL at start before it gives up."""
+LISTEN_WAIT: Final = 15.0
+"""Seconds ``serve`` waits at start for the stream of the other nodes' events."""
 _FIRST_PAUSE: Final = 1.0
 _MAX_PAUSE: Final = 15.0
 
@@ -90,6 +93,7 @@ def serve_postgres(
     key_source: str = "--api-key",
     db_wait: float = DEFAULT_DB_WAIT,
     alerts: AlertsConfig | None = None,
+    retention: int | None = None,
 ) -> int:
     """Run the ingest on PostgreSQL until SIGTERM or SIGINT; returns the exit code.
 
@@ -98,8 +102,7 @@ def serve_postgres(
     """
     store = PgEventStore(url, connection=connect_with_retry(url, db_wait))
     try:
-        # The PostgreSQL store answers the ingest's writes; the dashboard's queries are
-        # only its totals so far (see PgEventStore.summary).
+        # The PostgreSQL store answers every call the ingest and the dashboard make.
         server = IngestServer(
             (host, port),
             cast("EventStore", store),
@@ -107,6 +110,8 @@ def serve_postgres(
             max_body=max_body,
             allowed_hosts=allowed_hosts,
         )
+        # The dashboard's stream shows the events every node stores.
+        store.listen(wait=LISTEN_WAIT)
     except BaseException:
         store.close()
         raise
@@ -132,7 +137,13 @@ def serve_postgres(
     else:
         print(f"peekapi-otel serve: x-api-key required (from {key_source})", file=sys.stderr)
     engine: AlertEngine | None = None
+    keeper: Retention | None = None
     try:
+        if retention is not None:
+            from peekapi_otel.server._retention import Retention
+
+            keeper = Retention(cast("EventStore", store), retention)
+            keeper.start()
         if alerts is not None:
             engine = _alert_engine(alerts, url, f"http://{url_host}:{server.server_address[1]}")
             server.alerts = engine
@@ -146,6 +157,9 @@ def serve_postgres(
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+        server.stream.close()
+        if keeper is not None:
+            keeper.stop()
         server.server_close()
         if engine is not None:
             engine.stop()
