@@ -1,41 +1,66 @@
-"""Per-minute, per-hour and per-day rollups, written with the raw events they count.
+"""Per-minute, per-hour, per-6-hour and per-day rollups, written with the raw events they count.
 
-Two tables, both keyed by ``(res, start, method, route)`` where ``res`` is the period in
-seconds (60, 3600, 86400) and ``start`` the period's first second (UTC, event time):
+Three tables, keyed by ``(res, start, method, route)`` where ``res`` is the period in
+seconds (60, 3600, 21600, 86400) and ``start`` the period's first second (UTC, event time):
 
 - ``rollup_endpoints``: requests per status class, latency sum and a latency sketch;
-- ``rollup_consumers``: the same counts per consumer as well (no sketch: the consumer
-  dimension is the large one, and a sketch per consumer would cost every insert).
+- ``rollup_consumers``: the same counts per consumer as well (no sketch, so the consumer
+  list, read by every summary, scans narrow rows);
+- ``rollup_consumer_sketches``: the latency sketch per consumer, keyed consumer first so a
+  consumer filter reads only that consumer's rows. The consumer dimension is the large
+  one: these sketches are kept in memory and written every
+  :data:`CONSUMER_SKETCH_FLUSH_SECONDS` (and before a read that needs them), never per
+  insert.
+
+The 6-hour level exists for the ranges the dashboard asks for most: a rolling 24 h or 7 d
+range starts and ends mid-day, and its two partial days are read as up to 3 six-hour rows
+and 5 hour rows each instead of up to 23 hour rows (:func:`pieces`).
 
 ``route`` is the event's path, or ``unmatched (404)`` for an unmatched request (see
 ``_summary``), so a scanner cannot grow the rollups without bound. Anonymous traffic is
 stored under the consumer ``""``.
 
-The sketch is a log-bucketed histogram (as in DDSketch): bucket ``i`` holds values in
-``(MIN_MS * GAMMA**(i-1), MIN_MS * GAMMA**i]`` and answers with a value within
-``RELATIVE_ERROR`` of every value it holds, so any percentile read from it is within 1 %
-of the true one. Values at or below ``MIN_MS`` share bucket 0 and read as 0.
+The latency sketch, per status class so a status filter reads its own class, is
+described in ``_sketch``.
 """
 
 from __future__ import annotations
 
 import datetime
-import json
 import math
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 
-RESOLUTIONS: Final = (60, 3600, 86400)
-RELATIVE_ERROR: Final = 0.01
-GAMMA: Final = (1 + RELATIVE_ERROR) / (1 - RELATIVE_ERROR)
-_LOG_GAMMA: Final = math.log(GAMMA)
-MIN_MS: Final = 0.01
+from peekapi_otel.server._consumer_sketches import ConsumerSketches
+from peekapi_otel.server._consumer_sketches import Key as ConsumerKey
+from peekapi_otel.server._sketch import (
+    CLASS_KEY,
+    Sketch,
+    add_counts,
+    bucket,
+    dump,
+    merge_sketch,
+    parse,
+)
+
+RESOLUTIONS: Final = (60, 3600, 21600, 86400)
 ANONYMOUS: Final = ""
 _CACHE_LIMIT: Final = 20_000
+VERSION: Final = 2
+"""Rollup layout: 1 had no 6-hour level, no class in sketch keys and no consumer sketches."""
 
-SCHEMA: Final = """
+CONSUMER_SKETCHES_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS rollup_consumer_sketches (
+    consumer TEXT NOT NULL, res INTEGER NOT NULL, start INTEGER NOT NULL,
+    method TEXT NOT NULL, route TEXT NOT NULL, hist TEXT NOT NULL,
+    PRIMARY KEY (consumer, res, start, method, route)
+) WITHOUT ROWID;
+"""
+
+SCHEMA: Final = (
+    """
 CREATE TABLE IF NOT EXISTS rollup_endpoints (
     res INTEGER NOT NULL, start INTEGER NOT NULL, method TEXT NOT NULL, route TEXT NOT NULL,
     n INTEGER NOT NULL, s1 INTEGER NOT NULL, s2 INTEGER NOT NULL, s3 INTEGER NOT NULL,
@@ -50,6 +75,8 @@ CREATE TABLE IF NOT EXISTS rollup_consumers (
     PRIMARY KEY (res, start, method, route, consumer)
 ) WITHOUT ROWID;
 """
+    + CONSUMER_SKETCHES_SCHEMA
+)
 
 UNMATCHED_SQL: Final = (
     "(status_code IN (404, 405) AND instr(path, '{') = 0 AND instr(path, '<') = 0 "
@@ -75,35 +102,10 @@ def status_class(status: int) -> int:
     return 1 if status < 200 else min(status // 100, 5)
 
 
-def bucket(value_ms: float) -> int:
-    if value_ms <= MIN_MS:
-        return 0
-    return max(1, math.ceil(math.log(value_ms / MIN_MS) / _LOG_GAMMA))
-
-
-def bucket_value(index: int) -> float:
-    if index <= 0:
-        return 0.0
-    return MIN_MS * 2 * GAMMA**index / (GAMMA + 1)
-
-
 def merge(into: dict[str, int], other: dict[str, int]) -> None:
     get = into.get
     for key, count in other.items():
         into[key] = get(key, 0) + count
-
-
-def quantile(hist: dict[str, int], total: int, percent: int) -> float | None:
-    """The nearest-rank ``percent``-th percentile of the values counted in ``hist``."""
-    if total <= 0 or not hist:
-        return None
-    rank = max(1, (percent * total + 99) // 100)
-    seen = 0
-    for index in sorted(int(k) for k in hist):
-        seen += hist[str(index)]
-        if seen >= rank:
-            return bucket_value(index)
-    return bucket_value(max(int(k) for k in hist))
 
 
 def event_second(timestamp: str) -> int | None:
@@ -228,16 +230,18 @@ class RollupWriter:
     and day sketches, which grow large and change with every insert, at most once per
     :data:`SKETCH_FLUSH_SECONDS` (still inside an insert's transaction). After a crash
     :meth:`repair` rebuilds the newest hour and day sketches from the minute ones.
-    The caller calls :meth:`forget` when its transaction rolls back.
+    The caller calls :meth:`forget` when its transaction rolls back. The consumer
+    sketches are held in :attr:`consumers` (see ``_consumer_sketches``).
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
-        self._sketches: dict[_Key, dict[str, int]] = {}
+        self._sketches: dict[_Key, Sketch] = {}
         self._dirty: set[_Key] = set()
         self._newest: dict[int, int] | None = None
         self._flushed = clock()
         self.ring = SecondRing()
+        self.consumers = ConsumerSketches(clock)
 
     @property
     def dirty(self) -> bool:
@@ -253,9 +257,10 @@ class RollupWriter:
         self._sketches.clear()
         self._dirty.clear()
         self._newest = None
+        self.consumers.forget()
 
     def _load_newest(self, conn: sqlite3.Connection) -> dict[int, int]:
-        newest = {}
+        newest: dict[int, int] = {}
         for res in RESOLUTIONS:
             row = conn.execute(
                 "SELECT MAX(start) FROM rollup_endpoints WHERE res = ?", (res,)
@@ -263,16 +268,14 @@ class RollupWriter:
             newest[res] = -1 if row[0] is None else int(row[0])
         return newest
 
-    def _sketch(
-        self, conn: sqlite3.Connection, key: _Key, newest: dict[int, int]
-    ) -> dict[str, int]:
+    def _sketch(self, conn: sqlite3.Connection, key: _Key, newest: dict[int, int]) -> Sketch:
         sketch = self._sketches.get(key)
         if sketch is None:
             sketch = {}
             if key[1] <= newest[key[0]]:
                 found = conn.execute(_READ_SKETCH, key).fetchone()
                 if found is not None:
-                    sketch = json.loads(found[0])
+                    sketch = parse(found[0])
             self._sketches[key] = sketch
         return sketch
 
@@ -287,16 +290,17 @@ class RollupWriter:
             route = route_of(row[_PATH], status)
             consumer = row[_CONSUMER] or ANONYMOUS
             cls = status_class(status)
-            key = str(bucket(rt))
+            key = cls * CLASS_KEY + bucket(rt)
             self.ring.add(second, rt)
             for res in RESOLUTIONS:
                 start = second // res * res
                 c = consumers.get((res, start, method, route, consumer))
                 if c is None:
-                    c = consumers[(res, start, method, route, consumer)] = [0] * 6 + [0.0]
+                    c = consumers[(res, start, method, route, consumer)] = [0] * 6 + [0.0, {}]
                 c[0] += 1
                 c[cls] += 1
                 c[6] += rt
+                c[7][key] = c[7].get(key, 0) + 1
                 e = endpoints.get((res, start, method, route))
                 if e is None:
                     e = endpoints[(res, start, method, route)] = [0] * 6 + [0.0, {}]
@@ -304,20 +308,21 @@ class RollupWriter:
                 e[cls] += 1
                 e[6] += rt
                 e[7][key] = e[7].get(key, 0) + 1
-        conn.executemany(_UPSERT_CONSUMERS, [(*k, *v) for k, v in consumers.items()])
+        conn.executemany(_UPSERT_CONSUMERS, [(*k, *v[:7]) for k, v in consumers.items()])
         if self._newest is None:
             self._newest = self._load_newest(conn)
         newest = self._newest
+        self.consumers.add(conn, {(k[4], *k[:4]): v[7] for k, v in consumers.items()}, newest)
         if len(self._sketches) > _CACHE_LIMIT:
             self._flush(conn)
             self._sketches.clear()
         out = []
         for k, v in endpoints.items():
             sketch = self._sketch(conn, k, newest)
-            merge(sketch, v[7])
+            add_counts(sketch, v[7])
             text = "{}"
             if k[0] == RESOLUTIONS[0]:
-                text = json.dumps(sketch, separators=(",", ":"))
+                text = dump(sketch)
             else:
                 self._dirty.add(k)
             out.append((*k, *v[:7], text))
@@ -326,23 +331,24 @@ class RollupWriter:
             newest[k[0]] = max(newest[k[0]], k[1])
         if self._clock() - self._flushed >= SKETCH_FLUSH_SECONDS:
             self._flush(conn)
+        if self.consumers.due:
+            self.consumers.flush(conn)
 
     def _flush(self, conn: sqlite3.Connection) -> None:
         if self._dirty:
             conn.executemany(
                 _WRITE_SKETCH,
-                [
-                    (json.dumps(self._sketches[k], separators=(",", ":")), *k)
-                    for k in self._dirty
-                    if k in self._sketches
-                ],
+                [(dump(self._sketches[k]), *k) for k in self._dirty if k in self._sketches],
             )
             self._dirty.clear()
         self._flushed = self._clock()
 
-    def flush(self, conn: sqlite3.Connection) -> None:
-        """Write the hour and day sketches not written yet (in the caller's transaction)."""
+    def flush(self, conn: sqlite3.Connection, *, consumers: bool = False) -> None:
+        """Write the hour and day sketches not written yet (in the caller's transaction),
+        and the consumer sketches as well when asked or due."""
         self._flush(conn)
+        if consumers or self.consumers.due:
+            self.consumers.flush(conn)
 
     def repair(self, conn: sqlite3.Connection) -> None:
         """Rebuild the newest hour and day sketches from the minute sketches (at start,
@@ -355,17 +361,69 @@ class RollupWriter:
             if row[0] is None:
                 continue
             start = int(row[0])
-            merged: dict[tuple[str, str], dict[str, int]] = {}
+            merged: dict[tuple[str, str], Sketch] = {}
             for method, route, hist in conn.execute(
                 "SELECT method, route, hist FROM rollup_endpoints "
                 "WHERE res = ? AND start >= ? AND start < ?",
                 (RESOLUTIONS[0], start, start + res),
             ):
-                merge(merged.setdefault((method, route), {}), json.loads(hist))
+                merge_sketch(merged.setdefault((method, route), {}), parse(hist))
             conn.executemany(
                 _WRITE_SKETCH,
-                [
-                    (json.dumps(h, separators=(",", ":")), res, start, m, r)
-                    for (m, r), h in merged.items()
-                ],
+                [(dump(h), res, start, m, r) for (m, r), h in merged.items()],
             )
+
+    def sketch_consumers(self, conn: sqlite3.Connection, rows: Iterable[Sequence[Any]]) -> None:
+        """Count stored rows again in the consumer sketches only (see the store's replay)."""
+        counted: dict[ConsumerKey, dict[int, int]] = {}
+        for row in rows:
+            second = event_second(row[_TIMESTAMP])
+            if second is None:
+                second = int(row[_RECEIVED])
+            route = route_of(row[_PATH], row[_STATUS])
+            consumer = row[_CONSUMER] or ANONYMOUS
+            key = status_class(row[_STATUS]) * CLASS_KEY + bucket(row[_RT])
+            for res in RESOLUTIONS:
+                at = (consumer, res, second // res * res, row[_METHOD], route)
+                hist = counted.setdefault(at, {})
+                hist[key] = hist.get(key, 0) + 1
+        if self._newest is None:
+            self._newest = self._load_newest(conn)
+        self.consumers.add(conn, counted, self._newest)
+
+
+def migrate(conn: sqlite3.Connection, *, raw_complete: bool) -> None:
+    """Bring rollups of an earlier :data:`VERSION` to this one, in the caller's transaction.
+
+    With every raw event still stored (no retention ran), the caller rebuilds the rollups
+    from them instead. Otherwise the 6-hour rows are summed from the hour rows (so every
+    count stays), and the periods already written keep sketches without status classes
+    and without consumer sketches: a status or consumer filter shows no percentile over
+    them (see ``_sketch.latencies``).
+    """
+    conn.execute(CONSUMER_SKETCHES_SCHEMA)  # not executescript(): it would commit
+    if not raw_complete:
+        six = RESOLUTIONS[2]
+        conn.execute(
+            "INSERT OR IGNORE INTO rollup_consumers "
+            f"SELECT {six}, start / {six} * {six}, method, route, consumer, "
+            "SUM(n), SUM(s1), SUM(s2), SUM(s3), SUM(s4), SUM(s5), SUM(sum_ms) "
+            "FROM rollup_consumers WHERE res = 3600 GROUP BY 2, 3, 4, 5"
+        )
+        merged: dict[_Key, list[Any]] = {}
+        for row in conn.execute(
+            "SELECT start, method, route, n, s1, s2, s3, s4, s5, sum_ms, hist "
+            "FROM rollup_endpoints WHERE res = 3600"
+        ):
+            key = (six, int(row[0]) // six * six, row[1], row[2])
+            into = merged.setdefault(key, [0] * 6 + [0.0, {}])
+            for i in range(7):
+                into[i] += row[3 + i]
+            merge_sketch(into[7], parse(row[10]))
+        conn.executemany(
+            "INSERT OR IGNORE INTO rollup_endpoints VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(*k, *v[:7], dump(v[7])) for k, v in merged.items()],
+        )
+    conn.execute(
+        "INSERT OR REPLACE INTO counters (name, value) VALUES ('rollup_version', ?)", (VERSION,)
+    )

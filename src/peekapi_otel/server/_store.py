@@ -18,6 +18,7 @@ from typing import Any, Final
 
 from peekapi_otel._schema import FIELD_NAMES, event_problem, with_defaults
 from peekapi_otel.server import _rollup
+from peekapi_otel.server._consumer_sketches import WATERMARK, watermark
 from peekapi_otel.server._query import Query, parse_query
 from peekapi_otel.server._rollup import UNMATCHED_SQL, RollupWriter
 from peekapi_otel.server._summary import consumer_view, endpoint_view, summarize
@@ -25,6 +26,10 @@ from peekapi_otel.server._summary import consumer_view, endpoint_view, summarize
 Listener = Callable[[Sequence[tuple[Any, ...]]], None]
 """Called with the rows of each committed insert (new events only), on the writer's thread."""
 _BACKFILL_CHUNK: Final = 20_000
+_SELECT_ROWS: Final = (
+    "SELECT id, method, path, status_code, response_time_ms, request_size, response_size, "
+    "consumer_id, metadata, timestamp, trace_id, span_id, received_at FROM events"
+)
 
 LATEST_LIMIT: Final = 50
 _logger = logging.getLogger(__name__)
@@ -116,6 +121,22 @@ def validate_batch(batch: Any) -> list[tuple[Any, ...]]:
     return [_row(event, i, now) for i, event in enumerate(batch)]
 
 
+def _replay_consumer_sketches(conn: sqlite3.Connection, rollups: RollupWriter) -> None:
+    # In the caller's transaction: count the events after the consumer sketches'
+    # watermark again (after a crash, a rolled-back insert, or a migration).
+    last = watermark(conn)
+    while last is not None:
+        rows = conn.execute(
+            f"{_SELECT_ROWS} WHERE id > ? ORDER BY id LIMIT ?", (last, _BACKFILL_CHUNK)
+        ).fetchall()
+        if not rows:
+            break
+        rollups.sketch_consumers(conn, [r[1:] for r in rows])
+        last = int(rows[-1][0])
+        rollups.consumers.flush(conn, through=last)
+    rollups.consumers.stale = False
+
+
 class EventStore:
     """Events in one SQLite file (WAL): one writer connection behind a lock, and a fresh
     reader connection per query so the dashboard never waits on ingest.
@@ -167,8 +188,12 @@ class EventStore:
                 "CREATE TABLE IF NOT EXISTS counters "
                 "(name TEXT PRIMARY KEY, value INTEGER NOT NULL);"
                 "INSERT OR REPLACE INTO counters (name, value) VALUES ('rollup_backfill', 0);"
+                "INSERT OR REPLACE INTO counters (name, value) "
+                f"VALUES ('rollup_version', {_rollup.VERSION}), ('{WATERMARK}', 0);"
                 "COMMIT;"
             )
+        else:
+            self._migrate_rollups()
         row = self._writer.execute(
             "SELECT value FROM counters WHERE name = 'rollup_backfill'"
         ).fetchone()
@@ -179,10 +204,39 @@ class EventStore:
                 self._writer.execute("BEGIN IMMEDIATE")
                 try:
                     self._rollups.repair(self._writer)
+                    _replay_consumer_sketches(self._writer, self._rollups)
                 except BaseException:
                     self._writer.execute("ROLLBACK")
+                    self._rollups.forget()
                     raise
                 self._writer.execute("COMMIT")
+
+    def _migrate_rollups(self) -> None:
+        # Rollups of an earlier layout (see _rollup.VERSION). With every raw event still
+        # stored they are rebuilt from them, by the resumable backfill; after a retention
+        # pass they are extended from the rollups themselves, so no count is lost.
+        version = self._writer.execute(
+            "SELECT value FROM counters WHERE name = 'rollup_version'"
+        ).fetchone()
+        if version is not None and int(version[0]) >= _rollup.VERSION:
+            return
+        with self._lock:
+            self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                raw_complete = self._raw_since(self._writer) is None
+                _rollup.migrate(self._writer, raw_complete=raw_complete)
+                if raw_complete:
+                    for sql in (
+                        "DELETE FROM rollup_endpoints",
+                        "DELETE FROM rollup_consumers",
+                        "INSERT OR REPLACE INTO counters VALUES ('rollup_backfill', 0)",
+                    ):
+                        self._writer.execute(sql)
+                self._writer.execute("INSERT OR REPLACE INTO counters VALUES (?, 0)", (WATERMARK,))
+            except BaseException:
+                self._writer.execute("ROLLBACK")
+                raise
+            self._writer.execute("COMMIT")
 
     def _backfill(self, last: int) -> None:
         # A database written before the rollups existed: count its stored events once,
@@ -192,14 +246,15 @@ class EventStore:
                 self._writer.execute("BEGIN IMMEDIATE")
                 try:
                     rows = self._writer.execute(
-                        "SELECT id, method, path, status_code, response_time_ms, request_size, "
-                        "response_size, consumer_id, metadata, timestamp, trace_id, span_id, "
-                        "received_at FROM events WHERE id > ? ORDER BY id LIMIT ?",
+                        f"{_SELECT_ROWS} WHERE id > ? ORDER BY id LIMIT ?",
                         (last, _BACKFILL_CHUNK),
                     ).fetchall()
                     if rows:
                         self._rollups.add(self._writer, [r[1:] for r in rows])
                     self._rollups.flush(self._writer)
+                    self._rollups.consumers.flush(
+                        self._writer, through=int(rows[-1][0]) if rows else last
+                    )
                     done = len(rows) < _BACKFILL_CHUNK
                     self._writer.execute(
                         "UPDATE counters SET value = ? WHERE name = 'rollup_backfill'",
@@ -222,10 +277,10 @@ class EventStore:
 
     def close(self) -> None:
         with self._lock:
-            if self._rollups.dirty:
+            if self._rollups.dirty or self._rollups.consumers.dirty:
                 try:
                     self._writer.execute("BEGIN IMMEDIATE")
-                    self._rollups.flush(self._writer)
+                    self._rollups.flush(self._writer, consumers=True)
                     self._writer.execute("COMMIT")
                 except sqlite3.Error:
                     _logger.warning("could not write the last hour and day sketches")
@@ -242,6 +297,8 @@ class EventStore:
         with self._lock:
             self._writer.execute("BEGIN IMMEDIATE")
             try:
+                if self._rollups.consumers.stale:
+                    _replay_consumer_sketches(self._writer, self._rollups)
                 before = self._writer.total_changes
                 self._writer.executemany(_INSERT, rows)
                 new: Sequence[tuple[Any, ...]] = rows
@@ -334,17 +391,20 @@ class EventStore:
     def flush_sketches(self) -> None:
         """Write the hour and day sketches held back for a second or more (see
         ``_rollup.RollupWriter``)."""
-        if self._rollups.due:
+        if self._rollups.due or self._rollups.consumers.due:
             self._current()
 
-    def _current(self) -> None:
-        # Hour and day sketches not written yet are written before a view reads them.
-        if not self._rollups.dirty:
+    def _current(self, query: Query | None = None) -> None:
+        # Hour and day sketches not written yet are written before a view reads them, and
+        # the consumer sketches before a view with a consumer filter.
+        consumers = query is not None and query.filters.consumer is not None
+        held = self._rollups.consumers
+        if not (self._rollups.dirty or (consumers and held.dirty) or held.due):
             return
         with self._lock:
             self._writer.execute("BEGIN IMMEDIATE")
             try:
-                self._rollups.flush(self._writer)
+                self._rollups.flush(self._writer, consumers=consumers)
             except BaseException:
                 self._writer.execute("ROLLBACK")
                 self._rollups.forget()
@@ -356,7 +416,7 @@ class EventStore:
         return None if row is None else float(row[0])
 
     def endpoint_view(self, query: Query) -> dict[str, Any]:
-        self._current()
+        self._current(query)
         with self._snapshot() as conn:
             return endpoint_view(conn, query, raw_since=self._raw_since(conn))
 
@@ -373,7 +433,7 @@ class EventStore:
         rounded to 2 decimals, and ``p95_ms`` is the nearest-rank 95th percentile.
         """
         query = parse_query({}) if query is None else query
-        self._current()
+        self._current(query)
         with self._snapshot() as conn:
             return summarize(
                 conn,

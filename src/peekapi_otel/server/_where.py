@@ -41,6 +41,24 @@ def rollup_where(
     return " AND ".join(clauses), params
 
 
+def sketch_where(q: Query, runs: list[tuple[int, int, int]] | None = None) -> tuple[str, list[Any]]:
+    """The conditions on ``rollup_consumer_sketches`` for a query with a consumer filter,
+    the consumer repeated in each period's run so each is one range of the key."""
+    chosen = pieces(q.start, q.end) if runs is None else runs
+    if not chosen:
+        return "0", []
+    term = "(consumer = ? AND res = ? AND start >= ? AND start < ?)"
+    clauses = [f"({' OR '.join(term for _ in chosen)})"]
+    params: list[Any] = [v for run in chosen for v in (q.filters.consumer, *run)]
+    if q.filters.method is not None:
+        clauses.append("method = ?")
+        params.append(q.filters.method)
+    if q.filters.path is not None:
+        clauses.append("route = ?")
+        params.append(q.filters.path)
+    return " AND ".join(clauses), params
+
+
 def raw_where(q: Query, *, status: bool = True) -> tuple[str, list[Any]]:
     clauses = ["julianday(timestamp) >= ?", "julianday(timestamp) < ?"]
     params: list[Any] = [julian(q.start), julian(q.end)]
