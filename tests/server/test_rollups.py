@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 
 from peekapi_otel.server import _store
-from peekapi_otel.server._consumer_sketches import WATERMARK
 from peekapi_otel.server._query import parse_query
 from peekapi_otel.server._rollup import pieces
 from peekapi_otel.server._sketch import (
@@ -27,6 +26,7 @@ from peekapi_otel.server._sketch import (
     merge_sketch,
     parse,
 )
+from peekapi_otel.server._sketch_writer import WATERMARKS
 from peekapi_otel.server._store import EventStore
 from peekapi_otel.server._summary import EXACT_LIMIT
 
@@ -362,7 +362,7 @@ def _as_previous_layout(db: Path) -> None:
                 "WHERE res = ? AND start = ? AND method = ? AND route = ?",
                 (json.dumps(plain), res, start, method, route),
             )
-        conn.execute("DELETE FROM counters WHERE name IN ('rollup_version', ?)", (WATERMARK,))
+        conn.execute("DELETE FROM counters WHERE name IN ('rollup_version', ?, ?)", WATERMARKS)
 
 
 def test_a_database_of_the_previous_layout_is_rebuilt_from_its_raw_events(

@@ -18,9 +18,9 @@ from typing import Any, Final
 
 from peekapi_otel._schema import FIELD_NAMES, event_problem, with_defaults
 from peekapi_otel.server import _rollup
-from peekapi_otel.server._consumer_sketches import WATERMARK, watermark
 from peekapi_otel.server._query import Query, parse_query
 from peekapi_otel.server._rollup import UNMATCHED_SQL, RollupWriter
+from peekapi_otel.server._sketch_writer import WATERMARKS, watermark
 from peekapi_otel.server._summary import consumer_view, endpoint_view, summarize
 
 Listener = Callable[[Sequence[tuple[Any, ...]]], None]
@@ -121,20 +121,29 @@ def validate_batch(batch: Any) -> list[tuple[Any, ...]]:
     return [_row(event, i, now) for i, event in enumerate(batch)]
 
 
-def _replay_consumer_sketches(conn: sqlite3.Connection, rollups: RollupWriter) -> None:
-    # In the caller's transaction: count the events after the consumer sketches'
-    # watermark again (after a crash, a rolled-back insert, or a migration).
-    last = watermark(conn)
+def _replay_sketches(conn: sqlite3.Connection, rollups: RollupWriter) -> None:
+    # In the caller's transaction: count the events after each sketch watermark again
+    # (after a crash, a rolled-back insert, or a migration).
+    writers = (rollups.endpoints, rollups.consumers)
+    marks = [watermark(conn, w.table.watermark) for w in writers]
+    last = min((m for m in marks if m is not None), default=None)
     while last is not None:
         rows = conn.execute(
             f"{_SELECT_ROWS} WHERE id > ? ORDER BY id LIMIT ?", (last, _BACKFILL_CHUNK)
         ).fetchall()
         if not rows:
             break
-        rollups.sketch_consumers(conn, [r[1:] for r in rows])
+        for which, mark in enumerate(marks):
+            if mark is not None:
+                rollups.recount(
+                    [r for r in rows if r[0] > mark], endpoints=which == 0, consumers=which == 1
+                )
         last = int(rows[-1][0])
-        rollups.consumers.flush(conn, through=last)
-    rollups.consumers.stale = False
+        for mark, writer in zip(marks, writers, strict=True):
+            if mark is not None:
+                writer.flush(conn, through=last)
+    for writer in writers:
+        writer.stale = False
 
 
 class EventStore:
@@ -189,7 +198,8 @@ class EventStore:
                 "(name TEXT PRIMARY KEY, value INTEGER NOT NULL);"
                 "INSERT OR REPLACE INTO counters (name, value) VALUES ('rollup_backfill', 0);"
                 "INSERT OR REPLACE INTO counters (name, value) "
-                f"VALUES ('rollup_version', {_rollup.VERSION}), ('{WATERMARK}', 0);"
+                f"VALUES ('rollup_version', {_rollup.VERSION}), "
+                f"('{WATERMARKS[0]}', 0), ('{WATERMARKS[1]}', 0);"
                 "COMMIT;"
             )
         else:
@@ -203,8 +213,7 @@ class EventStore:
             with self._lock:
                 self._writer.execute("BEGIN IMMEDIATE")
                 try:
-                    self._rollups.repair(self._writer)
-                    _replay_consumer_sketches(self._writer, self._rollups)
+                    _replay_sketches(self._writer, self._rollups)
                 except BaseException:
                     self._writer.execute("ROLLBACK")
                     self._rollups.forget()
@@ -232,7 +241,14 @@ class EventStore:
                         "INSERT OR REPLACE INTO counters VALUES ('rollup_backfill', 0)",
                     ):
                         self._writer.execute(sql)
-                self._writer.execute("INSERT OR REPLACE INTO counters VALUES (?, 0)", (WATERMARK,))
+                # The endpoint sketches of the earlier layout count every event; the
+                # consumer sketches are new: every raw event still stored is counted.
+                newest = self._writer.execute("SELECT COALESCE(MAX(id), 0) FROM events")
+                endpoint_mark = 0 if raw_complete else int(newest.fetchone()[0])
+                self._writer.executemany(
+                    "INSERT OR REPLACE INTO counters VALUES (?, ?)",
+                    [(WATERMARKS[0], endpoint_mark), (WATERMARKS[1], 0)],
+                )
             except BaseException:
                 self._writer.execute("ROLLBACK")
                 raise
@@ -251,10 +267,9 @@ class EventStore:
                     ).fetchall()
                     if rows:
                         self._rollups.add(self._writer, [r[1:] for r in rows])
-                    self._rollups.flush(self._writer)
-                    self._rollups.consumers.flush(
-                        self._writer, through=int(rows[-1][0]) if rows else last
-                    )
+                    through = int(rows[-1][0]) if rows else last
+                    self._rollups.endpoints.flush(self._writer, through=through)
+                    self._rollups.consumers.flush(self._writer, through=through)
                     done = len(rows) < _BACKFILL_CHUNK
                     self._writer.execute(
                         "UPDATE counters SET value = ? WHERE name = 'rollup_backfill'",
@@ -297,8 +312,8 @@ class EventStore:
         with self._lock:
             self._writer.execute("BEGIN IMMEDIATE")
             try:
-                if self._rollups.consumers.stale:
-                    _replay_consumer_sketches(self._writer, self._rollups)
+                if self._rollups.endpoints.stale or self._rollups.consumers.stale:
+                    _replay_sketches(self._writer, self._rollups)
                 before = self._writer.total_changes
                 self._writer.executemany(_INSERT, rows)
                 new: Sequence[tuple[Any, ...]] = rows
