@@ -5,11 +5,12 @@ with a value within ``RELATIVE_ERROR`` of every value it holds, so any percentil
 from it is within 1 % of the true one. Values at or below ``MIN_MS`` share bucket 0 and
 read as 0.
 
-Stored as JSON, one dense run per status class: ``{"2": [first, n_first, n_first+1, ...]}``.
-A run is merged into another with one slice assignment instead of a dictionary update per
-bucket, and reads and writes as a list of integers. The class lets a status filter read
-its own latencies; a period written by the version before classes (``{"bucket": count}``)
-reads as class ``"0"``, unknown.
+Stored as JSON, one entry per status class: a dense run ``[first, n_first, n_first+1, ...]``
+when most of its buckets are used (a busy period: merged into another run with one slice
+assignment instead of a dictionary update per bucket), else sparse ``{"bucket": count}``
+(a quiet minute: a few values far apart). The class lets a status filter read its own
+latencies; a period written by the version before classes (``{"bucket": count}`` for all
+of them) reads as class ``"0"``, unknown.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import json
 import math
 import operator
 from collections.abc import Sequence
-from typing import Final
+from typing import Any, Final
 
 RELATIVE_ERROR: Final = 0.01
 GAMMA: Final = (1 + RELATIVE_ERROR) / (1 - RELATIVE_ERROR)
@@ -46,16 +47,53 @@ def bucket_value(index: int) -> float:
 
 
 def parse(text: str) -> Sketch:
-    raw = json.loads(text)
-    if not raw or all(isinstance(v, list) for v in raw.values()):
-        return dict(raw)
-    counts = {int(k): int(v) for k, v in raw.items()}  # the layout without classes
-    first = min(counts)
-    return {UNKNOWN_CLASS: [first, *(counts.get(i, 0) for i in range(first, max(counts) + 1))]}
+    out: Sketch = {}
+    merge_stored(out, text)
+    return out
 
 
 def dump(sketch: Sketch) -> str:
-    return json.dumps(sketch, separators=(",", ":"))
+    out: dict[str, Any] = {}
+    for cls, run in sketch.items():
+        used = len(run) - 1 - run.count(0) + (run[0] == 0)
+        if used * 4 < len(run) - 1:
+            out[cls] = {str(run[0] + i): n for i, n in enumerate(run[1:]) if n}
+        else:
+            out[cls] = run
+    return json.dumps(out, separators=(",", ":"))
+
+
+def _widen(run: list[int], first: int, last: int) -> None:
+    if first < run[0]:
+        run[1:1] = [0] * (run[0] - first)
+        run[0] = first
+    end = last - run[0] + 2
+    if end > len(run):
+        run.extend([0] * (end - len(run)))
+
+
+def merge_stored(into: Sketch, text: str) -> None:
+    """Merge a stored sketch (either form, or the layout without classes) into ``into``."""
+    raw = json.loads(text)
+    if raw and not all(isinstance(v, (list, dict)) for v in raw.values()):
+        raw = {UNKNOWN_CLASS: raw}
+    for cls, value in raw.items():
+        run = into.get(cls)
+        if isinstance(value, list):
+            if run is None:
+                into[cls] = value
+            else:
+                _add_run(run, value)
+        elif value:
+            keys = [int(k) for k in value]
+            first, last = min(keys), max(keys)
+            if run is None:
+                run = into[cls] = [first] + [0] * (last - first + 1)
+            else:
+                _widen(run, first, last)
+            shift = 1 - run[0]
+            for index, n in zip(keys, value.values(), strict=True):
+                run[index + shift] += n
 
 
 def _add_run(into: list[int], other: list[int]) -> None:

@@ -146,6 +146,19 @@ def _replay_sketches(conn: sqlite3.Connection, rollups: RollupWriter) -> None:
         writer.stale = False
 
 
+def _replay(conn: sqlite3.Connection, rollups: RollupWriter) -> None:
+    # Its own transaction (the caller holds the lock): an insert that then rolls back
+    # to find its duplicates must not undo what the replay wrote.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        _replay_sketches(conn, rollups)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        rollups.forget()
+        raise
+    conn.execute("COMMIT")
+
+
 class EventStore:
     """Events in one SQLite file (WAL): one writer connection behind a lock, and a fresh
     reader connection per query so the dashboard never waits on ingest.
@@ -211,14 +224,7 @@ class EventStore:
             self._backfill(int(row[0]))
         elif repair:
             with self._lock:
-                self._writer.execute("BEGIN IMMEDIATE")
-                try:
-                    _replay_sketches(self._writer, self._rollups)
-                except BaseException:
-                    self._writer.execute("ROLLBACK")
-                    self._rollups.forget()
-                    raise
-                self._writer.execute("COMMIT")
+                _replay(self._writer, self._rollups)
 
     def _migrate_rollups(self) -> None:
         # Rollups of an earlier layout (see _rollup.VERSION). With every raw event still
@@ -298,7 +304,7 @@ class EventStore:
                     self._rollups.flush(self._writer, consumers=True)
                     self._writer.execute("COMMIT")
                 except sqlite3.Error:
-                    _logger.warning("could not write the last hour and day sketches")
+                    _logger.warning("could not write the last latency sketches")
             self._writer.close()
 
     def insert_rows(self, rows: Sequence[tuple[Any, ...]]) -> tuple[int, int]:
@@ -310,10 +316,10 @@ class EventStore:
         if not rows:
             return 0, 0
         with self._lock:
+            if self._rollups.endpoints.stale or self._rollups.consumers.stale:
+                _replay(self._writer, self._rollups)
             self._writer.execute("BEGIN IMMEDIATE")
             try:
-                if self._rollups.endpoints.stale or self._rollups.consumers.stale:
-                    _replay_sketches(self._writer, self._rollups)
                 before = self._writer.total_changes
                 self._writer.executemany(_INSERT, rows)
                 new: Sequence[tuple[Any, ...]] = rows
@@ -404,14 +410,13 @@ class EventStore:
         return [(str(t), str(s)) for t, s in rows]
 
     def flush_sketches(self) -> None:
-        """Write the hour and day sketches held back for a second or more (see
-        ``_rollup.RollupWriter``)."""
+        """Write the sketches held back past their flush interval (see ``_sketch_writer``)."""
         if self._rollups.due or self._rollups.consumers.due:
             self._current()
 
     def _current(self, query: Query | None = None) -> None:
-        # Hour and day sketches not written yet are written before a view reads them, and
-        # the consumer sketches before a view with a consumer filter.
+        # Endpoint sketches not written yet are written before a view reads them, and the
+        # consumer sketches before a view with a consumer filter.
         consumers = query is not None and query.filters.consumer is not None
         held = self._rollups.consumers
         if not (self._rollups.dirty or (consumers and held.dirty) or held.due):

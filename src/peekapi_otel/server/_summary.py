@@ -35,7 +35,7 @@ from peekapi_otel.server._sketch import (
     latencies,
     mean,
     merge_sketch,
-    parse,
+    merge_stored,
     quantiles,
 )
 from peekapi_otel.server._timeline import timeline
@@ -85,7 +85,7 @@ class _Counts:
             self.classes[i] += int(row[i] or 0)
         self.sum_ms += float(row[6] or 0.0)
         if hist is not None:
-            merge_sketch(self.hist, parse(hist))
+            merge_stored(self.hist, hist)
 
     def figures(self, filters: Filters, exact: list[float] | None) -> dict[str, Any]:
         """requests/errors/error_rate/avg/p50/p95/p99 under the status filter.
@@ -192,7 +192,7 @@ def _groups(conn: sqlite3.Connection, q: Query) -> dict[tuple[str, str], _Counts
         for method, route, hist in conn.execute(sql, params):
             counts = groups.get((method, route))
             if counts is not None:
-                merge_sketch(counts.hist, parse(hist))
+                merge_stored(counts.hist, hist)
     return groups
 
 
@@ -286,7 +286,7 @@ def _series(conn: sqlite3.Connection, q: Query, *, sketches: bool) -> list[dict[
             sql = f"SELECT start, hist FROM rollup_consumer_sketches WHERE {where}"
             for start, hist in conn.execute(sql, params):
                 if int(start) in by_start:
-                    merge_sketch(by_start[int(start)].hist, parse(hist))
+                    merge_stored(by_start[int(start)].hist, hist)
     points = []
     for start in range(first, stop, step):
         counts = by_start.get(start) or _Counts()
