@@ -174,3 +174,39 @@ def test_report_beside_a_running_serve_reads_its_sketches(ingest: Any) -> None:
         assert time.monotonic() < deadline, result.stdout
         time.sleep(0.2)
     assert requests == "6000"
+
+
+def test_consumer_and_status_filters_show_percentiles_over_a_week(ingest: Any) -> None:
+    # More events than the exact path reads raw, over two days: the filtered p95 comes
+    # from the hour, day and consumer sketches and matches the raw rows within 1 %.
+    now = datetime.now(timezone.utc)
+    events, count = [], 6000
+    for n in range(count):
+        status = (200, 200, 200, 404, 500)[n % 5]
+        ms = float(1 + (n * 7919) % 997) * (3.0 if status == 500 else 1.0)
+        when = now - timedelta(seconds=1 + n * 2 * 86400 // count)
+        events.append(_at(n, when, status=status, ms=ms, consumer=("alice", "bob", "carol")[n % 3]))
+    for i in range(0, count, 1000):
+        assert post(ingest.port, events[i : i + 1000])[0] == 200
+
+    def rank(values: list[float], percent: int) -> float:
+        ordered = sorted(values)
+        return ordered[(percent * len(ordered) + 99) // 100 - 1]
+
+    for query, keep in (
+        ("consumer=alice", lambda e: e["consumer_id"] == "alice"),
+        ("status=5xx", lambda e: e["status_code"] >= 500),
+        (
+            "consumer=bob&status=4xx",
+            lambda e: e["consumer_id"] == "bob" and e["status_code"] == 404,
+        ),
+    ):
+        status, body = _get(ingest.port, "/api/summary?range=7d&" + query)
+        assert status == 200, body
+        chosen = [e["response_time_ms"] for e in events if keep(e)]
+        totals = body["totals"]
+        assert totals["requests"] == len(chosen), query
+        for p in (50, 95, 99):
+            true = rank(chosen, p)
+            assert totals[f"p{p}_ms"] is not None, (query, totals)
+            assert abs(totals[f"p{p}_ms"] - true) <= 0.01 * true + 0.01, (query, p, totals)

@@ -4,6 +4,7 @@ de-duplication, ranges and filters (a real store in a temporary SQLite file)."""
 from __future__ import annotations
 
 import itertools
+import json
 import random
 import sqlite3
 from datetime import datetime, timezone
@@ -14,7 +15,18 @@ import pytest
 
 from peekapi_otel.server import _store
 from peekapi_otel.server._query import parse_query
-from peekapi_otel.server._rollup import RELATIVE_ERROR, pieces
+from peekapi_otel.server._rollup import pieces
+from peekapi_otel.server._sketch import (
+    CLASS_KEY,
+    RELATIVE_ERROR,
+    Sketch,
+    add_counts,
+    dump,
+    latencies,
+    merge_sketch,
+    parse,
+)
+from peekapi_otel.server._sketch_writer import WATERMARKS
 from peekapi_otel.server._store import EventStore
 from peekapi_otel.server._summary import EXACT_LIMIT
 
@@ -61,8 +73,8 @@ def test_pieces_cover_a_range_with_the_fewest_aligned_periods() -> None:
     assert covered[0][0] == start
     assert covered[-1][1] == end
     assert all(b1 == a2 for (_, b1), (a2, _) in itertools.pairwise(covered))
-    assert {res for res, _, _ in runs} == {60, 3600, 86400}
-    assert len(runs) <= 5
+    assert {res for res, _, _ in runs} == {60, 3600, 21600, 86400}
+    assert len(runs) <= 7
 
 
 def test_percentiles_from_sketches_are_within_one_percent(tmp_path: Path) -> None:
@@ -239,3 +251,192 @@ def test_a_dense_minute_read_back_gets_its_average_rate(tmp_path: Path) -> None:
     mine = reopened.summary(parse_query({"consumer": "a"}, now=NOW))
     assert {p["requests"] for p in mine["timeline"] if p["second"] >= T0} == {50}
     reopened.close()
+
+
+def _within(value: float | None, true: float) -> bool:
+    return value is not None and abs(value - true) <= RELATIVE_ERROR * true + 0.01
+
+
+def _mixed(count: int, seed: int) -> list[dict[str, Any]]:
+    """Three days of traffic from three consumers (and anonymous), errors slower."""
+    rng = random.Random(seed)
+    out = []
+    for n in range(count):
+        status = rng.choice((200, 200, 200, 201, 404, 500, 503))
+        base = {2: 2.5, 4: 1.0, 5: 4.0}[status // 100]
+        out.append(
+            event(
+                n,
+                T0 + 3600 + n * (3 * 86400 - 7200) // count,
+                path=rng.choice(("/a/{id}", "/b/{id}")),
+                status=status,
+                ms=rng.lognormvariate(base, 0.6),
+                consumer=rng.choice(("alice", "bob", "carol", None)),
+            )
+        )
+    return out
+
+
+def _check_percentiles(summary: dict[str, Any], chosen: list[dict[str, Any]]) -> None:
+    times = [e["response_time_ms"] for e in chosen]
+    totals = summary["totals"]
+    assert totals["requests"] == len(chosen)
+    for p in (50, 95, 99):
+        assert _within(totals[f"p{p}_ms"], _rank(times, p)), (p, totals)
+    assert _within(totals["avg_ms"], sum(times) / len(times)), totals
+    for row in summary["endpoints"]:
+        mine = [e["response_time_ms"] for e in chosen if e["path"] == row["path"]]
+        assert row["requests"] == len(mine)
+        assert _within(row["p95_ms"], _rank(mine, 95)), row
+
+
+def _filtered(
+    events: list[dict[str, Any]], consumer: str | None, status: str | None, start: int, end: int
+) -> list[dict[str, Any]]:
+    def keep(e: dict[str, Any]) -> bool:
+        at = datetime.fromisoformat(e["timestamp"]).timestamp()
+        if not start <= at < end:
+            return False
+        if consumer is not None and e["consumer_id"] != consumer:
+            return False
+        return status is None or str(e["status_code"])[0] == status[0]
+
+    return [e for e in events if keep(e)]
+
+
+@pytest.mark.parametrize(
+    ("consumer", "status"),
+    [("alice", None), (None, "5xx"), (None, "2xx"), ("bob", "4xx"), ("carol", "5xx")],
+)
+def test_consumer_and_status_filters_read_percentiles_within_one_percent(
+    tmp_path: Path, consumer: str | None, status: str | None
+) -> None:
+    events = _mixed(3 * EXACT_LIMIT, seed=11)
+    store = EventStore(tmp_path / "e.db")
+    for i in range(0, len(events), 500):
+        store.insert_many(events[i : i + 500])
+    params = {k: v for k, v in (("consumer", consumer), ("status", status)) if v is not None}
+    # All stored time, and a range cut mid-day (hour and 6-hour rows at both ends).
+    for bounds in ({}, {"from": str(T0 + 5 * 3600), "to": str(T0 + 2 * 86400 + 19 * 3600)}):
+        query = parse_query({**params, **bounds}, now=NOW)
+        chosen = _filtered(events, consumer, status, query.start, query.end)
+        _check_percentiles(store.summary(query), chosen)
+    view = store.endpoint_view(parse_query({**params, "method": "GET", "path": "/a/{id}"}, now=NOW))
+    busy = [p for p in view["series"] if p["requests"]]
+    assert busy
+    assert all(p["p95_ms"] is not None for p in busy)
+    store.close()
+
+
+def test_consumer_sketches_held_in_memory_are_counted_after_a_crash(tmp_path: Path) -> None:
+    db = tmp_path / "e.db"
+    events = _mixed(2 * EXACT_LIMIT, seed=5)
+    first = EventStore(db)
+    first.insert_many(events[:EXACT_LIMIT])
+    first.summary(parse_query({"consumer": "alice"}, now=NOW))  # written up to here
+    first.insert_many(events[EXACT_LIMIT:])  # held in memory, then the process dies
+    reopened = EventStore(db)
+    query = parse_query({"consumer": "alice"}, now=NOW)
+    chosen = _filtered(events, "alice", None, query.start, query.end)
+    _check_percentiles(reopened.summary(query), chosen)
+    reopened.close()
+    again = EventStore(db)  # nothing is counted twice
+    _check_percentiles(again.summary(query), chosen)
+    again.close()
+    first.close()
+
+
+def _as_previous_layout(db: Path) -> None:
+    """Turn a database into what the previous rollup layout left: no 6-hour rows, sketch
+    keys without a status class, no consumer sketches, no version."""
+    with sqlite3.connect(db) as conn:
+        conn.execute("DROP TABLE rollup_consumer_sketches")
+        conn.execute("DELETE FROM rollup_endpoints WHERE res = 21600")
+        conn.execute("DELETE FROM rollup_consumers WHERE res = 21600")
+        rows = conn.execute("SELECT res, start, method, route, hist FROM rollup_endpoints")
+        for res, start, method, route, hist in rows.fetchall():
+            run = latencies(parse(hist)) or [0]
+            plain = {str(run[0] + i): n for i, n in enumerate(run[1:]) if n}
+            conn.execute(
+                "UPDATE rollup_endpoints SET hist = ? "
+                "WHERE res = ? AND start = ? AND method = ? AND route = ?",
+                (json.dumps(plain), res, start, method, route),
+            )
+        conn.execute("DELETE FROM counters WHERE name IN ('rollup_version', ?, ?)", WATERMARKS)
+
+
+def test_a_database_of_the_previous_layout_is_rebuilt_from_its_raw_events(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "e.db"
+    events = _mixed(3 * EXACT_LIMIT, seed=3)
+    store = EventStore(db)
+    store.insert_many(events)
+    store.close()
+    _as_previous_layout(db)
+    reopened = EventStore(db)
+    for params in ({"consumer": "alice"}, {"status": "5xx"}, {}):
+        query = parse_query({**params, "range": "7d"}, now=T0 + 3 * 86400 + 1800)
+        chosen = _filtered(
+            events, params.get("consumer"), params.get("status"), query.start, query.end
+        )
+        _check_percentiles(reopened.summary(query), chosen)
+    reopened.close()
+
+
+def test_a_database_of_the_previous_layout_after_retention_keeps_every_count(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "e.db"
+    events = _mixed(3 * EXACT_LIMIT, seed=4)
+    store = EventStore(db)
+    store.insert_many(events)
+    cutoff = T0 + 86400
+    store.drop_raw_before(cutoff)
+    store.close()
+    _as_previous_layout(db)
+    reopened = EventStore(db)
+    later = [
+        e | {"metadata": None, "timestamp": _iso(T0 + 3 * 86400 + n)}
+        for n, e in enumerate(events[:2000])
+    ]
+    reopened.insert_many(later)
+    now = T0 + 3 * 86400 + 2400
+    week = reopened.summary(parse_query({"range": "7d"}, now=now))
+    assert week["totals"]["requests"] == len(events) + len(later)
+    assert _within(
+        week["totals"]["p95_ms"], _rank([e["response_time_ms"] for e in events + later], 95)
+    )
+    # Periods written before the upgrade have no class in their sketches: no percentile
+    # rather than a wrong one; the events stored since have one.
+    old_errors = reopened.summary(parse_query({"range": "7d", "status": "5xx"}, now=now))
+    assert old_errors["totals"]["p95_ms"] is None
+    assert old_errors["totals"]["requests"] == sum(
+        1 for e in events + later if e["status_code"] >= 500
+    )
+    recent = parse_query(
+        {"consumer": "alice", "from": str(T0 + 3 * 86400), "to": str(now)}, now=now
+    )
+    _check_percentiles(
+        reopened.summary(recent), _filtered(later, "alice", None, recent.start, recent.end)
+    )
+    reopened.close()
+
+
+def test_sketch_runs_merge_like_counts_per_bucket() -> None:
+    rng = random.Random(9)
+    expected: dict[tuple[str, int], int] = {}
+    merged: Sketch = {}
+    for _ in range(200):
+        batch: dict[int, int] = {}
+        for _ in range(rng.randrange(1, 30)):
+            key = rng.choice((2, 4, 5)) * CLASS_KEY + rng.randrange(0, 400)
+            batch[key] = batch.get(key, 0) + 1
+        one: Sketch = {}
+        add_counts(one, batch)
+        merge_sketch(merged, parse(dump(one)))
+        for key, n in batch.items():
+            cls, index = divmod(key, CLASS_KEY)
+            expected[(str(cls), index)] = expected.get((str(cls), index), 0) + n
+    got = {(cls, run[0] + i): n for cls, run in merged.items() for i, n in enumerate(run[1:]) if n}
+    assert got == expected

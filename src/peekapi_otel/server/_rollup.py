@@ -1,41 +1,63 @@
-"""Per-minute, per-hour and per-day rollups, written with the raw events they count.
+"""Per-minute, per-hour, per-6-hour and per-day rollups, written with the raw events they count.
 
-Two tables, both keyed by ``(res, start, method, route)`` where ``res`` is the period in
-seconds (60, 3600, 86400) and ``start`` the period's first second (UTC, event time):
+Three tables, keyed by ``(res, start, method, route)`` where ``res`` is the period in
+seconds (60, 3600, 21600, 86400) and ``start`` the period's first second (UTC, event time):
 
 - ``rollup_endpoints``: requests per status class, latency sum and a latency sketch;
-- ``rollup_consumers``: the same counts per consumer as well (no sketch: the consumer
-  dimension is the large one, and a sketch per consumer would cost every insert).
+- ``rollup_consumers``: the same counts per consumer (no sketch, so the consumer list,
+  read by every summary, scans narrow rows);
+- ``rollup_consumer_sketches``: the latency sketch per consumer and endpoint, keyed
+  consumer first so a consumer filter reads only that consumer's rows.
+
+The sketches (``_sketch``: log buckets per status class, so a status filter reads its own
+class) are written in batches by ``_sketch_writer``; the counts with every insert.
+
+The 6-hour level is there for the ranges the dashboard asks for most: a rolling 24 h or
+7 d range starts and ends mid-day, and each partial day is read as up to 3 six-hour rows
+and 5 hour rows instead of up to 23 hour rows (:func:`pieces`).
 
 ``route`` is the event's path, or ``unmatched (404)`` for an unmatched request (see
 ``_summary``), so a scanner cannot grow the rollups without bound. Anonymous traffic is
 stored under the consumer ``""``.
-
-The sketch is a log-bucketed histogram (as in DDSketch): bucket ``i`` holds values in
-``(MIN_MS * GAMMA**(i-1), MIN_MS * GAMMA**i]`` and answers with a value within
-``RELATIVE_ERROR`` of every value it holds, so any percentile read from it is within 1 %
-of the true one. Values at or below ``MIN_MS`` share bucket 0 and read as 0.
 """
 
 from __future__ import annotations
 
 import datetime
-import json
 import math
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 
-RESOLUTIONS: Final = (60, 3600, 86400)
-RELATIVE_ERROR: Final = 0.01
-GAMMA: Final = (1 + RELATIVE_ERROR) / (1 - RELATIVE_ERROR)
-_LOG_GAMMA: Final = math.log(GAMMA)
-MIN_MS: Final = 0.01
+from peekapi_otel.server._sketch import (
+    CLASS_KEY,
+    bucket,
+    dump,
+    merge_sketch,
+    parse,
+)
+from peekapi_otel.server._sketch_writer import CONSUMERS, ENDPOINTS, SketchWriter
+
+RESOLUTIONS: Final = (60, 3600, 21600, 86400)
+CONSUMER_SKETCH_LEVELS: Final = (60, 3600, 86400)
+"""The consumer sketches skip the 6-hour level: a consumer's few endpoints make few rows
+to merge, and each level is a sketch more to write per consumer and endpoint."""
 ANONYMOUS: Final = ""
 _CACHE_LIMIT: Final = 20_000
+VERSION: Final = 2
+"""Rollup layout: 1 had no 6-hour level, no class in sketch keys and no consumer sketches."""
 
-SCHEMA: Final = """
+CONSUMER_SKETCHES_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS rollup_consumer_sketches (
+    consumer TEXT NOT NULL, res INTEGER NOT NULL, start INTEGER NOT NULL,
+    method TEXT NOT NULL, route TEXT NOT NULL, hist TEXT NOT NULL,
+    PRIMARY KEY (consumer, res, start, method, route)
+) WITHOUT ROWID;
+"""
+
+SCHEMA: Final = (
+    """
 CREATE TABLE IF NOT EXISTS rollup_endpoints (
     res INTEGER NOT NULL, start INTEGER NOT NULL, method TEXT NOT NULL, route TEXT NOT NULL,
     n INTEGER NOT NULL, s1 INTEGER NOT NULL, s2 INTEGER NOT NULL, s3 INTEGER NOT NULL,
@@ -50,6 +72,8 @@ CREATE TABLE IF NOT EXISTS rollup_consumers (
     PRIMARY KEY (res, start, method, route, consumer)
 ) WITHOUT ROWID;
 """
+    + CONSUMER_SKETCHES_SCHEMA
+)
 
 UNMATCHED_SQL: Final = (
     "(status_code IN (404, 405) AND instr(path, '{') = 0 AND instr(path, '<') = 0 "
@@ -75,35 +99,10 @@ def status_class(status: int) -> int:
     return 1 if status < 200 else min(status // 100, 5)
 
 
-def bucket(value_ms: float) -> int:
-    if value_ms <= MIN_MS:
-        return 0
-    return max(1, math.ceil(math.log(value_ms / MIN_MS) / _LOG_GAMMA))
-
-
-def bucket_value(index: int) -> float:
-    if index <= 0:
-        return 0.0
-    return MIN_MS * 2 * GAMMA**index / (GAMMA + 1)
-
-
 def merge(into: dict[str, int], other: dict[str, int]) -> None:
     get = into.get
     for key, count in other.items():
         into[key] = get(key, 0) + count
-
-
-def quantile(hist: dict[str, int], total: int, percent: int) -> float | None:
-    """The nearest-rank ``percent``-th percentile of the values counted in ``hist``."""
-    if total <= 0 or not hist:
-        return None
-    rank = max(1, (percent * total + 99) // 100)
-    seen = 0
-    for index in sorted(int(k) for k in hist):
-        seen += hist[str(index)]
-        if seen >= rank:
-            return bucket_value(index)
-    return bucket_value(max(int(k) for k in hist))
 
 
 def event_second(timestamp: str) -> int | None:
@@ -117,7 +116,7 @@ def event_second(timestamp: str) -> int | None:
     return math.floor(value.timestamp())
 
 
-def pieces(start: int, end: int) -> list[tuple[int, int, int]]:
+def pieces(start: int, end: int, levels: Sequence[int] = RESOLUTIONS) -> list[tuple[int, int, int]]:
     """``[start, end)`` (whole minutes) as the fewest aligned ``(res, first, stop)`` runs."""
     out: list[tuple[int, int, int]] = []
 
@@ -126,7 +125,7 @@ def pieces(start: int, end: int) -> list[tuple[int, int, int]]:
             return
         if level < 0:
             return
-        size = RESOLUTIONS[level]
+        size = levels[level]
         first = -(-lo // size) * size
         last = hi // size * size
         if first >= last:
@@ -136,7 +135,7 @@ def pieces(start: int, end: int) -> list[tuple[int, int, int]]:
         out.append((size, first, last))
         cover(last, hi, level - 1)
 
-    cover(start, end, len(RESOLUTIONS) - 1)
+    cover(start, end, len(levels) - 1)
     return out
 
 
@@ -157,31 +156,21 @@ ON CONFLICT (res, start, method, route, consumer) DO UPDATE SET
     sum_ms = sum_ms + excluded.sum_ms
 """
 
+# The sketch (hist) is written by _sketch_writer, not with the counts.
 _UPSERT_ENDPOINTS: Final = """
 INSERT INTO rollup_endpoints (res, start, method, route, n, s1, s2, s3, s4, s5, sum_ms, hist)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '{}')
 ON CONFLICT (res, start, method, route) DO UPDATE SET
     n = n + excluded.n, s1 = s1 + excluded.s1, s2 = s2 + excluded.s2,
     s3 = s3 + excluded.s3, s4 = s4 + excluded.s4, s5 = s5 + excluded.s5,
-    sum_ms = sum_ms + excluded.sum_ms,
-    hist = CASE WHEN excluded.res = 60 THEN excluded.hist ELSE hist END
+    sum_ms = sum_ms + excluded.sum_ms
 """
-
-_WRITE_SKETCH: Final = """
-UPDATE rollup_endpoints SET hist = ? WHERE res = ? AND start = ? AND method = ? AND route = ?
-"""
-
-_READ_SKETCH: Final = """
-SELECT hist FROM rollup_endpoints WHERE res = ? AND start = ? AND method = ? AND route = ?
-"""
-
-SKETCH_FLUSH_SECONDS: Final = 1.0
-"""How long an hour or day sketch may lag its minute sketches (see RollupWriter)."""
 
 # Index of the fields in a stored row (see _store._INSERT).
 _METHOD, _PATH, _STATUS, _RT, _CONSUMER, _TIMESTAMP, _RECEIVED = 0, 1, 2, 3, 6, 8, 11
 
 _Key = tuple[int, int, str, str]
+_SIX_HOURS: Final = 21600
 
 
 RING_SECONDS: Final = 300
@@ -221,64 +210,35 @@ class SecondRing:
 class RollupWriter:
     """Adds inserted rows to the rollups, on the writer connection, in its transaction.
 
-    Counts are added by SQL in every insert. A sketch is merged, not summed, so the
-    writer keeps the sketches it wrote in memory instead of reading each back, and knows
-    the newest period of each resolution: a row for a later period cannot exist yet, so
-    live traffic never reads one. Minute sketches are written with every insert; hour
-    and day sketches, which grow large and change with every insert, at most once per
-    :data:`SKETCH_FLUSH_SECONDS` (still inside an insert's transaction). After a crash
-    :meth:`repair` rebuilds the newest hour and day sketches from the minute ones.
-    The caller calls :meth:`forget` when its transaction rolls back.
+    Counts are added by SQL in every insert; latencies go to the pending sketch counts
+    of :attr:`endpoints` and :attr:`consumers` (see ``_sketch_writer``), written in
+    batches. The caller calls :meth:`forget` when its transaction rolls back.
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._sketches: dict[_Key, dict[str, int]] = {}
-        self._dirty: set[_Key] = set()
-        self._newest: dict[int, int] | None = None
-        self._flushed = clock()
         self.ring = SecondRing()
+        self.endpoints = SketchWriter(ENDPOINTS, clock)
+        self.consumers = SketchWriter(CONSUMERS, clock)
 
     @property
     def dirty(self) -> bool:
-        return bool(self._dirty)
+        return self.endpoints.dirty
 
     @property
     def due(self) -> bool:
         """Sketches are held back and the last write is a flush interval old."""
-        return bool(self._dirty) and self._clock() - self._flushed >= SKETCH_FLUSH_SECONDS
+        return self.endpoints.due or self.consumers.due
 
     def forget(self) -> None:
         self.ring = SecondRing()  # it may hold rows that were rolled back
-        self._sketches.clear()
-        self._dirty.clear()
-        self._newest = None
-
-    def _load_newest(self, conn: sqlite3.Connection) -> dict[int, int]:
-        newest = {}
-        for res in RESOLUTIONS:
-            row = conn.execute(
-                "SELECT MAX(start) FROM rollup_endpoints WHERE res = ?", (res,)
-            ).fetchone()
-            newest[res] = -1 if row[0] is None else int(row[0])
-        return newest
-
-    def _sketch(
-        self, conn: sqlite3.Connection, key: _Key, newest: dict[int, int]
-    ) -> dict[str, int]:
-        sketch = self._sketches.get(key)
-        if sketch is None:
-            sketch = {}
-            if key[1] <= newest[key[0]]:
-                found = conn.execute(_READ_SKETCH, key).fetchone()
-                if found is not None:
-                    sketch = json.loads(found[0])
-            self._sketches[key] = sketch
-        return sketch
+        self.endpoints.forget()
+        self.consumers.forget()
 
     def add(self, conn: sqlite3.Connection, rows: Iterable[Sequence[Any]]) -> None:
         consumers: dict[tuple[int, int, str, str, str], list[Any]] = {}
         endpoints: dict[_Key, list[Any]] = {}
+        by_consumer, by_endpoint = self.consumers.pending, self.endpoints.pending
+        unkept: dict[int, int] = {}  # the 6-hour counts no consumer sketch keeps
         for row in rows:
             second = event_second(row[_TIMESTAMP])
             if second is None:
@@ -287,85 +247,99 @@ class RollupWriter:
             route = route_of(row[_PATH], status)
             consumer = row[_CONSUMER] or ANONYMOUS
             cls = status_class(status)
-            key = str(bucket(rt))
+            key = cls * CLASS_KEY + bucket(rt)
             self.ring.add(second, rt)
             for res in RESOLUTIONS:
                 start = second // res * res
                 c = consumers.get((res, start, method, route, consumer))
                 if c is None:
-                    c = consumers[(res, start, method, route, consumer)] = [0] * 6 + [0.0]
+                    counts = (
+                        unkept
+                        if res == _SIX_HOURS
+                        else by_consumer.setdefault((consumer, res, start, method, route), {})
+                    )
+                    c = consumers[(res, start, method, route, consumer)] = [0] * 6 + [0.0, counts]
                 c[0] += 1
                 c[cls] += 1
                 c[6] += rt
+                c[7][key] = c[7].get(key, 0) + 1
                 e = endpoints.get((res, start, method, route))
                 if e is None:
-                    e = endpoints[(res, start, method, route)] = [0] * 6 + [0.0, {}]
+                    counts = by_endpoint.setdefault((res, start, method, route), {})
+                    e = endpoints[(res, start, method, route)] = [0] * 6 + [0.0, counts]
                 e[0] += 1
                 e[cls] += 1
                 e[6] += rt
                 e[7][key] = e[7].get(key, 0) + 1
-        conn.executemany(_UPSERT_CONSUMERS, [(*k, *v) for k, v in consumers.items()])
-        if self._newest is None:
-            self._newest = self._load_newest(conn)
-        newest = self._newest
-        if len(self._sketches) > _CACHE_LIMIT:
-            self._flush(conn)
-            self._sketches.clear()
-        out = []
-        for k, v in endpoints.items():
-            sketch = self._sketch(conn, k, newest)
-            merge(sketch, v[7])
-            text = "{}"
-            if k[0] == RESOLUTIONS[0]:
-                text = json.dumps(sketch, separators=(",", ":"))
-            else:
-                self._dirty.add(k)
-            out.append((*k, *v[:7], text))
-        conn.executemany(_UPSERT_ENDPOINTS, out)
-        for k in endpoints:
-            newest[k[0]] = max(newest[k[0]], k[1])
-        if self._clock() - self._flushed >= SKETCH_FLUSH_SECONDS:
-            self._flush(conn)
+        conn.executemany(_UPSERT_CONSUMERS, [(*k, *v[:7]) for k, v in consumers.items()])
+        conn.executemany(_UPSERT_ENDPOINTS, [(*k, *v[:7]) for k, v in endpoints.items()])
+        for sketches in (self.endpoints, self.consumers):
+            if sketches.due:
+                sketches.flush(conn)
 
-    def _flush(self, conn: sqlite3.Connection) -> None:
-        if self._dirty:
-            conn.executemany(
-                _WRITE_SKETCH,
-                [
-                    (json.dumps(self._sketches[k], separators=(",", ":")), *k)
-                    for k in self._dirty
-                    if k in self._sketches
-                ],
-            )
-            self._dirty.clear()
-        self._flushed = self._clock()
+    def flush(self, conn: sqlite3.Connection, *, consumers: bool = False) -> None:
+        """Write the endpoint sketches held back (in the caller's transaction), and the
+        consumer sketches as well when asked or due."""
+        if self.endpoints.dirty:
+            self.endpoints.flush(conn)
+        if self.consumers.dirty and (consumers or self.consumers.due):
+            self.consumers.flush(conn)
 
-    def flush(self, conn: sqlite3.Connection) -> None:
-        """Write the hour and day sketches not written yet (in the caller's transaction)."""
-        self._flush(conn)
+    def recount(self, rows: Iterable[tuple[Any, ...]], *, endpoints: bool, consumers: bool) -> None:
+        """Count stored rows (each its id, then its fields) again in the pending endpoint
+        or consumer sketches only (see the store's replay)."""
+        by_endpoint = self.endpoints.pending if endpoints else None
+        by_consumer = self.consumers.pending if consumers else None
+        for row in rows:
+            second = event_second(row[1 + _TIMESTAMP])
+            if second is None:
+                second = int(row[1 + _RECEIVED])
+            method, status = row[1 + _METHOD], row[1 + _STATUS]
+            route = route_of(row[1 + _PATH], status)
+            consumer = row[1 + _CONSUMER] or ANONYMOUS
+            key = status_class(status) * CLASS_KEY + bucket(row[1 + _RT])
+            for res in RESOLUTIONS:
+                start = second // res * res
+                if by_endpoint is not None:
+                    counts = by_endpoint.setdefault((res, start, method, route), {})
+                    counts[key] = counts.get(key, 0) + 1
+                if by_consumer is not None and res != _SIX_HOURS:
+                    counts = by_consumer.setdefault((consumer, res, start, method, route), {})
+                    counts[key] = counts.get(key, 0) + 1
 
-    def repair(self, conn: sqlite3.Connection) -> None:
-        """Rebuild the newest hour and day sketches from the minute sketches (at start,
-        in the caller's transaction): they may miss up to a second of inserts after a crash.
-        """
-        for res in RESOLUTIONS[1:]:
-            row = conn.execute(
-                "SELECT MAX(start) FROM rollup_endpoints WHERE res = ?", (res,)
-            ).fetchone()
-            if row[0] is None:
-                continue
-            start = int(row[0])
-            merged: dict[tuple[str, str], dict[str, int]] = {}
-            for method, route, hist in conn.execute(
-                "SELECT method, route, hist FROM rollup_endpoints "
-                "WHERE res = ? AND start >= ? AND start < ?",
-                (RESOLUTIONS[0], start, start + res),
-            ):
-                merge(merged.setdefault((method, route), {}), json.loads(hist))
-            conn.executemany(
-                _WRITE_SKETCH,
-                [
-                    (json.dumps(h, separators=(",", ":")), res, start, m, r)
-                    for (m, r), h in merged.items()
-                ],
-            )
+
+def migrate(conn: sqlite3.Connection, *, raw_complete: bool) -> None:
+    """Bring rollups of an earlier :data:`VERSION` to this one, in the caller's transaction.
+
+    With every raw event still stored (no retention ran), the caller rebuilds the rollups
+    from them instead. Otherwise the 6-hour rows are summed from the hour rows (so every
+    count stays), and the periods already written keep sketches without status classes
+    and without consumer sketches: a status or consumer filter shows no percentile over
+    them (see ``_sketch.latencies``).
+    """
+    conn.execute(CONSUMER_SKETCHES_SCHEMA)  # not executescript(): it would commit
+    if not raw_complete:
+        six = RESOLUTIONS[2]
+        conn.execute(
+            "INSERT OR IGNORE INTO rollup_consumers "
+            f"SELECT {six}, start / {six} * {six}, method, route, consumer, "
+            "SUM(n), SUM(s1), SUM(s2), SUM(s3), SUM(s4), SUM(s5), SUM(sum_ms) "
+            "FROM rollup_consumers WHERE res = 3600 GROUP BY 2, 3, 4, 5"
+        )
+        merged: dict[_Key, list[Any]] = {}
+        for row in conn.execute(
+            "SELECT start, method, route, n, s1, s2, s3, s4, s5, sum_ms, hist "
+            "FROM rollup_endpoints WHERE res = 3600"
+        ):
+            key = (six, int(row[0]) // six * six, row[1], row[2])
+            into = merged.setdefault(key, [0] * 6 + [0.0, {}])
+            for i in range(7):
+                into[i] += row[3 + i]
+            merge_sketch(into[7], parse(row[10]))
+        conn.executemany(
+            "INSERT OR IGNORE INTO rollup_endpoints VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(*k, *v[:7], dump(v[7])) for k, v in merged.items()],
+        )
+    conn.execute(
+        "INSERT OR REPLACE INTO counters (name, value) VALUES ('rollup_version', ?)", (VERSION,)
+    )

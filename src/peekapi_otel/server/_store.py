@@ -20,11 +20,16 @@ from peekapi_otel._schema import FIELD_NAMES, event_problem, with_defaults
 from peekapi_otel.server import _rollup
 from peekapi_otel.server._query import Query, parse_query
 from peekapi_otel.server._rollup import UNMATCHED_SQL, RollupWriter
+from peekapi_otel.server._sketch_writer import WATERMARKS, watermark
 from peekapi_otel.server._summary import consumer_view, endpoint_view, summarize
 
 Listener = Callable[[Sequence[tuple[Any, ...]]], None]
 """Called with the rows of each committed insert (new events only), on the writer's thread."""
 _BACKFILL_CHUNK: Final = 20_000
+_SELECT_ROWS: Final = (
+    "SELECT id, method, path, status_code, response_time_ms, request_size, response_size, "
+    "consumer_id, metadata, timestamp, trace_id, span_id, received_at FROM events"
+)
 
 LATEST_LIMIT: Final = 50
 _logger = logging.getLogger(__name__)
@@ -116,6 +121,44 @@ def validate_batch(batch: Any) -> list[tuple[Any, ...]]:
     return [_row(event, i, now) for i, event in enumerate(batch)]
 
 
+def _replay_sketches(conn: sqlite3.Connection, rollups: RollupWriter) -> None:
+    # In the caller's transaction: count the events after each sketch watermark again
+    # (after a crash, a rolled-back insert, or a migration).
+    writers = (rollups.endpoints, rollups.consumers)
+    marks = [watermark(conn, w.table.watermark) for w in writers]
+    last = min((m for m in marks if m is not None), default=None)
+    while last is not None:
+        rows = conn.execute(
+            f"{_SELECT_ROWS} WHERE id > ? ORDER BY id LIMIT ?", (last, _BACKFILL_CHUNK)
+        ).fetchall()
+        if not rows:
+            break
+        for which, mark in enumerate(marks):
+            if mark is not None:
+                rollups.recount(
+                    [r for r in rows if r[0] > mark], endpoints=which == 0, consumers=which == 1
+                )
+        last = int(rows[-1][0])
+        for mark, writer in zip(marks, writers, strict=True):
+            if mark is not None:
+                writer.flush(conn, through=last)
+    for writer in writers:
+        writer.stale = False
+
+
+def _replay(conn: sqlite3.Connection, rollups: RollupWriter) -> None:
+    # Its own transaction (the caller holds the lock): an insert that then rolls back
+    # to find its duplicates must not undo what the replay wrote.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        _replay_sketches(conn, rollups)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        rollups.forget()
+        raise
+    conn.execute("COMMIT")
+
+
 class EventStore:
     """Events in one SQLite file (WAL): one writer connection behind a lock, and a fresh
     reader connection per query so the dashboard never waits on ingest.
@@ -167,8 +210,13 @@ class EventStore:
                 "CREATE TABLE IF NOT EXISTS counters "
                 "(name TEXT PRIMARY KEY, value INTEGER NOT NULL);"
                 "INSERT OR REPLACE INTO counters (name, value) VALUES ('rollup_backfill', 0);"
+                "INSERT OR REPLACE INTO counters (name, value) "
+                f"VALUES ('rollup_version', {_rollup.VERSION}), "
+                f"('{WATERMARKS[0]}', 0), ('{WATERMARKS[1]}', 0);"
                 "COMMIT;"
             )
+        else:
+            self._migrate_rollups()
         row = self._writer.execute(
             "SELECT value FROM counters WHERE name = 'rollup_backfill'"
         ).fetchone()
@@ -176,13 +224,41 @@ class EventStore:
             self._backfill(int(row[0]))
         elif repair:
             with self._lock:
-                self._writer.execute("BEGIN IMMEDIATE")
-                try:
-                    self._rollups.repair(self._writer)
-                except BaseException:
-                    self._writer.execute("ROLLBACK")
-                    raise
-                self._writer.execute("COMMIT")
+                _replay(self._writer, self._rollups)
+
+    def _migrate_rollups(self) -> None:
+        # Rollups of an earlier layout (see _rollup.VERSION). With every raw event still
+        # stored they are rebuilt from them, by the resumable backfill; after a retention
+        # pass they are extended from the rollups themselves, so no count is lost.
+        version = self._writer.execute(
+            "SELECT value FROM counters WHERE name = 'rollup_version'"
+        ).fetchone()
+        if version is not None and int(version[0]) >= _rollup.VERSION:
+            return
+        with self._lock:
+            self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                raw_complete = self._raw_since(self._writer) is None
+                _rollup.migrate(self._writer, raw_complete=raw_complete)
+                if raw_complete:
+                    for sql in (
+                        "DELETE FROM rollup_endpoints",
+                        "DELETE FROM rollup_consumers",
+                        "INSERT OR REPLACE INTO counters VALUES ('rollup_backfill', 0)",
+                    ):
+                        self._writer.execute(sql)
+                # The endpoint sketches of the earlier layout count every event; the
+                # consumer sketches are new: every raw event still stored is counted.
+                newest = self._writer.execute("SELECT COALESCE(MAX(id), 0) FROM events")
+                endpoint_mark = 0 if raw_complete else int(newest.fetchone()[0])
+                self._writer.executemany(
+                    "INSERT OR REPLACE INTO counters VALUES (?, ?)",
+                    [(WATERMARKS[0], endpoint_mark), (WATERMARKS[1], 0)],
+                )
+            except BaseException:
+                self._writer.execute("ROLLBACK")
+                raise
+            self._writer.execute("COMMIT")
 
     def _backfill(self, last: int) -> None:
         # A database written before the rollups existed: count its stored events once,
@@ -192,14 +268,14 @@ class EventStore:
                 self._writer.execute("BEGIN IMMEDIATE")
                 try:
                     rows = self._writer.execute(
-                        "SELECT id, method, path, status_code, response_time_ms, request_size, "
-                        "response_size, consumer_id, metadata, timestamp, trace_id, span_id, "
-                        "received_at FROM events WHERE id > ? ORDER BY id LIMIT ?",
+                        f"{_SELECT_ROWS} WHERE id > ? ORDER BY id LIMIT ?",
                         (last, _BACKFILL_CHUNK),
                     ).fetchall()
                     if rows:
                         self._rollups.add(self._writer, [r[1:] for r in rows])
-                    self._rollups.flush(self._writer)
+                    through = int(rows[-1][0]) if rows else last
+                    self._rollups.endpoints.flush(self._writer, through=through)
+                    self._rollups.consumers.flush(self._writer, through=through)
                     done = len(rows) < _BACKFILL_CHUNK
                     self._writer.execute(
                         "UPDATE counters SET value = ? WHERE name = 'rollup_backfill'",
@@ -222,13 +298,13 @@ class EventStore:
 
     def close(self) -> None:
         with self._lock:
-            if self._rollups.dirty:
+            if self._rollups.dirty or self._rollups.consumers.dirty:
                 try:
                     self._writer.execute("BEGIN IMMEDIATE")
-                    self._rollups.flush(self._writer)
+                    self._rollups.flush(self._writer, consumers=True)
                     self._writer.execute("COMMIT")
                 except sqlite3.Error:
-                    _logger.warning("could not write the last hour and day sketches")
+                    _logger.warning("could not write the last latency sketches")
             self._writer.close()
 
     def insert_rows(self, rows: Sequence[tuple[Any, ...]]) -> tuple[int, int]:
@@ -240,6 +316,8 @@ class EventStore:
         if not rows:
             return 0, 0
         with self._lock:
+            if self._rollups.endpoints.stale or self._rollups.consumers.stale:
+                _replay(self._writer, self._rollups)
             self._writer.execute("BEGIN IMMEDIATE")
             try:
                 before = self._writer.total_changes
@@ -332,19 +410,21 @@ class EventStore:
         return [(str(t), str(s)) for t, s in rows]
 
     def flush_sketches(self) -> None:
-        """Write the hour and day sketches held back for a second or more (see
-        ``_rollup.RollupWriter``)."""
-        if self._rollups.due:
+        """Write the sketches held back past their flush interval (see ``_sketch_writer``)."""
+        if self._rollups.due or self._rollups.consumers.due:
             self._current()
 
-    def _current(self) -> None:
-        # Hour and day sketches not written yet are written before a view reads them.
-        if not self._rollups.dirty:
+    def _current(self, query: Query | None = None) -> None:
+        # Endpoint sketches not written yet are written before a view reads them, and the
+        # consumer sketches before a view with a consumer filter.
+        consumers = query is not None and query.filters.consumer is not None
+        held = self._rollups.consumers
+        if not (self._rollups.dirty or (consumers and held.dirty) or held.due):
             return
         with self._lock:
             self._writer.execute("BEGIN IMMEDIATE")
             try:
-                self._rollups.flush(self._writer)
+                self._rollups.flush(self._writer, consumers=consumers)
             except BaseException:
                 self._writer.execute("ROLLBACK")
                 self._rollups.forget()
@@ -356,7 +436,7 @@ class EventStore:
         return None if row is None else float(row[0])
 
     def endpoint_view(self, query: Query) -> dict[str, Any]:
-        self._current()
+        self._current(query)
         with self._snapshot() as conn:
             return endpoint_view(conn, query, raw_since=self._raw_since(conn))
 
@@ -373,7 +453,7 @@ class EventStore:
         rounded to 2 decimals, and ``p95_ms`` is the nearest-rank 95th percentile.
         """
         query = parse_query({}) if query is None else query
-        self._current()
+        self._current(query)
         with self._snapshot() as conn:
             return summarize(
                 conn,

@@ -14,7 +14,6 @@ template answering 404 (``/items/{item_id}`` for a missing item) stays its own e
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -25,15 +24,22 @@ from peekapi_otel.server._rollup import (
     ANONYMOUS,
     UNMATCHED_SQL,
     SecondRing,
-    merge,
     pieces,
     pieces_sql,
-    quantile,
     route_of,
     unmatched_label,
 )
+from peekapi_otel.server._sketch import (
+    Sketch,
+    count,
+    latencies,
+    mean,
+    merge_sketch,
+    merge_stored,
+    quantiles,
+)
 from peekapi_otel.server._timeline import timeline
-from peekapi_otel.server._where import EXACT_LIMIT, ms, raw_where, rollup_where
+from peekapi_otel.server._where import EXACT_LIMIT, ms, raw_where, rollup_where, sketch_where
 
 __all__ = ["UNMATCHED_SQL", "p95_offset", "summarize", "unmatched_label"]
 
@@ -71,7 +77,7 @@ class _Counts:
         self.n = 0
         self.classes = [0, 0, 0, 0, 0, 0]
         self.sum_ms = 0.0
-        self.hist: dict[str, int] = {}
+        self.hist: Sketch = {}
 
     def add(self, row: Sequence[Any], hist: str | None = None) -> None:
         self.n += int(row[0] or 0)
@@ -79,10 +85,15 @@ class _Counts:
             self.classes[i] += int(row[i] or 0)
         self.sum_ms += float(row[6] or 0.0)
         if hist is not None:
-            merge(self.hist, json.loads(hist))
+            merge_stored(self.hist, hist)
 
     def figures(self, filters: Filters, exact: list[float] | None) -> dict[str, Any]:
-        """requests/errors/error_rate/avg/p50/p95/p99 under the status filter."""
+        """requests/errors/error_rate/avg/p50/p95/p99 under the status filter.
+
+        Percentiles come from the merged sketch only when it counts exactly the requests
+        selected: a period written by an earlier version (no status classes, no consumer
+        sketches) leaves them unknown (None) rather than wrong.
+        """
         c = self.classes
         n, errors, server = self.n, c[4] + c[5], c[5]
         if filters.status is not None:
@@ -100,13 +111,20 @@ class _Counts:
             out["avg_ms"] = ms(sum(exact) / len(exact)) if exact else 0.0
             for p in (50, 95, 99):
                 out[f"p{p}_ms"] = ms(_rank(exact, p)) or 0.0
-        elif filters.status is None:
-            out["avg_ms"] = ms(self.sum_ms / n) if n else 0.0
-            for p in (50, 95, 99):
-                value = quantile(self.hist, n, p) if self.hist else None
-                out[f"p{p}_ms"] = ms(value) if n else 0.0
-        else:
-            out.update(avg_ms=None, p50_ms=None, p95_ms=None, p99_ms=None)
+            return out
+        if not n:
+            out.update(avg_ms=0.0, p50_ms=0.0, p95_ms=0.0, p99_ms=0.0)
+            return out
+        buckets = latencies(self.hist, filters.status)
+        if buckets is not None and count(buckets) != n:
+            buckets = None
+        values = [None] * 3 if buckets is None else quantiles(buckets, n, (50, 95, 99))
+        for p, value in zip((50, 95, 99), values, strict=True):
+            out[f"p{p}_ms"] = ms(value)
+        if filters.status is None:
+            out["avg_ms"] = ms(self.sum_ms / n)
+        else:  # the rollups sum latencies over all classes: the sketch's mean, within 1 %
+            out["avg_ms"] = None if buckets is None else ms(mean(buckets))
         return out
 
 
@@ -138,23 +156,20 @@ def _unmatched(conn: sqlite3.Connection, q: Query, method: str, status: int) -> 
     group = Filters(method, unmatched_label(status), None, q.filters.consumer)
     sub = Query(q.start, q.end, q.name, group)
     where, params = raw_where(sub)
-    paths = conn.execute(
-        f"SELECT path, COUNT(*) FROM events WHERE {where} "
-        "GROUP BY path ORDER BY COUNT(*) DESC, path LIMIT ?",
-        [*params, UNMATCHED_PATHS],
+    # One scan gives both the distinct count and the most requested paths.
+    counted = conn.execute(
+        f"SELECT path, COUNT(*) FROM events WHERE {where} GROUP BY path", params
     ).fetchall()
-    distinct = conn.execute(
-        f"SELECT COUNT(DISTINCT path) FROM events WHERE {where}", params
-    ).fetchone()[0]
+    counted.sort(key=lambda pc: (-pc[1], pc[0]))
     return {
         "status_code": status,
-        "distinct_paths": int(distinct),
-        "paths": [{"path": p, "requests": int(c)} for p, c in paths],
+        "distinct_paths": len(counted),
+        "paths": [{"path": p, "requests": int(c)} for p, c in counted[:UNMATCHED_PATHS]],
     }
 
 
 def _groups(conn: sqlite3.Connection, q: Query) -> dict[tuple[str, str], _Counts]:
-    """Per-endpoint counts over the range (with sketches unless a consumer is chosen)."""
+    """Per-endpoint counts and sketches over the range (a consumer's own, when chosen)."""
     groups: dict[tuple[str, str], _Counts] = {}
     if q.filters.consumer is None:
         where, params = rollup_where(q, consumers=False)
@@ -172,6 +187,12 @@ def _groups(conn: sqlite3.Connection, q: Query) -> dict[tuple[str, str], _Counts
         )
         for row in conn.execute(sql, params):
             groups.setdefault((row[0], row[1]), _Counts()).add(row[2:9])
+        where, params = sketch_where(q)
+        sql = f"SELECT method, route, hist FROM rollup_consumer_sketches WHERE {where}"
+        for method, route, hist in conn.execute(sql, params):
+            counts = groups.get((method, route))
+            if counts is not None:
+                merge_stored(counts.hist, hist)
     return groups
 
 
@@ -260,6 +281,12 @@ def _series(conn: sqlite3.Connection, q: Query, *, sketches: bool) -> list[dict[
         sql = f"SELECT start, {_COUNT_COLUMNS} FROM rollup_consumers WHERE {where} GROUP BY start"
         for row in conn.execute(sql, params):
             by_start.setdefault(int(row[0]), _Counts()).add(row[1:8])
+        if sketches:
+            where, params = sketch_where(q, runs)
+            sql = f"SELECT start, hist FROM rollup_consumer_sketches WHERE {where}"
+            for start, hist in conn.execute(sql, params):
+                if int(start) in by_start:
+                    merge_stored(by_start[int(start)].hist, hist)
     points = []
     for start in range(first, stop, step):
         counts = by_start.get(start) or _Counts()
@@ -298,7 +325,7 @@ def _endpoint_rows(
         total.sum_ms += counts.sum_ms
         for i in range(6):
             total.classes[i] += counts.classes[i]
-        merge(total.hist, counts.hist)
+        merge_sketch(total.hist, counts.hist)
     exact = _exact_latencies(conn, q, raw_since)
     endpoints = []
     for (method, route), counts in groups.items():
@@ -356,7 +383,7 @@ def endpoint_view(
         "range": _range(query),
         "totals": totals,
         "endpoints": endpoints,
-        "series": _series(conn, query, sketches=query.filters.consumer is None),
+        "series": _series(conn, query, sketches=True),
         "top_consumers": [
             {k: c[k] for k in ("consumer_id", "requests", "errors")} for c in top[:TOP_CONSUMERS]
         ],

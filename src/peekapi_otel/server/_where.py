@@ -6,7 +6,13 @@ from __future__ import annotations
 from typing import Any, Final
 
 from peekapi_otel.server._query import Query
-from peekapi_otel.server._rollup import ANONYMOUS, UNMATCHED_SQL, pieces, pieces_sql
+from peekapi_otel.server._rollup import (
+    ANONYMOUS,
+    CONSUMER_SKETCH_LEVELS,
+    UNMATCHED_SQL,
+    pieces,
+    pieces_sql,
+)
 
 _UNIX_EPOCH_JULIAN: Final = 2440587.5
 EXACT_LIMIT: Final = 5_000
@@ -38,6 +44,24 @@ def rollup_where(
     if consumers and f.consumer is not None:
         clauses.append("consumer = ?")
         params.append(f.consumer)
+    return " AND ".join(clauses), params
+
+
+def sketch_where(q: Query, runs: list[tuple[int, int, int]] | None = None) -> tuple[str, list[Any]]:
+    """The conditions on ``rollup_consumer_sketches`` for a query with a consumer filter,
+    the consumer repeated in each period's run so each is one range of the key."""
+    chosen = pieces(q.start, q.end, CONSUMER_SKETCH_LEVELS) if runs is None else runs
+    if not chosen:
+        return "0", []
+    term = "(consumer = ? AND res = ? AND start >= ? AND start < ?)"
+    clauses = [f"({' OR '.join(term for _ in chosen)})"]
+    params: list[Any] = [v for run in chosen for v in (q.filters.consumer, *run)]
+    if q.filters.method is not None:
+        clauses.append("method = ?")
+        params.append(q.filters.method)
+    if q.filters.path is not None:
+        clauses.append("route = ?")
+        params.append(q.filters.path)
     return " AND ".join(clauses), params
 
 
