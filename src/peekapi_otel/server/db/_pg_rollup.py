@@ -90,7 +90,7 @@ _TYPES: Final = {"res": "integer", "start": "bigint"}
 def _unnest(columns: Sequence[str]) -> str:
     types = [_TYPES.get(c, "bigint" if c in _COUNTS else "text") for c in columns]
     types = ["float8" if c == "sum_ms" else t for c, t in zip(columns, types, strict=True)]
-    return f"unnest({', '.join(f'%s::{t}[]' for t in types)})"
+    return f"unnest({', '.join(f'%b::{t}[]' for t in types)})"
 
 
 def _upsert(table: str, keys: tuple[str, ...], counts: bool, returning: str = "") -> str:
@@ -117,18 +117,16 @@ def _set_hist(table: str, keys: tuple[str, ...]) -> str:
 
 
 _UPSERT_CONSUMERS: Final = _upsert("rollup_consumers", (*_PERIOD, "consumer"), counts=True)
-# The row's requests after the upsert tell a new row (only this batch's) from one stored.
 _UPSERT_ENDPOINTS: Final = _upsert(
-    "rollup_endpoints", _PERIOD, counts=True, returning="res, start, method, route, n, hist"
+    "rollup_endpoints", _PERIOD, counts=True, returning="res, start, method, route, hist"
 )
 _SET_ENDPOINT_SKETCHES: Final = _set_hist("rollup_endpoints", _PERIOD)
-# No counts to add here: the update only locks a stored row and returns its sketch; a new
-# row is told apart by xmax, 0 on a row version no transaction has locked or replaced.
+# No counts to add here: the update only locks a stored row and returns its sketch.
 _UPSERT_CONSUMER_SKETCHES: Final = _upsert(
     "rollup_consumer_sketches",
     _CONSUMER_SKETCH_KEY,
     counts=False,
-    returning="consumer, res, start, method, route, hist, xmax::text = '0'",
+    returning="consumer, res, start, method, route, hist",
 )
 _SET_CONSUMER_SKETCHES: Final = _set_hist("rollup_consumer_sketches", _CONSUMER_SKETCH_KEY)
 
@@ -184,22 +182,33 @@ class Tally:
         if self.endpoints:
             conn.execute(_UPSERT_CONSUMERS, _columns(self.consumers.items()))
             columns = _columns(self.endpoints.items())
-            columns.append([_fresh(self.sketches[k]) for k in self.endpoints])
-            stored = conn.execute(_UPSERT_ENDPOINTS, columns).fetchall()
-            merged = [
-                (*row[:4], _merged(row[5], self.sketches[row[:4]]))
-                for row in stored
-                if row[4] != self.endpoints[row[:4]][0]  # else new: its sketch is this one
-            ]
-            if merged:
-                conn.execute(_SET_ENDPOINT_SKETCHES, _transpose(merged))
+            columns.append(["{}"] * len(self.endpoints))
+            _merge(conn, _UPSERT_ENDPOINTS, columns, _SET_ENDPOINT_SKETCHES, self.sketches)
         if self.consumer_sketches:
             pending = self.consumer_sketches
-            keys = [(*k, _fresh(v)) for k, v in pending.items()]
-            stored = conn.execute(_UPSERT_CONSUMER_SKETCHES, _transpose(keys)).fetchall()
-            merged = [(*row[:5], _merged(row[5], pending[row[:5]])) for row in stored if not row[6]]
-            if merged:
-                conn.execute(_SET_CONSUMER_SKETCHES, _transpose(merged))
+            columns = _transpose((*k, "{}") for k in pending)
+            _merge(conn, _UPSERT_CONSUMER_SKETCHES, columns, _SET_CONSUMER_SKETCHES, pending)
+
+
+def _merge(
+    conn: psycopg.Connection[Any],
+    upsert: str,
+    columns: list[list[Any]],
+    write: str,
+    pending: dict[Any, _Pending],
+) -> None:
+    """Lock the rows (a new one with an empty sketch), then write back each one's stored
+    sketch with the pending counts added. Once locked, no other node's transaction can
+    change a row until this one ends, so nothing is added twice or lost."""
+    stored = conn.execute(upsert, columns).fetchall()
+    width = len(stored[0]) - 1
+    merged = []
+    for row in stored:
+        key = row[:width]
+        sketch = parse(row[width])
+        add_counts(sketch, pending[key])
+        merged.append((*key, dump(sketch)))
+    conn.execute(write, _transpose(merged))
 
 
 def _bump(into: dict[Any, _Pending], key: Any, bucket_key: int) -> None:
@@ -207,18 +216,6 @@ def _bump(into: dict[Any, _Pending], key: Any, bucket_key: int) -> None:
     if counts is None:
         counts = into[key] = {}
     counts[bucket_key] = counts.get(bucket_key, 0) + 1
-
-
-def _fresh(pending: _Pending) -> str:
-    sketch: Sketch = {}
-    add_counts(sketch, pending)
-    return dump(sketch)
-
-
-def _merged(stored: str, pending: _Pending) -> str:
-    sketch = parse(stored)
-    add_counts(sketch, pending)
-    return dump(sketch)
 
 
 def _add(into: dict[Any, list[Any]], key: Any, cls: int, rt: float) -> None:

@@ -87,8 +87,8 @@ INSERT INTO events (
     consumer_id, metadata, timestamp, trace_id, span_id, received_at, jd
 )
 SELECT * FROM unnest(
-    %s::text[], %s::text[], %s::integer[], %s::float8[], %s::bigint[], %s::bigint[],
-    %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::float8[], %s::float8[]
+    %b::text[], %b::text[], %b::integer[], %b::float8[], %b::bigint[], %b::bigint[],
+    %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::float8[], %b::float8[]
 )
 ON CONFLICT (trace_id, span_id) DO NOTHING
 RETURNING trace_id, span_id
@@ -174,7 +174,7 @@ SELECT id, method, path, status_code, response_time_ms, request_size, response_s
 FROM events WHERE id > %s ORDER BY id LIMIT %s
 """
 _SET_DAYS: Final = """
-UPDATE events SET jd = d.jd FROM unnest(%s::bigint[], %s::float8[]) AS d (id, jd)
+UPDATE events SET jd = d.jd FROM unnest(%b::bigint[], %b::float8[]) AS d (id, jd)
 WHERE events.id = d.id
 """
 
