@@ -1,7 +1,8 @@
 """Per-minute, per-hour, per-6-hour and per-day rollups, written with the raw events they count.
 
 Three tables, keyed by ``(res, start, method, route)`` where ``res`` is the period in
-seconds (60, 3600, 21600, 86400) and ``start`` the period's first second (UTC, event time):
+seconds (60, 3600, 21600, 86400; the consumer tables skip 21600, see
+:data:`CONSUMER_LEVELS`) and ``start`` the period's first second (UTC, event time):
 
 - ``rollup_endpoints``: requests per status class, latency sum and a latency sketch;
 - ``rollup_consumers``: the same counts per consumer (no sketch, so the consumer list,
@@ -13,8 +14,8 @@ The sketches (``_sketch``: log buckets per status class, so a status filter read
 class) are written in batches by ``_sketch_writer``; the counts with every insert.
 
 The 6-hour level is there for the ranges the dashboard asks for most: a rolling 24 h or
-7 d range starts and ends mid-day, and each partial day is read as up to 3 six-hour rows
-and 5 hour rows instead of up to 23 hour rows (:func:`pieces`).
+7 d range starts and ends mid-day, and each partial day of an endpoint's sketches is read
+as up to 3 six-hour rows and 5 hour rows instead of up to 23 hour rows (:func:`pieces`).
 
 ``route`` is the event's path, or ``unmatched (404)`` for an unmatched request (see
 ``_summary``), so a scanner cannot grow the rollups without bound. Anonymous traffic is
@@ -40,13 +41,15 @@ from peekapi_otel.server._sketch import (
 from peekapi_otel.server._sketch_writer import CONSUMERS, ENDPOINTS, SketchWriter
 
 RESOLUTIONS: Final = (60, 3600, 21600, 86400)
-CONSUMER_SKETCH_LEVELS: Final = (60, 3600, 86400)
-"""The consumer sketches skip the 6-hour level: a consumer's few endpoints make few rows
-to merge, and each level is a sketch more to write per consumer and endpoint."""
+CONSUMER_LEVELS: Final = (60, 3600, 86400)
+"""The consumer rollups and sketches skip the 6-hour level: the consumer dimension is the
+large one, and each level is a row more to write per event and a sketch more per
+consumer and endpoint; the endpoint rollups, read with their sketches by every view,
+keep it."""
 ANONYMOUS: Final = ""
-_CACHE_LIMIT: Final = 20_000
 VERSION: Final = 2
-"""Rollup layout: 1 had no 6-hour level, no class in sketch keys and no consumer sketches."""
+"""Rollup layout: 1 had no 6-hour level, no status classes in its sketches and no consumer
+sketches."""
 
 CONSUMER_SKETCHES_SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS rollup_consumer_sketches (
@@ -97,12 +100,6 @@ def route_of(path: str, status: int) -> str:
 def status_class(status: int) -> int:
     """1 (below 200), 2, 3, 4, or 5 (500 and above)."""
     return 1 if status < 200 else min(status // 100, 5)
-
-
-def merge(into: dict[str, int], other: dict[str, int]) -> None:
-    get = into.get
-    for key, count in other.items():
-        into[key] = get(key, 0) + count
 
 
 def event_second(timestamp: str) -> int | None:
@@ -238,7 +235,6 @@ class RollupWriter:
         consumers: dict[tuple[int, int, str, str, str], list[Any]] = {}
         endpoints: dict[_Key, list[Any]] = {}
         by_consumer, by_endpoint = self.consumers.pending, self.endpoints.pending
-        unkept: dict[int, int] = {}  # the 6-hour counts no consumer sketch keeps
         for row in rows:
             second = event_second(row[_TIMESTAMP])
             if second is None:
@@ -251,18 +247,18 @@ class RollupWriter:
             self.ring.add(second, rt)
             for res in RESOLUTIONS:
                 start = second // res * res
-                c = consumers.get((res, start, method, route, consumer))
-                if c is None:
-                    counts = (
-                        unkept
-                        if res == _SIX_HOURS
-                        else by_consumer.setdefault((consumer, res, start, method, route), {})
-                    )
-                    c = consumers[(res, start, method, route, consumer)] = [0] * 6 + [0.0, counts]
-                c[0] += 1
-                c[cls] += 1
-                c[6] += rt
-                c[7][key] = c[7].get(key, 0) + 1
+                if res != _SIX_HOURS:
+                    c = consumers.get((res, start, method, route, consumer))
+                    if c is None:
+                        counts = by_consumer.setdefault((consumer, res, start, method, route), {})
+                        c = consumers[(res, start, method, route, consumer)] = [0] * 6 + [
+                            0.0,
+                            counts,
+                        ]
+                    c[0] += 1
+                    c[cls] += 1
+                    c[6] += rt
+                    c[7][key] = c[7].get(key, 0) + 1
                 e = endpoints.get((res, start, method, route))
                 if e is None:
                     counts = by_endpoint.setdefault((res, start, method, route), {})
@@ -312,7 +308,7 @@ def migrate(conn: sqlite3.Connection, *, raw_complete: bool) -> None:
     """Bring rollups of an earlier :data:`VERSION` to this one, in the caller's transaction.
 
     With every raw event still stored (no retention ran), the caller rebuilds the rollups
-    from them instead. Otherwise the 6-hour rows are summed from the hour rows (so every
+    from them instead. Otherwise the 6-hour endpoint rows are summed from the hour rows (so every
     count stays), and the periods already written keep sketches without status classes
     and without consumer sketches: a status or consumer filter shows no percentile over
     them (see ``_sketch.latencies``).
@@ -320,12 +316,6 @@ def migrate(conn: sqlite3.Connection, *, raw_complete: bool) -> None:
     conn.execute(CONSUMER_SKETCHES_SCHEMA)  # not executescript(): it would commit
     if not raw_complete:
         six = RESOLUTIONS[2]
-        conn.execute(
-            "INSERT OR IGNORE INTO rollup_consumers "
-            f"SELECT {six}, start / {six} * {six}, method, route, consumer, "
-            "SUM(n), SUM(s1), SUM(s2), SUM(s3), SUM(s4), SUM(s5), SUM(sum_ms) "
-            "FROM rollup_consumers WHERE res = 3600 GROUP BY 2, 3, 4, 5"
-        )
         merged: dict[_Key, list[Any]] = {}
         for row in conn.execute(
             "SELECT start, method, route, n, s1, s2, s3, s4, s5, sum_ms, hist "

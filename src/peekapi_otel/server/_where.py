@@ -8,7 +8,8 @@ from typing import Any, Final
 from peekapi_otel.server._query import Query
 from peekapi_otel.server._rollup import (
     ANONYMOUS,
-    CONSUMER_SKETCH_LEVELS,
+    CONSUMER_LEVELS,
+    RESOLUTIONS,
     UNMATCHED_SQL,
     pieces,
     pieces_sql,
@@ -32,7 +33,9 @@ def julian(unix_seconds: float) -> float:
 def rollup_where(
     q: Query, *, consumers: bool, runs: list[tuple[int, int, int]] | None = None
 ) -> tuple[str, list[Any]]:
-    where, params = pieces_sql(pieces(q.start, q.end) if runs is None else runs)
+    if runs is None:
+        runs = pieces(q.start, q.end, CONSUMER_LEVELS if consumers else RESOLUTIONS)
+    where, params = pieces_sql(runs)
     f = q.filters
     clauses = [where]
     if f.method is not None:
@@ -50,7 +53,7 @@ def rollup_where(
 def sketch_where(q: Query, runs: list[tuple[int, int, int]] | None = None) -> tuple[str, list[Any]]:
     """The conditions on ``rollup_consumer_sketches`` for a query with a consumer filter,
     the consumer repeated in each period's run so each is one range of the key."""
-    chosen = pieces(q.start, q.end, CONSUMER_SKETCH_LEVELS) if runs is None else runs
+    chosen = pieces(q.start, q.end, CONSUMER_LEVELS) if runs is None else runs
     if not chosen:
         return "0", []
     term = "(consumer = ? AND res = ? AND start >= ? AND start < ?)"

@@ -23,7 +23,6 @@ def _as_previous_pg_layout(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
         conn.execute("DROP TABLE rollup_consumer_sketches")
         conn.execute("DELETE FROM rollup_endpoints WHERE res = 21600")
-        conn.execute("DELETE FROM rollup_consumers WHERE res = 21600")
         rows = conn.execute("SELECT res, start, method, route, hist FROM rollup_endpoints")
         plain = []
         for res, start, method, route, hist in rows.fetchall():

@@ -1,6 +1,6 @@
-"""The SQLite store's rollups (see ``server._rollup``: minutes, hours, 6 hours and days,
-sketches per status class, consumer sketches) in PostgreSQL, written by every node of a
-fleet at once.
+"""The SQLite store's rollups (see ``server._rollup``: minutes, hours, 6 hours (endpoints
+only) and days, sketches per status class, consumer sketches) in PostgreSQL, written by
+every node of a fleet at once.
 
 The tables have the SQLite columns, so the dashboard's SQLite queries read them as they
 are (see ``_pg_views``), and the sketches are stored in the SQLite encoding
@@ -26,7 +26,7 @@ import psycopg
 
 from peekapi_otel.server._rollup import (
     ANONYMOUS,
-    CONSUMER_SKETCH_LEVELS,
+    CONSUMER_LEVELS,
     RESOLUTIONS,
     VERSION,
     event_second,
@@ -171,9 +171,10 @@ class Tally:
                 if self._counts:
                     period = (res, start, method, route)
                     _add(self.endpoints, period, cls, rt)
-                    _add(self.consumers, (*period, consumer), cls, rt)
                     _bump(self.sketches, period, key)
-                if res in CONSUMER_SKETCH_LEVELS:
+                    if res in CONSUMER_LEVELS:
+                        _add(self.consumers, (*period, consumer), cls, rt)
+                if res in CONSUMER_LEVELS:
                     _bump(self.consumer_sketches, (consumer, res, start, method, route), key)
         return self
 
@@ -243,13 +244,6 @@ INSERT INTO counters (name, value) VALUES ('rollup_version', {VERSION})
 ON CONFLICT (name) DO UPDATE SET value = excluded.value
 """
 _SIX_HOURS: Final = RESOLUTIONS[2]
-_SIX_HOUR_CONSUMERS: Final = f"""
-INSERT INTO rollup_consumers
-SELECT {_SIX_HOURS}, start / {_SIX_HOURS} * {_SIX_HOURS}, method, route, consumer,
-    SUM(n), SUM(s1), SUM(s2), SUM(s3), SUM(s4), SUM(s5), SUM(sum_ms)
-FROM rollup_consumers WHERE res = 3600 GROUP BY 2, 3, 4, 5
-ON CONFLICT DO NOTHING
-"""
 _SIX_HOUR_ENDPOINTS: Final = f"""
 INSERT INTO rollup_endpoints
 SELECT {_SIX_HOURS}, start / {_SIX_HOURS} * {_SIX_HOURS}, method, route,
@@ -269,8 +263,8 @@ def migrate(conn: psycopg.Connection[Any], recount: Callable[[bool], None]) -> N
     transaction, as the SQLite store does (``_rollup.migrate``).
 
     With every raw event still stored (no retention ran) the rollups are rebuilt from
-    them: ``recount(True)``. Otherwise the 6-hour rows are summed from the hour rows, so
-    every count stays, and the consumer sketches count the raw events still stored
+    them: ``recount(True)``. Otherwise the 6-hour endpoint rows are summed from the hour
+    rows, so every count stays, and the consumer sketches count the raw events still stored
     (``recount(False)``); the periods written before keep sketches without classes, so a
     status or consumer filter shows no percentile over them rather than a wrong one.
     """
@@ -285,7 +279,6 @@ def migrate(conn: psycopg.Connection[Any], recount: Callable[[bool], None]) -> N
         conn.execute("DELETE FROM rollup_consumers")
         recount(True)
     else:
-        conn.execute(_SIX_HOUR_CONSUMERS)
         conn.execute(_SIX_HOUR_ENDPOINTS)
         six: dict[_Period, Sketch] = {}
         hours = "SELECT start, method, route, hist FROM rollup_endpoints WHERE res = 3600"
