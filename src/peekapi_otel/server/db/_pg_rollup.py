@@ -93,17 +93,18 @@ def _unnest(columns: Sequence[str]) -> str:
     return f"unnest({', '.join(f'%b::{t}[]' for t in types)})"
 
 
-def _upsert(table: str, keys: tuple[str, ...], counts: bool, returning: str = "") -> str:
+def _upsert(table: str, keys: tuple[str, ...], *, counts: bool, sketch: bool) -> str:
     """An upsert of one row per array element (``unnest``), taken in key order: counts
-    are added, a sketch is kept as stored (the caller merges it, see :meth:`Tally.write`)."""
-    columns = (*keys, *((*_COUNTS, "sum_ms") if counts else ()), *(("hist",) if returning else ()))
+    are added; a sketch is kept as stored and returned with the key, for the caller to
+    merge (see :func:`_merge`)."""
+    columns = (*keys, *((*_COUNTS, "sum_ms") if counts else ()), *(("hist",) if sketch else ()))
     order = ", ".join(str(i + 1) for i in range(len(keys)))
     update = _ADD_COUNTS if counts else "hist = r.hist"
     return (
         f"INSERT INTO {table} AS r ({', '.join(columns)}) "
         f"SELECT * FROM {_unnest(columns)} ORDER BY {order} "
         f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {update}"
-        + (f" RETURNING {returning}" if returning else "")
+        + (f" RETURNING {', '.join(keys)}, hist" if sketch else "")
     )
 
 
@@ -116,17 +117,14 @@ def _set_hist(table: str, keys: tuple[str, ...]) -> str:
     )
 
 
-_UPSERT_CONSUMERS: Final = _upsert("rollup_consumers", (*_PERIOD, "consumer"), counts=True)
-_UPSERT_ENDPOINTS: Final = _upsert(
-    "rollup_endpoints", _PERIOD, counts=True, returning="res, start, method, route, hist"
+_UPSERT_CONSUMERS: Final = _upsert(
+    "rollup_consumers", (*_PERIOD, "consumer"), counts=True, sketch=False
 )
+_UPSERT_ENDPOINTS: Final = _upsert("rollup_endpoints", _PERIOD, counts=True, sketch=True)
 _SET_ENDPOINT_SKETCHES: Final = _set_hist("rollup_endpoints", _PERIOD)
 # No counts to add here: the update only locks a stored row and returns its sketch.
 _UPSERT_CONSUMER_SKETCHES: Final = _upsert(
-    "rollup_consumer_sketches",
-    _CONSUMER_SKETCH_KEY,
-    counts=False,
-    returning="consumer, res, start, method, route, hist",
+    "rollup_consumer_sketches", _CONSUMER_SKETCH_KEY, counts=False, sketch=True
 )
 _SET_CONSUMER_SKETCHES: Final = _set_hist("rollup_consumer_sketches", _CONSUMER_SKETCH_KEY)
 
