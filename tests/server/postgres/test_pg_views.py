@@ -9,6 +9,7 @@ rows are added in (several nodes add in an order of their own).
 from __future__ import annotations
 
 import itertools
+import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ import psycopg
 import pytest
 
 from peekapi_otel.server._query import Query, from_query_string
+from peekapi_otel.server._rollup import CONSUMER_LEVELS, RESOLUTIONS
+from peekapi_otel.server._sketch import parse
 from peekapi_otel.server._store import EventStore, validate_batch
 from peekapi_otel.server.db._pg_store import PgEventStore
 
@@ -141,7 +144,7 @@ def test_every_view_answers_as_on_sqlite(stores: tuple[PgEventStore, EventStore]
 
 
 def test_nodes_writing_at_once_add_up_to_one_store(
-    pg_url: str, stores: tuple[PgEventStore, EventStore]
+    pg_url: str, stores: tuple[PgEventStore, EventStore], tmp_path: Path
 ) -> None:
     """Three nodes add to the same minutes, hours and days at once: every count and
     sketch bucket is the sum of theirs, and none waits on another forever."""
@@ -172,10 +175,40 @@ def test_nodes_writing_at_once_add_up_to_one_store(
     assert not errors
     assert pg.count() == 6000
     with psycopg.connect(pg_url) as conn:
-        for table in ("rollup_endpoints", "rollup_consumers"):
+        for table, levels in (
+            ("rollup_endpoints", RESOLUTIONS),
+            ("rollup_consumers", CONSUMER_LEVELS),
+        ):
             sums = conn.execute(f"SELECT res, SUM(n) FROM {table} GROUP BY res ORDER BY res")
-            assert sums.fetchall() == [(60, 6000), (3600, 6000), (86400, 6000)]
+            assert sums.fetchall() == [(res, 6000) for res in levels]
+        pg_rollups = _rollups(conn)
+    # Every row of every rollup table, each sketch bucket by bucket, as the one writer of
+    # the SQLite file counted them (its held-back sketches written by a consumer's view).
+    lite.summary(from_query_string("consumer=hash_000000000003", now=NOW))
+    with sqlite3.connect(tmp_path / "events.db") as conn:
+        assert pg_rollups == _rollups(conn)
     assert _assert_same(pg, lite) > 300
+
+
+def _rollups(conn: Any) -> dict[str, dict[tuple[Any, ...], Any]]:
+    """Each rollup table's rows by key: counts and the bucket counts of the sketch."""
+    out: dict[str, dict[tuple[Any, ...], Any]] = {}
+    for table, keys in (
+        ("rollup_endpoints", 4),
+        ("rollup_consumers", 5),
+        ("rollup_consumer_sketches", 5),
+    ):
+        rows = conn.execute(f"SELECT * FROM {table}").fetchall()
+        out[table] = {tuple(r[:keys]): _comparable(r[keys:], table) for r in rows}
+    return out
+
+
+def _comparable(values: Any, table: str) -> Any:
+    if table == "rollup_consumers":
+        return tuple(values)
+    sketch = parse(values[-1])
+    buckets = {(c, run[0] + i): n for c, run in sketch.items() for i, n in enumerate(run[1:]) if n}
+    return (*values[:-1], buckets)
 
 
 def test_retention_keeps_the_same_figures(stores: tuple[PgEventStore, EventStore]) -> None:

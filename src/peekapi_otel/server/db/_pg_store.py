@@ -29,13 +29,8 @@ from peekapi_otel.server.db._backend import StoreUnavailable
 from peekapi_otel.server.db._pg_group import GroupCommit, Rows
 from peekapi_otel.server.db._pg_notify import RemoteEvents, announce, node_id
 from peekapi_otel.server.db._pg_rollup import SCHEMA as ROLLUP_SCHEMA
-from peekapi_otel.server.db._pg_rollup import Tally
-from peekapi_otel.server.db._pg_views import (
-    UNMATCHED_PG,
-    EventDays,
-    read_sketches_as_text,
-    view,
-)
+from peekapi_otel.server.db._pg_rollup import Tally, migrate, set_version
+from peekapi_otel.server.db._pg_views import UNMATCHED_PG, EventDays, view
 
 CONNECT_TIMEOUT: Final = 5
 """Seconds one connection attempt may take (libpq's ``connect_timeout``)."""
@@ -92,8 +87,8 @@ INSERT INTO events (
     consumer_id, metadata, timestamp, trace_id, span_id, received_at, jd
 )
 SELECT * FROM unnest(
-    %s::text[], %s::text[], %s::integer[], %s::float8[], %s::bigint[], %s::bigint[],
-    %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::float8[], %s::float8[]
+    %b::text[], %b::text[], %b::integer[], %b::float8[], %b::bigint[], %b::bigint[],
+    %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::float8[], %b::float8[]
 )
 ON CONFLICT (trace_id, span_id) DO NOTHING
 RETURNING trace_id, span_id
@@ -142,26 +137,33 @@ def connect(url: str, *, timeout: float = CONNECT_TIMEOUT) -> psycopg.Connection
 
 
 def create_schema(conn: psycopg.Connection[Any], days: EventDays) -> None:
+    """The tables, under a lock the other nodes wait on; the rollups of the events of a
+    database written before them, or of an earlier layout (``_pg_rollup.migrate``)."""
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
         row = conn.execute("SELECT to_regclass('rollup_endpoints')").fetchone()
         for statement in _SCHEMA:
             conn.execute(statement)
         if row is None or row[0] is None:
-            _backfill(conn, days)
+            conn.execute("DELETE FROM rollup_consumer_sketches")
+            _recount(conn, days, counts=True)
+            set_version(conn)
+        else:
+            migrate(conn, lambda counts: _recount(conn, None, counts=counts))
 
 
-def _backfill(conn: psycopg.Connection[Any], days: EventDays) -> None:
-    """Event times and rollups for the events of a database written before them, in the
-    schema's transaction (the other nodes wait for it under the schema lock)."""
+def _recount(conn: psycopg.Connection[Any], days: EventDays | None, *, counts: bool) -> None:
+    """Count the stored events into the rollups (only the consumer sketches, unless
+    ``counts``), and set their event times when ``days`` is given, in chunks."""
     last = 0
     while True:
         rows = conn.execute(_BACKFILL_CHUNK, (last, BACKFILL_CHUNK)).fetchall()
         if not rows:
             return
         ids = [row[0] for row in rows]
-        conn.execute(_SET_DAYS, (ids, days([row[1 + _TIMESTAMP] for row in rows])))
-        Tally().count(row[1:] for row in rows).write(conn)
+        if days is not None:
+            conn.execute(_SET_DAYS, (ids, days([row[1 + _TIMESTAMP] for row in rows])))
+        Tally(counts=counts).count(row[1:] for row in rows).write(conn)
         last = ids[-1]
 
 
@@ -172,17 +174,13 @@ SELECT id, method, path, status_code, response_time_ms, request_size, response_s
 FROM events WHERE id > %s ORDER BY id LIMIT %s
 """
 _SET_DAYS: Final = """
-UPDATE events SET jd = d.jd FROM unnest(%s::bigint[], %s::float8[]) AS d (id, jd)
+UPDATE events SET jd = d.jd FROM unnest(%b::bigint[], %b::float8[]) AS d (id, jd)
 WHERE events.id = d.id
 """
 
 
 class _Link:
-    """One connection behind a lock, opened again (at most every few seconds) once lost.
-
-    Args:
-        prepare: applied to each new connection.
-    """
+    """One connection behind a lock, opened again (at most every few seconds) once lost."""
 
     def __init__(
         self,
@@ -191,17 +189,13 @@ class _Link:
         *,
         clock: Callable[[], float],
         queue_wait: float,
-        prepare: Callable[[psycopg.Connection[Any]], None] = lambda conn: None,
     ) -> None:
         self.url = url
         self.where = describe(url)
         self.queue_wait = queue_wait
         self._clock = clock
-        self._prepare = prepare
         self._lock = threading.Lock()
         self._conn = connection
-        if connection is not None:
-            prepare(connection)
         self._retry_at = 0.0
         self._pause = RECONNECT_MIN
         self._was_lost = False
@@ -219,7 +213,6 @@ class _Link:
             self._retry_at = now + self._pause
             self._pause = min(self._pause * 2, RECONNECT_MAX)
             raise StoreUnavailable(f"PostgreSQL at {self.where} is unreachable: {exc}") from None
-        self._prepare(conn)
         if self._was_lost:
             _logger.warning("PostgreSQL at %s is reachable again", self.where)
         self._conn, self._pause, self._was_lost = conn, RECONNECT_MIN, False
@@ -317,9 +310,7 @@ class PgEventStore:
                 ) from None
             raise
         self._writer = _Link(url, conn, clock=clock, queue_wait=queue_wait)
-        self._reader = _Link(
-            url, None, clock=clock, queue_wait=queue_wait, prepare=read_sketches_as_text
-        )
+        self._reader = _Link(url, None, clock=clock, queue_wait=queue_wait)
         self._group = GroupCommit(
             self._writer.run,
             self._store_group,

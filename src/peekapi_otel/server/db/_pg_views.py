@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from typing import Any, Final, cast
 
 import psycopg
-from psycopg.types.string import TextLoader
 
 from peekapi_otel.server._query import Query
 from peekapi_otel.server._rollup import UNMATCHED_SQL
@@ -60,11 +59,6 @@ class SqliteSpelling:
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
         return self._conn.execute(to_postgres(sql), list(params))
-
-
-def read_sketches_as_text(conn: psycopg.Connection[Any]) -> None:
-    """``jsonb`` read as its text, as SQLite returns the sketches (``_summary`` parses it)."""
-    conn.adapters.register_loader("jsonb", TextLoader)
 
 
 def _raw_since(conn: psycopg.Connection[Any]) -> float | None:
