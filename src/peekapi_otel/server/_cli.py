@@ -297,7 +297,7 @@ def _serve_postgres(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     if args.db.startswith(("postgresql://", "postgres://")):
         return _serve_postgres(args)
-    from peekapi_otel.server._ingest import serve
+    from peekapi_otel.server._run import serve
 
     settings = _serve_settings(args)
     if settings is None:

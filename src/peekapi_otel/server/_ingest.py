@@ -6,15 +6,11 @@ import hmac
 import json
 import logging
 import queue
-import signal
 import socket
 import sqlite3
-import sys
-import threading
 import zlib
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import FrameType
 from typing import TYPE_CHECKING, Any, Final
 
 from peekapi_otel.server._body import MalformedBody, decode
@@ -27,7 +23,7 @@ from peekapi_otel.server._stream import CLOSED, StreamHub, Subscriber
 from peekapi_otel.server.db._backend import StoreUnavailable
 
 if TYPE_CHECKING:
-    from peekapi_otel.server.alerts import AlertEngine, AlertsConfig
+    from peekapi_otel.server.alerts import AlertEngine
 
 DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 8787
@@ -357,106 +353,3 @@ class _Handler(BaseHTTPRequestHandler):
             return decode(body)
         except MalformedBody as exc:
             raise _Refused(HTTPStatus.BAD_REQUEST, str(exc)) from None
-
-
-def _log_to_stderr() -> logging.Handler | None:
-    """Send this package's server log lines to stderr unless the embedding app set that up."""
-    logger = logging.getLogger("peekapi_otel.server")
-    if logger.handlers:
-        return None
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s peekapi-otel serve: %(message)s"))
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    return handler
-
-
-def serve(
-    host: str = DEFAULT_HOST,
-    port: int = DEFAULT_PORT,
-    db: str = DEFAULT_DB,
-    *,
-    api_key: str | None = None,
-    max_body: int = DEFAULT_MAX_BODY,
-    allowed_hosts: tuple[str, ...] = (),
-    key_source: str = "--api-key",
-    alerts: AlertsConfig | None = None,
-    retention: int | None = None,
-) -> int:
-    """Run the ingest until SIGTERM or SIGINT; returns the process exit code.
-
-    Prints ``peekapi-otel ingest listening on http://HOST:PORT (db FILE)`` once bound, so
-    a parent process can read the port chosen for ``port=0``.
-    """
-    store = EventStore(db)
-    try:
-        server = IngestServer(
-            (host, port), store, api_key=api_key, max_body=max_body, allowed_hosts=allowed_hosts
-        )
-    except BaseException:
-        store.close()
-        raise
-    stopping = threading.Event()
-
-    def _stop(signum: int, frame: FrameType | None) -> None:
-        # shutdown() blocks until serve_forever returns, which runs on this same thread,
-        # so it has to be called from another one.
-        if not stopping.is_set():
-            stopping.set()
-            threading.Thread(target=server.shutdown, name="peekapi-ingest-stop").start()
-
-    # Signal handlers can only be installed from the main thread; an embedding caller on
-    # another thread stops the server its own way.
-    previous = {}
-    if threading.current_thread() is threading.main_thread():
-        previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    handler = _log_to_stderr()
-    bound_port = server.server_address[1]
-    url_host = f"[{host}]" if ":" in host else host
-    if api_key is None:
-        print(
-            "peekapi-otel serve: no API key set, so any x-api-key (or none) is accepted; "
-            f"require one with --api-key-file FILE or {API_KEY_ENV}",
-            file=sys.stderr,
-            flush=True,
-        )
-    else:
-        print(
-            f"peekapi-otel serve: x-api-key required (from {key_source})",
-            file=sys.stderr,
-            flush=True,
-        )
-    keeper = None
-    try:
-        if retention is not None:
-            from peekapi_otel.server._retention import Retention
-
-            keeper = Retention(store, retention)
-            keeper.start()
-        if alerts is not None:
-            from peekapi_otel.server.alerts import AlertEngine
-
-            # Before the start line: the engine's indexes are built while no ingest waits.
-            server.alerts = AlertEngine(alerts, db, dashboard=f"http://{url_host}:{bound_port}")
-            server.alerts.start()
-        print(
-            f"peekapi-otel ingest listening on http://{url_host}:{bound_port} (db {db})",
-            flush=True,
-        )
-        server.serve_forever(poll_interval=0.2)
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-        server.stream.close()
-        if keeper is not None:
-            keeper.stop()
-        server.server_close()
-        if server.alerts is not None:
-            server.alerts.stop()
-        store.close()
-        server.refusals.flush(force=True)
-        if handler is not None:
-            logging.getLogger("peekapi_otel.server").removeHandler(handler)
-    print("peekapi-otel ingest stopped", file=sys.stderr, flush=True)
-    return 0

@@ -7,23 +7,19 @@ answer 503 until it is back (see ``_pg_store``).
 
 from __future__ import annotations
 
-import logging
-import signal
 import sys
-import threading
 import time
 from collections.abc import Callable
-from types import FrameType
 from typing import IO, TYPE_CHECKING, Any, Final, cast
 
 import psycopg
 
-from peekapi_otel.server._ingest import API_KEY_ENV, DEFAULT_MAX_BODY, IngestServer, _log_to_stderr
+from peekapi_otel.server._ingest import DEFAULT_MAX_BODY, IngestServer
+from peekapi_otel.server._run import run_ingest
 from peekapi_otel.server.db._backend import StoreUnavailable
 from peekapi_otel.server.db._pg_store import PgEventStore, connect, describe
 
 if TYPE_CHECKING:
-    from peekapi_otel.server._retention import Retention
     from peekapi_otel.server._store import EventStore
     from peekapi_otel.server.alerts import AlertEngine, AlertsConfig
 
@@ -115,60 +111,19 @@ def serve_postgres(
     except BaseException:
         store.close()
         raise
-    stopping = threading.Event()
 
-    def _stop(signum: int, frame: FrameType | None) -> None:
-        if not stopping.is_set():
-            stopping.set()
-            threading.Thread(target=server.shutdown, name="peekapi-ingest-stop").start()
+    def alert_engine(dashboard: str) -> AlertEngine | None:
+        return None if alerts is None else _alert_engine(alerts, url, dashboard)
 
-    previous = {}
-    if threading.current_thread() is threading.main_thread():
-        previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    handler = _log_to_stderr()
-    url_host = f"[{host}]" if ":" in host else host
-    if api_key is None:
-        print(
-            "peekapi-otel serve: no API key set, so any x-api-key (or none) is accepted; "
-            f"require one with --api-key-file FILE or {API_KEY_ENV}",
-            file=sys.stderr,
-            flush=True,
-        )
-    else:
-        print(f"peekapi-otel serve: x-api-key required (from {key_source})", file=sys.stderr)
-    engine: AlertEngine | None = None
-    keeper: Retention | None = None
-    try:
-        if retention is not None:
-            from peekapi_otel.server._retention import Retention
-
-            keeper = Retention(cast("EventStore", store), retention)
-            keeper.start()
-        if alerts is not None:
-            engine = _alert_engine(alerts, url, f"http://{url_host}:{server.server_address[1]}")
-            server.alerts = engine
-            engine.start()
-        print(
-            f"peekapi-otel ingest listening on http://{url_host}:{server.server_address[1]} "
-            f"(db postgresql {store.where})",
-            flush=True,
-        )
-        server.serve_forever(poll_interval=0.2)
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-        server.stream.close()
-        if keeper is not None:
-            keeper.stop()
-        server.server_close()
-        if engine is not None:
-            engine.stop()
-        store.close()
-        server.refusals.flush(force=True)
-        if handler is not None:
-            logging.getLogger("peekapi_otel.server").removeHandler(handler)
-    print("peekapi-otel ingest stopped", file=sys.stderr, flush=True)
-    return 0
+    return run_ingest(
+        server,
+        cast("EventStore", store),
+        host=host,
+        db_label=f"postgresql {store.where}",
+        key_source=key_source,
+        retention=retention,
+        alert_engine=alert_engine,
+    )
 
 
 def _alert_engine(config: AlertsConfig, url: str, dashboard: str) -> AlertEngine:
