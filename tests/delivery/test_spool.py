@@ -6,6 +6,8 @@ import logging
 import os
 import stat
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -44,6 +46,37 @@ def test_full_spool_evicts_oldest_and_counts(tmp_path: Path) -> None:
     kept = b"".join((spool.directory / n).read_bytes() for n in os.listdir(spool.directory))
     assert all(line in kept for line in batches[-1])
     assert batches[0][0] not in kept
+
+
+def test_info_counts_a_segment_renamed_while_it_reads(tmp_path: Path) -> None:
+    """A claimer renames a segment when it claims it and after each acknowledged batch; a
+    reading taken meanwhile must not report those events as sent (``spool --drain`` stops
+    on a reading of 0)."""
+    spool = Spool(tmp_path / "spool", max_bytes=1_000_000)
+    assert spool.write([line_of(make_span()) for _ in range(5)]) == 5
+    spool.close_segment()
+    (ready,) = os.listdir(spool.directory)
+    names = [spool.directory / ready, spool.directory / ready.replace(".jsonl", ".0.sending")]
+    flips = 0
+
+    def rename_back_and_forth() -> None:
+        # As often as a claimer can: once per acknowledged batch, here once a millisecond.
+        nonlocal flips
+        while flips < 300:
+            os.rename(names[flips % 2], names[(flips + 1) % 2])
+            flips += 1
+            time.sleep(0.001)
+
+    renamer = threading.Thread(target=rename_back_and_forth, daemon=True)
+    renamer.start()
+    readings: list[int] = []
+    deadline = time.monotonic() + 30
+    while renamer.is_alive() and time.monotonic() < deadline and len(readings) < 1_000_000:
+        readings.append(spool.info().events)
+    renamer.join(timeout=10)
+    assert not renamer.is_alive()
+    assert flips == 300
+    assert readings == [5] * len(readings)
 
 
 def _mount_tmpfs(path: Path, *opts: str) -> None:

@@ -348,15 +348,36 @@ def _evict_oldest(directory: Path, total: int, incoming: int, max_bytes: int) ->
     return total
 
 
+#: Scans of a directory before ``_read_info`` settles for one in which a segment vanished.
+_INFO_SCANS: Final = 5
+
+
 def _read_info(directory: Path) -> SpoolInfo:
+    """What ``directory`` holds. A claimer renames a segment when it claims it and after
+    every acknowledged batch, so a name listed a moment ago may be gone: the scan starts
+    again rather than report those events as sent."""
+    info = SpoolInfo(0, 0, 0, None, 0)
+    for _ in range(_INFO_SCANS):
+        info, complete = _scan_info(directory)
+        if complete:
+            break
+    return info
+
+
+def _scan_info(directory: Path) -> tuple[SpoolInfo, bool]:
+    """One pass over ``directory``; ``False`` when a listed segment vanished meanwhile."""
     segments = events = corrupt = size = 0
     oldest: float | None = None
+    complete = True
     for name in _sorted_names(directory):
         parsed = parse_name(name)
         if parsed is None:
             continue
         try:
             fd = open_segment(directory / name, os.O_RDONLY)
+        except FileNotFoundError:
+            complete = False
+            continue
         except (OSError, NotASegment):
             continue
         try:
@@ -372,7 +393,7 @@ def _read_info(directory: Path) -> SpoolInfo:
         corrupt += len(bad)
         created = created_at(parsed[0])
         oldest = created if oldest is None else min(oldest, created)
-    return SpoolInfo(segments, events, size, oldest, corrupt)
+    return SpoolInfo(segments, events, size, oldest, corrupt), complete
 
 
 def move_segments(source: Spool, target: Spool) -> int:
