@@ -10,6 +10,9 @@ public entry only:
 
 * ``bare``       the app alone (a);
 * ``peekapi``    the ``peekapi`` 0.1.0 middleware with its defaults (d);
+* ``peekapi_otel`` the same middleware inside the app of ``otel``: what the ``peekapi``
+                 middleware adds to an app that already runs OpenTelemetry (d2; the
+                 like-for-like table of ``run.py``);
 * ``otel``       OpenTelemetry alone in code: the user's ``TracerProvider`` (default
                  sampler) set as the global one, the app instrumented without hooks (b of
                  ``configure`` and ``provider``);
@@ -54,10 +57,21 @@ WAYS = {
     "configure()": ("otel", "configure"),
     "own provider": ("otel", "provider"),
 }
-BASE_VARIANTS = ("bare", "peekapi", "otel", "configure", "provider", "otel_zero", "zero")
+BASE_VARIANTS = (
+    "bare",
+    "peekapi",
+    "peekapi_otel",
+    "otel",
+    "configure",
+    "provider",
+    "otel_zero",
+    "zero",
+)
 CUT_VARIANTS = ("otel_zero_all",)
 #: Variants whose events reach the ingest.
-SENDERS = ("peekapi", "configure", "provider", "zero")
+SENDERS = ("peekapi", "peekapi_otel", "configure", "provider", "zero")
+#: Variants that run the ``peekapi`` middleware.
+PEEKAPI_MIDDLEWARE = ("peekapi", "peekapi_otel")
 ZERO_CODE = ("otel_zero", "otel_zero_all", "zero")
 API_KEY = "bench-project-key"
 CONSUMER_KEY = "consumer-key-123456"
@@ -401,7 +415,7 @@ def build(framework: str, variant: str, ingest_url: str, storage: str) -> Built:
     django_factory = None
     if framework == "django":
         peek_cfg = None
-        if variant == "peekapi":
+        if variant in PEEKAPI_MIDDLEWARE:
             # The Django middleware builds its own client from settings.PEEKAPI.
             peek_cfg = {
                 "api_key": API_KEY,
@@ -414,7 +428,7 @@ def build(framework: str, variant: str, ingest_url: str, storage: str) -> Built:
 
     if variant in ZERO_CODE:
         _zero_code(variant, framework, ingest_url, storage)
-    elif variant in ("otel", "provider"):
+    elif variant in ("otel", "provider", "peekapi_otel"):
         from opentelemetry import trace
         from opentelemetry.sdk.trace import TracerProvider
 
@@ -433,7 +447,7 @@ def build(framework: str, variant: str, ingest_url: str, storage: str) -> Built:
         processor = peekapi_otel.configure(
             api_key=API_KEY, endpoint=ingest_url, storage_path=storage
         )
-    elif variant == "peekapi" and framework != "django":
+    if variant in PEEKAPI_MIDDLEWARE and framework != "django":
         from peekapi import PeekApiClient
 
         client = PeekApiClient(
@@ -444,14 +458,14 @@ def build(framework: str, variant: str, ingest_url: str, storage: str) -> Built:
     by_hand = instrumented and variant not in ZERO_CODE
     if framework == "raw_asgi":
         app = raw_asgi_app
+        if client is not None:
+            from peekapi.middleware.asgi import PeekApiASGI
+
+            app = PeekApiASGI(app, client=client)
         if instrumented:
             from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 
             app = OpenTelemetryMiddleware(app, **kwargs)
-        elif client is not None:
-            from peekapi.middleware.asgi import PeekApiASGI
-
-            app = PeekApiASGI(app, client=client)
         driver: Any = AsgiDriver(app)
     elif framework == "fastapi":
         app = fastapi_app()
@@ -459,21 +473,21 @@ def build(framework: str, variant: str, ingest_url: str, storage: str) -> Built:
             from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
             FastAPIInstrumentor.instrument_app(app, **kwargs)
-        elif client is not None:
+        if client is not None:
             from peekapi.middleware.asgi import PeekApiASGI
 
             app.add_middleware(PeekApiASGI, client=client)
         driver = AsgiDriver(app)
     elif framework == "raw_wsgi":
         app = raw_wsgi_app
+        if client is not None:
+            from peekapi.middleware.wsgi import PeekApiWSGI
+
+            app = PeekApiWSGI(app, client=client)
         if instrumented:
             from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware as WsgiMw
 
             app = WsgiMw(app, **kwargs)
-        elif client is not None:
-            from peekapi.middleware.wsgi import PeekApiWSGI
-
-            app = PeekApiWSGI(app, client=client)
         driver = WsgiDriver(app)
     elif framework == "flask":
         app = flask_app()
@@ -481,7 +495,7 @@ def build(framework: str, variant: str, ingest_url: str, storage: str) -> Built:
             from opentelemetry.instrumentation.flask import FlaskInstrumentor
 
             FlaskInstrumentor().instrument_app(app, **kwargs)
-        elif client is not None:
+        if client is not None:
             from peekapi.middleware.wsgi import PeekApiWSGI
 
             app.wsgi_app = PeekApiWSGI(app.wsgi_app, client=client)
@@ -494,7 +508,7 @@ def build(framework: str, variant: str, ingest_url: str, storage: str) -> Built:
             DjangoInstrumentor().instrument(**kwargs)
         app = django_factory()
         driver = WsgiDriver(app)
-        if variant == "peekapi":
+        if variant in PEEKAPI_MIDDLEWARE:
             driver.run(1)  # the middleware creates its client on first instantiation
             from peekapi.middleware.django import PeekApiMiddleware
 

@@ -43,7 +43,14 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _apps import FRAMEWORKS, SENDERS, WAYS, child_env, variants_for  # noqa: E402
+from _apps import (  # noqa: E402
+    FRAMEWORKS,
+    PEEKAPI_MIDDLEWARE,
+    SENDERS,
+    WAYS,
+    child_env,
+    variants_for,
+)
 
 PY = sys.executable
 
@@ -246,7 +253,8 @@ def overhead(
                     w.close()
         delivered = ingest.count() - before
         senders = [v for v in variants if v in SENDERS]
-        django_extra = 1 if fw == "django" else 0  # each Django worker set sends one more
+        # Each Django worker with the peekapi middleware sends one more (see _apps.build).
+        django_extra = sum(v in PEEKAPI_MIDDLEWARE for v in variants) if fw == "django" else 0
         expected = generations * (len(senders) * n * (warmup + rounds) + django_extra)
         out["frameworks"][fw] = {
             "requests_per_round": n,
@@ -283,20 +291,33 @@ def ratios(x: list[float], y: list[float]) -> list[float]:
 
 
 def overhead_tables(result: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
-    ratio_rows, us_rows, cut_rows = [], [], []
+    ratio_rows, like_rows, us_rows, cut_rows = [], [], [], []
     summary: dict[str, Any] = {}
     for fw, data in result["frameworks"].items():
         s = data["samples"]
         a, d = per_round(s, "bare"), per_round(s, "peekapi")
         da = minus(d, a)
-        summary[fw] = {"bare_us": q(a), "peekapi_us": q(d), "d_minus_a_us": q(da), "ways": {}}
-        ratio_row = [fw]
+        # The peekapi middleware inside the OpenTelemetry app: what it adds there.
+        d2 = per_round(s, "peekapi_otel")
+        d2b = minus(d2, per_round(s, "otel"))
+        summary[fw] = {
+            "bare_us": q(a),
+            "peekapi_us": q(d),
+            "d_minus_a_us": q(da),
+            "d2_minus_b_us": q(d2b),
+            "ways": {},
+        }
+        ratio_row, like_row = [fw], [fw]
         for way, (b_name, c_name) in WAYS.items():
             b, c = per_round(s, b_name), per_round(s, c_name)
             cb = minus(c, b)
             ratio = ratios(cb, da)
+            like = ratios(cb, d2b)
             ratio_row.append(fmt(ratio, 2))
-            us_rows.append([fw, way, fmt(a), fmt(b), fmt(c), fmt(d), fmt(cb), fmt(da)])
+            like_row.append(fmt(like, 2))
+            us_rows.append(
+                [fw, way, fmt(a), fmt(b), fmt(c), fmt(d), fmt(d2), fmt(cb), fmt(da), fmt(d2b)]
+            )
             summary[fw]["ways"][way] = {
                 "b": b_name,
                 "c": c_name,
@@ -304,10 +325,19 @@ def overhead_tables(result: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
                 "peek_us": q(c),
                 "c_minus_b_us": q(cb),
                 "ratio": q(ratio),
-                "per_round": {"c_minus_b": cb, "d_minus_a": da, "ratio": ratio},
+                "ratio_like_for_like": q(like),
+                "per_round": {
+                    "c_minus_b": cb,
+                    "d_minus_a": da,
+                    "d2_minus_b": d2b,
+                    "ratio": ratio,
+                    "ratio_like_for_like": like,
+                },
             }
         ratio_row.append(fmt(da))
         ratio_rows.append(ratio_row)
+        like_row.append(fmt(d2b))
+        like_rows.append(like_row)
         if "otel_zero_all" in s:
             full, cut, zero = (per_round(s, v) for v in ("otel_zero_all", "otel_zero", "zero"))
             cut_rows.append([fw, fmt(full), fmt(cut), fmt(minus(full, cut)), fmt(zero)])
@@ -325,9 +355,28 @@ def overhead_tables(result: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
             ratio_rows,
         ),
         table(
+            "1a. Like for like: what each way in adds on top of OpenTelemetry, against what "
+            "the peekapi 0.1.0 middleware adds to the same OpenTelemetry app (the otel "
+            "variant): (c-b)/(d2-b), median [p25, p75] of the per-round ratios",
+            ["framework", *WAYS, "d2-b us (peekapi adds to otel)"],
+            like_rows,
+        ),
+        table(
             "1b. CPU us/request, median [p25, p75] over rounds (a bare, b OpenTelemetry "
-            "alone wired the same way, c b + peekapi-otel, d peekapi 0.1.0 middleware)",
-            ["framework", "way in", "a bare", "b otel", "c otel+ours", "d peekapi", "c-b", "d-a"],
+            "alone wired the same way, c b + peekapi-otel, d peekapi 0.1.0 middleware, d2 "
+            "the otel variant + the peekapi middleware)",
+            [
+                "framework",
+                "way in",
+                "a bare",
+                "b otel",
+                "c otel+ours",
+                "d peekapi",
+                "d2 otel+peekapi",
+                "c-b",
+                "d-a",
+                "d2-b",
+            ],
             us_rows,
         ),
     ]

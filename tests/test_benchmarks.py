@@ -97,6 +97,43 @@ def test_worker_delivers_every_request(
     assert all(e["response_size"] > 0 and e["status_code"] == 200 for e in events), events[0]
 
 
+@pytest.mark.parametrize("framework", ["raw_asgi", "flask"])
+def test_peekapi_middleware_inside_opentelemetry_delivers_every_request(
+    ingest: Ingest, tmp_path: Path, framework: str
+) -> None:
+    """The like-for-like baseline (d2): the ``peekapi`` middleware inside an app that runs
+    OpenTelemetry; both are there, and the middleware's events all arrive."""
+    code = (
+        "import sys, json; sys.path.insert(0, sys.argv[1]); from _apps import build\n"
+        "built = build(sys.argv[2], 'peekapi_otel', sys.argv[3], sys.argv[4])\n"
+        "from opentelemetry import trace\n"
+        "from opentelemetry.sdk.trace.export import SimpleSpanProcessor\n"
+        "from opentelemetry.sdk.trace.export.in_memory_span_exporter import "
+        "InMemorySpanExporter\n"
+        "spans = InMemorySpanExporter()\n"
+        "trace.get_tracer_provider().add_span_processor(SimpleSpanProcessor(spans))\n"
+        "built.driver.run(int(sys.argv[5])); built.drain(); built.client.shutdown()\n"
+        "server = [s for s in spans.get_finished_spans() if s.kind.name == 'SERVER']\n"
+        "print(json.dumps({'info': built.info, 'server_spans': len(server)}))\n"
+    )
+    args = [str(BENCH), framework, ingest.url, str(tmp_path), str(REQUESTS)]
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=_bench_env(),
+        cwd=str(BENCH.parent),
+    )
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["info"]["peekapi_client"] is True
+    assert out["server_spans"] == REQUESTS
+    events = ingest.wait_for(REQUESTS, timeout=30)
+    assert len(events) == REQUESTS
+    assert all(e["path"] == "/items/42" and e["status_code"] == 200 for e in events), events[0]
+
+
 def _last_reply(text: str) -> dict[str, Any]:
     line = next(x for x in reversed(text.splitlines()) if x.startswith("@@"))
     reply: dict[str, Any] = json.loads(line[2:])
