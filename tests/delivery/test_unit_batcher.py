@@ -3,11 +3,12 @@ memory taken over. Driven step by step on the test's thread."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from delivery.layers import DOWN, build, lines
-from delivery.support import dropped, make_span, options
-from peekapi_otel.core._record import record_of_span
+from delivery.support import dropped, key_of, make_span, options
+from peekapi_otel.core._record import Record, record_of_span
 from peekapi_otel.core._stats import stats
 from peekapi_otel.delivery._pipeline import Pipeline
 from peekapi_otel.delivery._transport import SendResult
@@ -90,9 +91,9 @@ def test_spill_takes_the_senders_batch_over_and_it_is_on_disk_once(tmp_path: Pat
     assert layers.outbox.settle(inflight, [], layers.recovery.keep)
 
 
-def test_an_oversize_line_is_counted_not_queued(tmp_path: Path) -> None:
-    """The request thread encodes each span as it is submitted: one over
-    ``max_event_bytes`` (even without its metadata) is counted and never queued."""
+def test_an_oversize_line_is_counted_not_sent(tmp_path: Path) -> None:
+    """A span over ``max_event_bytes`` (even without its metadata) is counted when it is
+    encoded, and never reaches the spool."""
     span = make_span(path="/" + "x" * 5000, route="")
     roomy = Pipeline(options(DOWN, tmp_path), start=False)
     roomy.submit(record_of_span(span))
@@ -103,3 +104,33 @@ def test_an_oversize_line_is_counted_not_queued(tmp_path: Path) -> None:
     assert roomy.spool.info().events == 1
     assert small.spool.info().events == 0
     assert dropped(stats()) == {"oversize": 1}
+
+
+def test_the_queue_holds_records_up_to_a_wake_then_lines(tmp_path: Path) -> None:
+    """The batcher encodes the queued records; while it is behind (a wake's worth is
+    queued) the request thread encodes instead, so queued records, which keep their
+    span's attribute dict alive, stay bounded. Both give the same lines."""
+    pipeline = Pipeline(options(DOWN, tmp_path, batch_size=10, max_buffer_size=50), start=False)
+    spans = [make_span() for _ in range(80)]
+    for span in spans:
+        pipeline.submit(record_of_span(span))
+    queued = list(pipeline._batcher.queue)
+    assert [type(item) for item in queued] == [Record] * 50 + [bytes] * 30
+    lines = pipeline._batcher.lines_of(queued)
+    assert lines[50:] == queued[50:]
+    keys = [json.loads(line)["metadata"]["span_id"] for line in lines]
+    assert keys == [key_of(span)[1] for span in spans]
+    pipeline.shutdown(timeout=0)  # no threads: the queue goes to the spool, encoded
+    assert pipeline.spool.info().events == 80
+    assert dropped(stats()) == {}
+
+
+def test_a_record_that_cannot_be_encoded_is_counted_and_the_rest_go_on(tmp_path: Path) -> None:
+    pipeline = Pipeline(options(DOWN, tmp_path), start=False)
+    good = record_of_span(make_span())
+    pipeline.submit(good)
+    pipeline.submit(good._replace(trace_id="not an int"))  # type: ignore[arg-type]
+    pipeline.submit(good)
+    pipeline.shutdown(timeout=0)
+    assert pipeline.spool.info().events == 2
+    assert dropped(stats()) == {"internal_error": 1}

@@ -24,7 +24,6 @@ import os
 import threading
 from typing import Final
 
-from peekapi_otel.core._encoder import EventEncoder
 from peekapi_otel.core._options import Options
 from peekapi_otel.core._record import Record
 from peekapi_otel.core._stats import STATS
@@ -66,8 +65,8 @@ class Pipeline:
         clock: Clock = MONOTONIC,
     ) -> None:
         self.options = options
-        # The hand-off queue holds event lines only until the batcher cuts them into
-        # batches for the outbox or the spool. A disk stall (fsync under load)
+        # The hand-off queue holds records (and lines) only until the batcher encodes
+        # them and moves them to the outbox or the spool. A disk stall (fsync under load)
         # can starve the batcher for a moment while requests keep coming, so the queue
         # gets slack beyond max_buffer_size before anything is dropped.
         self._max_queue = options.max_buffer_size * 2
@@ -75,14 +74,10 @@ class Pipeline:
         # and GIL hand-offs, so they wake for many batches at a time (or at
         # flush_interval); every batch still holds batch_size events.
         self._wake_at = max(options.batch_size, min(WAKE_EVENTS, options.max_buffer_size))
-        self._encode = EventEncoder(
-            path_source=options.path_source,
-            collect_query_string=options.collect_query_string,
-            consumer_headers=options.consumer_headers,
-            metadata=options.metadata,
-            identify_consumer=options.identify_consumer,
-            max_event_bytes=options.max_event_bytes,
-        ).encode
+        # Past the wake threshold the batcher is behind: encode on the request thread,
+        # as a record (its span's attribute dict and strings, about 1.2 KB on a raw
+        # ASGI request) weighs several times its line (about 300 bytes).
+        self._records_max = self._wake_at
         self._transport: Transport = transport or HttpTransport(
             options.endpoint, options.api_key, compression=options.compression
         )
@@ -127,6 +122,7 @@ class Pipeline:
         self._batcher = Batcher(options, outbox, health, recovery, self.spool, control, clock)
         self._send_loop = SendLoop(sender, health, outbox, recovery, control, clock)
         self._queue = self._batcher.queue
+        self._line_of = self._batcher.line_of
         self._batcher_wake = control.batcher_wake
         self._watch_signals = True
         self._threads: list[threading.Thread] = []
@@ -143,7 +139,7 @@ class Pipeline:
     # --- producer side (app threads) -------------------------------------------------
 
     def submit(self, record: Record) -> None:
-        """Encode one request's record and queue its line. O(1), no lock, no I/O.
+        """Queue one request's record (or its line). O(1), no lock, no I/O.
 
         No pid check here: the ``register_at_fork`` handler resets a forked child before
         it runs any Python code, and ``getpid()`` is a system call on every request.
@@ -160,22 +156,13 @@ class Pipeline:
                 # batches (and the spool) far faster than requests fill it.
                 STATS.drop("queue_full", 1, "the background batcher is not keeping up")
                 return
-            # Encoded here rather than by the batcher: a queued record would keep its
-            # span's attribute dict (and its strings, about 1.2 KB on a raw ASGI
-            # request) alive until the batcher wakes, up to a thousand requests later;
-            # its line is one bytes object of about 300. One encode per request costs
-            # about 5,000 instructions more than encoding a thousand in a loop
-            # (callgrind, raw ASGI), a price paid for the memory.
-            try:
-                line = self._encode(record)
-            except Exception as exc:  # noqa: BLE001 - one bad span must not reach the app
-                STATS.drop("internal_error", 1, f"could not convert a span: {exc!r}")
-                return
-            if line is None:
-                limit = self.options.max_event_bytes
-                STATS.drop("oversize", 1, f"event over max_event_bytes={limit}")
-                return
-            queue.append(line)
+            item: bytes | Record = record
+            if queued >= self._records_max:
+                line = self._line_of(record)
+                if line is None:
+                    return
+                item = line
+            queue.append(item)
             wake = self._batcher_wake
             if (queued + 1 >= self._wake_at or self._control.terminating) and not wake.is_set():
                 wake.set()
@@ -258,7 +245,7 @@ class Pipeline:
             return
         batcher, recovery, control = self._batcher, self._recovery, self._control
         if not self._threads:
-            recovery.keep(list(self._queue))
+            recovery.keep(batcher.lines_of(list(self._queue)))
             self._queue.clear()
             self.spool.close_segment()
             return
