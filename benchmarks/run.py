@@ -56,6 +56,7 @@ PY = sys.executable
 
 QUICK = {
     "overhead": {"requests": 300, "warmup": 2, "rounds": 3, "generations": 3},
+    "one_process": {"requests": 200, "warmup": 1, "rounds": 3, "generations": 1},
     "throughput": {"events": 3000, "rounds": 7, "batch_size": 100},
     "memory": {"events": 100_000, "repeats": 1},
 }
@@ -63,6 +64,8 @@ FULL = {
     # 7 variants x 5 frameworks x 6 generations of 5 rounds: about 5 minutes on a
     # 2-core machine.
     "overhead": {"requests": 500, "warmup": 2, "rounds": 5, "generations": 6},
+    # 5 variants x 6 (framework, way) x 4 processes of 10 rounds: about 2 minutes.
+    "one_process": {"requests": 500, "warmup": 2, "rounds": 10, "generations": 4},
     "throughput": {"events": 5000, "rounds": 25, "batch_size": 100},
     "memory": {"events": 100_000, "repeats": 3},
 }
@@ -393,6 +396,100 @@ def overhead_tables(result: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
     return tables, summary
 
 
+# --- 1c: one process per way in ------------------------------------------------------
+
+
+def one_process(
+    ingest: Ingest, cfg: dict[str, int], frameworks: list[str], logdir: Path
+) -> dict[str, Any]:
+    """``_one_process.py`` for each (framework, way) it covers, in ``generations`` fresh
+    processes; rounds are paired inside each process."""
+    from _one_process import FRAMEWORKS as ONE_FRAMEWORKS
+    from _one_process import WAYS as ONE_WAYS
+
+    out: dict[str, Any] = {"config": cfg, "runs": {}}
+    for fw in [f for f in frameworks if f in ONE_FRAMEWORKS]:
+        for way in ONE_WAYS:
+            t0 = time.monotonic()
+            before = ingest.count()
+            expected = 0
+            rounds: dict[str, list[float]] = {}
+            for generation in range(cfg["generations"]):
+                storage = tempfile.mkdtemp(prefix=f"peekapi-bench-one-{fw}-{way}-")
+                log = logdir / f"one-{fw}-{way}-{generation}.log"
+                with open(log, "w") as err:
+                    proc = subprocess.run(
+                        [
+                            PY,
+                            str(HERE / "_one_process.py"),
+                            *("--framework", fw, "--way", way, "--ingest", ingest.url),
+                            *("--storage", storage, "--requests", str(cfg["requests"])),
+                            *("--rounds", str(cfg["rounds"]), "--warmup", str(cfg["warmup"])),
+                            *("--offset", str(generation)),
+                        ],
+                        stdout=subprocess.PIPE,
+                        stderr=err,
+                        text=True,
+                        env=child_env(fw, "otel"),
+                        cwd=str(HERE.parent),
+                        timeout=1800,
+                    )
+                if proc.returncode != 0:
+                    raise RuntimeError(f"{fw}/{way} failed; see {log}:\n{log.read_text()[-3000:]}")
+                res = last_json(proc.stdout)
+                if not res["ok"]:
+                    raise RuntimeError(f"{fw}/{way}: a request did not answer 200; see {log}")
+                expected += 3 * res["events_per_sender"]  # two peekapi clients and ours
+                for v, values in res["us"].items():
+                    rounds.setdefault(v, []).extend(values)
+            delivered = ingest.count() - before
+            out["runs"][f"{fw}/{way}"] = {
+                "framework": fw,
+                "way": way,
+                "samples_us": rounds,
+                "ingest_events_received": delivered,
+                "ingest_events_expected": expected,
+                "seconds": round(time.monotonic() - t0, 1),
+            }
+            print(
+                f"  {fw} {way}: {cfg['generations']} processes in "
+                f"{time.monotonic() - t0:.1f}s; ingest got {delivered}/{expected} events",
+                flush=True,
+            )
+            if delivered != expected:
+                raise RuntimeError(f"{fw}/{way}: the ingest got {delivered}, expected {expected}")
+    return out
+
+
+def one_process_table(data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    rows, summary = [], {}
+    for key, run in data["runs"].items():
+        us = run["samples_us"]
+        cb = minus(us["ours"], us["otel"])
+        da = minus(us["peekapi"], us["bare"])
+        d2b = minus(us["peekapi_otel"], us["otel"])
+        ratio, like = ratios(cb, da), ratios(cb, d2b)
+        way = "configure()" if run["way"] == "configure" else "own provider"
+        rows.append(
+            [run["framework"], way, fmt(ratio, 2), fmt(like, 2), fmt(cb), fmt(da), fmt(d2b)]
+        )
+        summary[key] = {
+            "ratio": q(ratio),
+            "ratio_like_for_like": q(like),
+            "c_minus_b_us": q(cb),
+            "d_minus_a_us": q(da),
+            "d2_minus_b_us": q(d2b),
+        }
+    t = table(
+        "1c. In one process: the way in (c), OpenTelemetry alone (b), the bare app (a), the "
+        "peekapi middleware (d) and the peekapi middleware inside OpenTelemetry (d2), "
+        "paired per round; median [p25, p75] of the per-round values",
+        ["framework", "way in", "(c-b)/(d-a)", "(c-b)/(d2-b)", "c-b us", "d-a us", "d2-b us"],
+        rows,
+    )
+    return t, summary
+
+
 # --- 2: export throughput -------------------------------------------------------------
 
 
@@ -518,7 +615,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="the short run (the suite's smoke size)")
     ap.add_argument("--json", default=str(HERE / "results" / "latest.json"), help="output file")
-    ap.add_argument("--only", default="overhead,throughput,memory", help="sections to run")
+    ap.add_argument(
+        "--only", default="overhead,one_process,throughput,memory", help="sections to run"
+    )
     ap.add_argument("--frameworks", default=",".join(FRAMEWORKS))
     ap.add_argument(
         "--cut",
@@ -567,6 +666,13 @@ def main() -> int:
             result["overhead"] = data
             tables += overhead_text
             print("\n\n".join(overhead_text), flush=True)
+        if "one_process" in sections:
+            print("1c. each way in and its baselines in one process ...", flush=True)
+            data = one_process(ingest, cfg["one_process"], frameworks, logdir)
+            t, data["summary"] = one_process_table(data)
+            result["one_process"] = data
+            tables.append(t)
+            print(t, flush=True)
         if "throughput" in sections:
             print("2. export throughput ...", flush=True)
             data = throughput(ingest, cfg["throughput"], logdir)

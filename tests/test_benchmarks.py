@@ -181,3 +181,34 @@ def test_memory_section_loses_nothing() -> None:
     data = _last_reply(done.stdout)
     assert data["lost"] == 0
     assert data["spooled"] == 2000
+
+
+@pytest.mark.parametrize(("framework", "way"), [("raw_asgi", "provider"), ("flask", "configure")])
+def test_one_process_section_delivers_every_request(
+    ingest: Ingest, tmp_path: Path, framework: str, way: str
+) -> None:
+    """``_one_process.py`` (section 1c) builds every variant side by side; the two
+    ``peekapi`` clients and the way in each deliver every request once."""
+    args = ["--framework", framework, "--way", way, "--ingest", ingest.url]
+    args += ["--storage", str(tmp_path), "--requests", "20", "--rounds", "1", "--warmup", "0"]
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "_one_process.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=_bench_env(),
+        cwd=str(BENCH.parent),
+    )
+    assert done.returncode == 0, done.stderr
+    result = _last_reply(done.stdout)
+    assert result["ok"] is True
+    assert sorted(result["us"]) == ["bare", "otel", "ours", "peekapi", "peekapi_otel"]
+    assert all(len(values) == 1 for values in result["us"].values())
+    sent = result["events_per_sender"]
+    assert sent == 21
+    events = ingest.wait_for(3 * sent, timeout=30)
+    assert len(events) == 3 * sent
+    ours = [e for e in events if e.get("metadata")]
+    assert len(ours) == sent  # OpenTelemetry alone (b) sends nothing
+    assert len(set(ingest.keys())) == sent
+    assert {e["consumer_id"] for e in ours} == {CONSUMER_ID}

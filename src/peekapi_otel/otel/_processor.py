@@ -70,6 +70,8 @@ class PeekApiSpanProcessor(_sdk.EndingHook):
             STATE.processors += 1
         self._registered = True
 
+    ending_kinds = (_SERVER, _CLIENT)
+
     # The per-span callbacks run for every span of the app (an ASGI request makes
     # four): they test the kind first and use ``try`` rather than ``with guard:``.
 
