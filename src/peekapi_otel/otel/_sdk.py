@@ -292,7 +292,8 @@ def _field_attributes(span: Any) -> dict[str, Any] | None:
     if type(span) in FAST_SPANS and type(span._context) is SpanContext:
         container = span._attributes
         if type(container) is BoundedAttributes:
-            return container._dict
+            # A MutableMapping in the stubs of SDK 1.39; the probe saw a plain dict.
+            return container._dict  # type: ignore[return-value, unused-ignore]
     return None
 
 
@@ -373,7 +374,8 @@ def put_attributes(span: Span, attrs: Mapping[str, Any]) -> dict[str, Any] | Non
         ):
             with bounded._lock:
                 raw.update(attrs)
-            return raw
+            # A MutableMapping in the stubs of SDK 1.39; PLAIN_DICT saw a plain dict.
+            return raw  # type: ignore[return-value, unused-ignore]
     span.set_attributes(attrs)
     return None
 
@@ -453,7 +455,8 @@ class _GuardedAttributes(BoundedAttributes):
     if hasattr(BoundedAttributes, "_setitem_locked"):
 
         def _setitem_locked(self, key: str, value: Any) -> None:
-            super()._setitem_locked(key, _clean(key, value))
+            # Not in SDK 1.39's BoundedAttributes (this branch then is not taken).
+            super()._setitem_locked(key, _clean(key, value))  # type: ignore[misc, unused-ignore]
 
     else:
 

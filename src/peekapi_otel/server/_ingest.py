@@ -81,7 +81,7 @@ class IngestServer(ThreadingHTTPServer):
         try:
             self.store.flush_sketches()
         except sqlite3.Error:
-            _logger.debug("could not write the hour and day sketches yet", exc_info=True)
+            _logger.debug("could not write the pending latency sketches yet", exc_info=True)
 
 
 def _gunzip(body: bytes, limit: int) -> bytes:

@@ -163,11 +163,26 @@ ON CONFLICT (res, start, method, route) DO UPDATE SET
     sum_ms = sum_ms + excluded.sum_ms
 """
 
-# Index of the fields in a stored row (see _store._INSERT).
+# Index of the fields in a stored row (see _store._INSERT and db/_pg_store._INSERT).
 _METHOD, _PATH, _STATUS, _RT, _CONSUMER, _TIMESTAMP, _RECEIVED = 0, 1, 2, 3, 6, 8, 11
 
 _Key = tuple[int, int, str, str]
 _SIX_HOURS: Final = 21600
+
+
+def filed_under(row: Sequence[Any], at: int = 0) -> tuple[int, str, str, str, int, int, float]:
+    """Where the rollups count a stored row (its fields from index ``at``): ``(second,
+    method, route, consumer, status class, sketch key, response time)``. The second is
+    the event's own, or when it arrived when its timestamp cannot be read; SQLite and
+    PostgreSQL both file every event by this one rule."""
+    second = event_second(row[at + _TIMESTAMP])
+    if second is None:
+        second = int(row[at + _RECEIVED])
+    status, rt = row[at + _STATUS], row[at + _RT]
+    cls = status_class(status)
+    route = route_of(row[at + _PATH], status)
+    consumer = row[at + _CONSUMER] or ANONYMOUS
+    return second, row[at + _METHOD], route, consumer, cls, cls * CLASS_KEY + bucket(rt), rt
 
 
 RING_SECONDS: Final = 300
@@ -236,14 +251,7 @@ class RollupWriter:
         endpoints: dict[_Key, list[Any]] = {}
         by_consumer, by_endpoint = self.consumers.pending, self.endpoints.pending
         for row in rows:
-            second = event_second(row[_TIMESTAMP])
-            if second is None:
-                second = int(row[_RECEIVED])
-            method, status, rt = row[_METHOD], row[_STATUS], row[_RT]
-            route = route_of(row[_PATH], status)
-            consumer = row[_CONSUMER] or ANONYMOUS
-            cls = status_class(status)
-            key = cls * CLASS_KEY + bucket(rt)
+            second, method, route, consumer, cls, key, rt = filed_under(row)
             self.ring.add(second, rt)
             for res in RESOLUTIONS:
                 start = second // res * res
@@ -287,13 +295,7 @@ class RollupWriter:
         by_endpoint = self.endpoints.pending if endpoints else None
         by_consumer = self.consumers.pending if consumers else None
         for row in rows:
-            second = event_second(row[1 + _TIMESTAMP])
-            if second is None:
-                second = int(row[1 + _RECEIVED])
-            method, status = row[1 + _METHOD], row[1 + _STATUS]
-            route = route_of(row[1 + _PATH], status)
-            consumer = row[1 + _CONSUMER] or ANONYMOUS
-            key = status_class(status) * CLASS_KEY + bucket(row[1 + _RT])
+            second, method, route, consumer, _cls, key, _rt = filed_under(row, at=1)
             for res in RESOLUTIONS:
                 start = second // res * res
                 if by_endpoint is not None:

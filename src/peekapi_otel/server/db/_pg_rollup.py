@@ -24,20 +24,10 @@ from typing import Any, Final
 
 import psycopg
 
-from peekapi_otel.server._rollup import (
-    ANONYMOUS,
-    CONSUMER_LEVELS,
-    RESOLUTIONS,
-    VERSION,
-    event_second,
-    route_of,
-    status_class,
-)
+from peekapi_otel.server._rollup import CONSUMER_LEVELS, RESOLUTIONS, VERSION, filed_under
 from peekapi_otel.server._sketch import (
-    CLASS_KEY,
     Sketch,
     add_counts,
-    bucket,
     dump,
     merge_stored,
     parse,
@@ -128,8 +118,6 @@ _UPSERT_CONSUMER_SKETCHES: Final = _upsert(
 )
 _SET_CONSUMER_SKETCHES: Final = _set_hist("rollup_consumer_sketches", _CONSUMER_SKETCH_KEY)
 
-# Index of the fields in a stored row (see _pg_store._INSERT and _store._INSERT).
-_METHOD, _PATH, _STATUS, _RT, _CONSUMER, _TIMESTAMP, _RECEIVED = 0, 1, 2, 3, 6, 8, 11
 
 _Period = tuple[int, int, str, str]
 _Pending = dict[int, int]
@@ -154,16 +142,8 @@ class Tally:
 
     def count(self, rows: Iterable[Sequence[Any]]) -> Tally:
         for row in rows:
-            # The event's own time, or when it arrived when its timestamp cannot be read:
-            # the SQLite store's rule, so both put an event in the same periods.
-            second = event_second(row[_TIMESTAMP])
-            if second is None:
-                second = int(row[_RECEIVED])
-            method, status, rt = row[_METHOD], row[_STATUS], row[_RT]
-            route = route_of(row[_PATH], status)
-            consumer = row[_CONSUMER] or ANONYMOUS
-            cls = status_class(status)
-            key = cls * CLASS_KEY + bucket(rt)
+            # The SQLite store's rule, so both put an event in the same periods.
+            second, method, route, consumer, cls, key, rt = filed_under(row)
             for res in RESOLUTIONS:
                 start = second // res * res
                 if self._counts:
