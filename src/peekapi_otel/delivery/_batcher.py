@@ -116,7 +116,7 @@ class Batcher:
         line_of = self.line_of
         lines: Batch = []
         for item in items:
-            line = item if type(item) is bytes else line_of(item)  # type: ignore[arg-type]
+            line = item if isinstance(item, bytes) else line_of(item)
             if line is not None:
                 lines.append(line)
         return lines

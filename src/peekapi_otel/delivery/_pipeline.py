@@ -74,10 +74,6 @@ class Pipeline:
         # and GIL hand-offs, so they wake for many batches at a time (or at
         # flush_interval); every batch still holds batch_size events.
         self._wake_at = max(options.batch_size, min(WAKE_EVENTS, options.max_buffer_size))
-        # Past the wake threshold the batcher is behind: encode on the request thread,
-        # as a record (its span's attribute dict and strings, about 1.2 KB on a raw
-        # ASGI request) weighs several times its line (about 300 bytes).
-        self._records_max = self._wake_at
         self._transport: Transport = transport or HttpTransport(
             options.endpoint, options.api_key, compression=options.compression
         )
@@ -157,7 +153,10 @@ class Pipeline:
                 STATS.drop("queue_full", 1, "the background batcher is not keeping up")
                 return
             item: bytes | Record = record
-            if queued >= self._records_max:
+            if queued >= self._wake_at:
+                # The batcher is behind: encode here, as a record (its span's attribute
+                # dict and strings, about 1.2 KB on a raw ASGI request) weighs several
+                # times its line (about 300 bytes).
                 line = self._line_of(record)
                 if line is None:
                     return
@@ -245,8 +244,8 @@ class Pipeline:
             return
         batcher, recovery, control = self._batcher, self._recovery, self._control
         if not self._threads:
-            recovery.keep(batcher.lines_of(list(self._queue)))
-            self._queue.clear()
+            batcher.take_queue()
+            recovery.keep(batcher.take_pending())
             self.spool.close_segment()
             return
         budget = self.options.shutdown_timeout if timeout is None else timeout
