@@ -308,6 +308,77 @@ def django_app(peekapi_config: dict[str, Any] | None) -> Callable[[], Any]:
     return handler
 
 
+# --- wiring, app by app ---------------------------------------------------------------
+
+#: The frameworks whose instrumentation and peekapi middleware go on one app object
+#: (Django's go on the process: its settings and its global instrumentor).
+WIRED_BY_APP = ("raw_asgi", "fastapi", "raw_wsgi", "flask")
+RAW = ("raw_asgi", "raw_wsgi")
+
+
+def new_app(framework: str) -> Any:
+    """A fresh app of ``framework`` (one of :data:`WIRED_BY_APP`)."""
+    if framework == "raw_asgi":
+        return raw_asgi_app
+    if framework == "raw_wsgi":
+        return raw_wsgi_app
+    if framework == "fastapi":
+        return fastapi_app()
+    if framework == "flask":
+        return flask_app()
+    raise ValueError(framework)
+
+
+def with_peekapi(framework: str, app: Any, client: Any) -> Any:
+    """``app`` with the ``peekapi`` 0.1.0 middleware, as its README wires each framework."""
+    if framework in ASGI:
+        from peekapi.middleware.asgi import PeekApiASGI
+
+        if framework == "fastapi":
+            app.add_middleware(PeekApiASGI, client=client)
+            return app
+        return PeekApiASGI(app, client=client)
+    from peekapi.middleware.wsgi import PeekApiWSGI
+
+    if framework == "flask":
+        app.wsgi_app = PeekApiWSGI(app.wsgi_app, client=client)
+        return app
+    return PeekApiWSGI(app, client=client)
+
+
+def instrumented_app(framework: str, app: Any, **kwargs: Any) -> Any:
+    """``app`` under OpenTelemetry's instrumentation for ``framework``, in code."""
+    if framework == "raw_asgi":
+        from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+        return OpenTelemetryMiddleware(app, **kwargs)
+    if framework == "raw_wsgi":
+        from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware as WsgiMw
+
+        return WsgiMw(app, **kwargs)
+    if framework == "fastapi":
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+        FastAPIInstrumentor.instrument_app(app, **kwargs)
+        return app
+    from opentelemetry.instrumentation.flask import FlaskInstrumentor
+
+    FlaskInstrumentor().instrument_app(app, **kwargs)
+    return app
+
+
+def readme_hooks(framework: str) -> dict[str, Any]:
+    """The hooks the README's "Programmatic" section passes to ``framework``'s
+    instrumentation (none for ASGI apps)."""
+    from peekapi_otel.hooks import instrumentor_kwargs
+
+    return instrumentor_kwargs({"raw_asgi": "asgi", "raw_wsgi": "wsgi"}.get(framework, framework))
+
+
+def driver_for(framework: str, app: Any) -> Any:
+    return AsgiDriver(app) if framework in ASGI else WsgiDriver(app)
+
+
 # --- variants -------------------------------------------------------------------------
 
 
@@ -406,10 +477,7 @@ def build(framework: str, variant: str, ingest_url: str, storage: str) -> Built:
     # ASGI apps take none, and under the distro FastAPI/Flask/Django get them from it.
     kwargs: dict[str, Any] = {}
     if variant in ("configure", "provider") or (variant == "zero" and framework == "raw_wsgi"):
-        from peekapi_otel.hooks import instrumentor_kwargs
-
-        flavour = {"raw_asgi": "asgi", "raw_wsgi": "wsgi"}.get(framework, framework)
-        kwargs = instrumentor_kwargs(flavour)
+        kwargs = readme_hooks(framework)
     if framework == "raw_asgi" and variant == "otel_zero":
         kwargs["exclude_spans"] = _SEND_RECEIVE
     django_factory = None
@@ -456,50 +524,14 @@ def build(framework: str, variant: str, ingest_url: str, storage: str) -> Built:
 
     app: Any
     by_hand = instrumented and variant not in ZERO_CODE
-    if framework == "raw_asgi":
-        app = raw_asgi_app
+    if framework in WIRED_BY_APP:
+        app = new_app(framework)
         if client is not None:
-            from peekapi.middleware.asgi import PeekApiASGI
-
-            app = PeekApiASGI(app, client=client)
-        if instrumented:
-            from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
-
-            app = OpenTelemetryMiddleware(app, **kwargs)
-        driver: Any = AsgiDriver(app)
-    elif framework == "fastapi":
-        app = fastapi_app()
-        if by_hand:
-            from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-
-            FastAPIInstrumentor.instrument_app(app, **kwargs)
-        if client is not None:
-            from peekapi.middleware.asgi import PeekApiASGI
-
-            app.add_middleware(PeekApiASGI, client=client)
-        driver = AsgiDriver(app)
-    elif framework == "raw_wsgi":
-        app = raw_wsgi_app
-        if client is not None:
-            from peekapi.middleware.wsgi import PeekApiWSGI
-
-            app = PeekApiWSGI(app, client=client)
-        if instrumented:
-            from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware as WsgiMw
-
-            app = WsgiMw(app, **kwargs)
-        driver = WsgiDriver(app)
-    elif framework == "flask":
-        app = flask_app()
-        if by_hand:
-            from opentelemetry.instrumentation.flask import FlaskInstrumentor
-
-            FlaskInstrumentor().instrument_app(app, **kwargs)
-        if client is not None:
-            from peekapi.middleware.wsgi import PeekApiWSGI
-
-            app.wsgi_app = PeekApiWSGI(app.wsgi_app, client=client)
-        driver = WsgiDriver(app)
+            app = with_peekapi(framework, app, client)
+        # Raw apps are wrapped by hand under zero code too; the distro instruments the rest.
+        if by_hand or (instrumented and framework in RAW):
+            app = instrumented_app(framework, app, **kwargs)
+        driver: Any = driver_for(framework, app)
     elif framework == "django":
         assert django_factory is not None
         if by_hand:

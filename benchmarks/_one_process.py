@@ -38,58 +38,17 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _apps import (
     API_KEY,
-    AsgiDriver,
-    WsgiDriver,
-    flask_app,
+    driver_for,
+    instrumented_app,
+    new_app,
     peekapi_drain,
-    raw_asgi_app,
-    raw_wsgi_app,
+    readme_hooks,
+    with_peekapi,
 )
 
 FRAMEWORKS = ("raw_asgi", "raw_wsgi", "flask")
 WAYS = ("configure", "provider")
 VARIANTS = ("bare", "peekapi", "otel", "peekapi_otel", "ours")
-
-
-def _instrumented(framework: str, app: Any, **kwargs: Any) -> Any:
-    """``app`` under OpenTelemetry's instrumentation for ``framework``."""
-    if framework == "raw_asgi":
-        from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
-
-        return OpenTelemetryMiddleware(app, **kwargs)
-    if framework == "raw_wsgi":
-        from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware as WsgiMw
-
-        return WsgiMw(app, **kwargs)
-    from opentelemetry.instrumentation.flask import FlaskInstrumentor
-
-    FlaskInstrumentor().instrument_app(app, **kwargs)
-    return app
-
-
-def _app(framework: str) -> Any:
-    return {
-        "raw_asgi": lambda: raw_asgi_app,
-        "raw_wsgi": lambda: raw_wsgi_app,
-        "flask": flask_app,
-    }[framework]()
-
-
-def _with_peekapi(framework: str, app: Any, client: Any) -> Any:
-    if framework == "raw_asgi":
-        from peekapi.middleware.asgi import PeekApiASGI
-
-        return PeekApiASGI(app, client=client)
-    from peekapi.middleware.wsgi import PeekApiWSGI
-
-    if framework == "flask":
-        app.wsgi_app = PeekApiWSGI(app.wsgi_app, client=client)
-        return app
-    return PeekApiWSGI(app, client=client)
-
-
-def _driver(framework: str, app: Any) -> Any:
-    return AsgiDriver(app) if framework == "raw_asgi" else WsgiDriver(app)
 
 
 def build(
@@ -105,23 +64,20 @@ def build(
 
     alone, inside = client("peekapi"), client("peekapi-otel")
     apps = {
-        "bare": _app(framework),
-        "peekapi": _with_peekapi(framework, _app(framework), alone),
-        "otel": _instrumented(framework, _app(framework), tracer_provider=TracerProvider()),
-        "peekapi_otel": _instrumented(
+        "bare": new_app(framework),
+        "peekapi": with_peekapi(framework, new_app(framework), alone),
+        "otel": instrumented_app(framework, new_app(framework), tracer_provider=TracerProvider()),
+        "peekapi_otel": instrumented_app(
             framework,
-            _with_peekapi(framework, _app(framework), inside),
+            with_peekapi(framework, new_app(framework), inside),
             tracer_provider=TracerProvider(),
         ),
     }
-    drivers = {name: _driver(framework, app) for name, app in apps.items()}
+    drivers = {name: driver_for(framework, app) for name, app in apps.items()}
     for driver in drivers.values():
         driver.run(1)
     # From here on PeekAPI exists in the process; the apps above keep what they have.
-    from peekapi_otel.hooks import instrumentor_kwargs
-
-    flavour = {"raw_asgi": "asgi", "raw_wsgi": "wsgi"}.get(framework, framework)
-    kwargs = instrumentor_kwargs(flavour)
+    kwargs = readme_hooks(framework)
     processor: Any
     if way == "provider":
         from peekapi_otel import PeekApiSpanProcessor
@@ -134,19 +90,15 @@ def build(
         import peekapi_otel
 
         processor = peekapi_otel.configure(api_key=API_KEY, endpoint=ingest, storage_path=storage)
-    drivers["ours"] = _driver(framework, _instrumented(framework, _app(framework), **kwargs))
+    ours = instrumented_app(framework, new_app(framework), **kwargs)
+    drivers["ours"] = driver_for(framework, ours)
     drivers["ours"].run(1)
-    proc = processor
-
-    def flush() -> None:
-        proc.force_flush(30_000)
-
     drains: dict[str, Callable[[], None]] = {
         "bare": lambda: None,
         "otel": lambda: None,
         "peekapi": peekapi_drain(alone),
         "peekapi_otel": peekapi_drain(inside),
-        "ours": flush,
+        "ours": lambda: processor.force_flush(30_000),
     }
     return drivers, drains, [alone, inside, processor]
 

@@ -116,15 +116,8 @@ def test_peekapi_middleware_inside_opentelemetry_delivers_every_request(
         "server = [s for s in spans.get_finished_spans() if s.kind.name == 'SERVER']\n"
         "print(json.dumps({'info': built.info, 'server_spans': len(server)}))\n"
     )
-    args = [str(BENCH), framework, ingest.url, str(tmp_path), str(REQUESTS)]
-    done = subprocess.run(
-        [sys.executable, "-c", code, *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=_bench_env(),
-        cwd=str(BENCH.parent),
-    )
+    args = ["-c", code, str(BENCH), framework, ingest.url, str(tmp_path), str(REQUESTS)]
+    done = _run_bench(args, timeout=120)
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["info"]["peekapi_client"] is True
@@ -144,6 +137,19 @@ def _bench_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PEEKAPI_"))}
 
 
+def _run_bench(args: list[str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """``python ARGS`` from the project root, as ``run.py`` runs its parts: no user
+    ``OTEL_*``/``PEEKAPI_*`` settings."""
+    return subprocess.run(
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        env=_bench_env(),
+        cwd=str(BENCH.parent),
+        timeout=timeout,
+    )
+
+
 def test_throughput_section_delivers_every_event() -> None:
     ingest = subprocess.Popen(
         [sys.executable, str(BENCH / "_ingest.py")], stdout=subprocess.PIPE, text=True
@@ -151,14 +157,8 @@ def test_throughput_section_delivers_every_event() -> None:
     try:
         assert ingest.stdout is not None
         url = f"http://127.0.0.1:{int(ingest.stdout.readline())}/v1/events"
-        command = [sys.executable, str(BENCH / "_throughput.py"), "--ingest", url]
-        done = subprocess.run(
-            [*command, "--events", "200", "--rounds", "1"],
-            capture_output=True,
-            text=True,
-            env=_bench_env(),
-            cwd=str(BENCH.parent),
-            timeout=300,
+        done = _run_bench(
+            [str(BENCH / "_throughput.py"), "--ingest", url, "--events", "200", "--rounds", "1"]
         )
     finally:
         ingest.terminate()
@@ -169,14 +169,7 @@ def test_throughput_section_delivers_every_event() -> None:
 
 
 def test_memory_section_loses_nothing() -> None:
-    done = subprocess.run(
-        [sys.executable, str(BENCH / "_memory.py"), "--variant", "ours", "--events", "2000"],
-        capture_output=True,
-        text=True,
-        env=_bench_env(),
-        cwd=str(BENCH.parent),
-        timeout=300,
-    )
+    done = _run_bench([str(BENCH / "_memory.py"), "--variant", "ours", "--events", "2000"])
     assert done.returncode == 0, done.stderr[-3000:]
     data = _last_reply(done.stdout)
     assert data["lost"] == 0
@@ -191,14 +184,7 @@ def test_one_process_section_delivers_every_request(
     ``peekapi`` clients and the way in each deliver every request once."""
     args = ["--framework", framework, "--way", way, "--ingest", ingest.url]
     args += ["--storage", str(tmp_path), "--requests", "20", "--rounds", "1", "--warmup", "0"]
-    done = subprocess.run(
-        [sys.executable, str(BENCH / "_one_process.py"), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=_bench_env(),
-        cwd=str(BENCH.parent),
-    )
+    done = _run_bench([str(BENCH / "_one_process.py"), *args], timeout=120)
     assert done.returncode == 0, done.stderr
     result = _last_reply(done.stdout)
     assert result["ok"] is True
