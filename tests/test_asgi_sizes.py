@@ -144,7 +144,7 @@ def test_sizes_under_attribute_limits(path: str) -> None:
 
 def test_sizes_without_the_context_shortcut(monkeypatch: pytest.MonkeyPatch) -> None:
     """With another runtime context the layer finds the span through the API."""
-    monkeypatch.setattr("peekapi_otel.otel._sdk.CONTEXT_GET", None)
+    monkeypatch.setattr("peekapi_otel.otel._sdk._context.CONTEXT_GET", None)
     provider = TracerProvider()
     with capture_events(provider) as captured:
         app = OpenTelemetryMiddleware(_app, tracer_provider=provider)

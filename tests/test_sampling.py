@@ -92,8 +92,8 @@ def test_table_wrap_decides_as_the_general_wrap(
     if not shortcuts:
         # As with another runtime context or a SpanContext of another layout: every read
         # goes through the API.
-        monkeypatch.setattr("peekapi_otel.otel._sdk.CONTEXT_GET", None)
-        monkeypatch.setattr("peekapi_otel.otel._sdk.TUPLE_LAYOUT", False)
+        monkeypatch.setattr("peekapi_otel.otel._sdk._context.CONTEXT_GET", None)
+        monkeypatch.setattr("peekapi_otel.otel._sdk._context.TUPLE_LAYOUT", False)
     fast = wrap(inner)
     assert type(fast) is not ServerRecordOnly, "a static choice should get the table wrap"
     general = ServerRecordOnly(inner)

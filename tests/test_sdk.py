@@ -27,14 +27,20 @@ from peekapi_otel.otel._state import DEFAULT_RULE, STATE
 from peekapi_otel.testing import capture_events, reset_process_state
 from test_asgi_sizes import BODY, _app, _call
 
-SHORTCUTS = ("CONTEXT_GET", "TUPLE_LAYOUT", "PLAIN_DICT", "SAMPLER_FIELDS")
+#: Each fast path's switch, on the seam module that reads it.
+SHORTCUTS = (
+    (_sdk._context, "CONTEXT_GET"),
+    (_sdk._context, "TUPLE_LAYOUT"),
+    (_sdk._context, "SAMPLER_FIELDS"),
+    (_sdk, "PLAIN_DICT"),
+)
 
 
 @pytest.fixture(params=["shortcuts", "public-api-only"])
 def seam(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     if request.param == "public-api-only":
-        for name in SHORTCUTS:
-            monkeypatch.setattr(_sdk, name, None if name == "CONTEXT_GET" else False)
+        for module, name in SHORTCUTS:
+            monkeypatch.setattr(module, name, None if name == "CONTEXT_GET" else False)
         # Without the plain dict there is no ending hook either: the write guard cleans.
         monkeypatch.setattr(_sdk, "ENDING_HOOK", False)
         monkeypatch.setattr(_sdk, "span_kind", operator.attrgetter("kind"))
@@ -97,7 +103,7 @@ def test_sampler_fields_and_the_public_reading_agree(
     sampler: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fast = (_sdk.static_decision(sampler), _sdk.parent_based_delegates(sampler))
-    monkeypatch.setattr(_sdk, "SAMPLER_FIELDS", False)
+    monkeypatch.setattr(_sdk._context, "SAMPLER_FIELDS", False)
     assert _sdk.static_decision(sampler) == fast[0]
     # Without the fields a ParentBased sampler gets the general wrap, which asks it.
     assert _sdk.parent_based_delegates(sampler) is None
