@@ -6,7 +6,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from peekapi_otel.core._options import Options, mask_url
+from peekapi_otel.core._endpoint import mask_url
+from peekapi_otel.core._options import Options
 from peekapi_otel.core._stats import STATS
 from peekapi_otel.delivery._clock import Clock
 from peekapi_otel.delivery._control import Control

@@ -7,7 +7,8 @@ import dataclasses
 import logging
 import sys
 
-from peekapi_otel.core._options import Options, mask_secret, mask_url
+from peekapi_otel.core._endpoint import mask_url
+from peekapi_otel.core._options import Options, mask_secret
 from peekapi_otel.delivery._retry import DECISION_TABLE, Decision, Outcome, decide
 from peekapi_otel.delivery._transport import HttpTransport
 from peekapi_otel.server._text import printable
