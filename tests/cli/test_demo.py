@@ -11,6 +11,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,12 +74,23 @@ def _kill_group(pgid: int) -> None:
         pass
 
 
-def _start(tmp: Path, *args: str) -> tuple[subprocess.Popen[bytes], Path, Path]:
+#: Starts a command with SIGINT ignored, as a shell starts a command it runs in the
+#: background: the ignored disposition is kept across exec.
+_SIGINT_IGNORED = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
+
+
+def _start(
+    tmp: Path, *args: str, sigint_ignored: bool = False
+) -> tuple[subprocess.Popen[bytes], Path, Path]:
     tmp.mkdir(exist_ok=True)
     out, err = tmp / "demo.out", tmp / "demo.err"
+    launcher = [sys.executable, "-c", _SIGINT_IGNORED] if sigint_ignored else []
     with out.open("wb") as stdout, err.open("wb") as stderr:
         proc = subprocess.Popen(
-            [console_script(), "demo", *args],
+            [*launcher, console_script(), "demo", *args],
             env={**os.environ, "TMPDIR": str(tmp)},
             stdout=stdout,
             stderr=stderr,
@@ -177,7 +189,9 @@ def test_demo_serve_keeps_the_dashboard_open_until_ctrl_c(tmp_path: Path) -> Non
     import http.client
     import json
 
-    proc, out, err = _start(tmp_path, "--requests", "30", "--serve")
+    # Started with SIGINT ignored (a shell's background job, a CI runner): Ctrl-C must
+    # stop it all the same.
+    proc, out, err = _start(tmp_path, "--requests", "30", "--serve", sigint_ignored=True)
     try:
         deadline = time.monotonic() + 60
         while not (
@@ -196,7 +210,11 @@ def test_demo_serve_keeps_the_dashboard_open_until_ctrl_c(tmp_path: Path) -> Non
         assert summary["totals"]["requests"] == 30
         assert sum(p["requests"] for p in summary["timeline"]) == 30
         os.kill(proc.pid, signal.SIGINT)
-        assert proc.wait(timeout=30) == 0, err.read_text()
+        try:
+            code = proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the demo did not stop on SIGINT:\n{out.read_text()}\n{err.read_text()}")
+        assert code == 0, err.read_text()
         _assert_nothing_left(proc.pid, tmp_path)
         assert not list(tmp_path.glob("peekapi-demo-*")), "temp dir not removed"
     finally:

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import IO, Final
+from typing import IO, Any, Final
 
 from peekapi_otel.server._report import render
 from peekapi_otel.server._store import EventStore
@@ -263,17 +263,20 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    previous = None
+    previous: dict[int, Any] = {}
     if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, _terminate)
+        previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, _terminate)
+        # Ctrl-C (or kill -INT) stops the demo even when it was started with SIGINT
+        # ignored, as a shell does for a command it runs in the background.
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return _run(int(args.requests), bool(args.keep), bool(getattr(args, "serve", False)))
     except KeyboardInterrupt:
         print("\npeekapi-otel demo: interrupted; stopped what it started", file=sys.stderr)
         return 130
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _keep_dashboard_open(ingest: _Ingest) -> None:
