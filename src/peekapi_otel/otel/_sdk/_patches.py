@@ -61,6 +61,24 @@ def undo_patches() -> None:
                 setattr(owner, name, before)
 
 
+def _run_after_init(
+    cls: type, after: Callable[[Any, tuple[Any, ...], dict[str, Any]], None]
+) -> None:
+    """Call ``after(instance, args, kwargs)`` at the end of every ``cls.__init__`` from
+    now on; nothing changes if ``cls.__init__`` is patched already."""
+    with _patch_lock:
+        if _patched(cls, "__init__"):
+            return
+        original = cls.__init__  # type: ignore[misc]  # read to be wrapped, not called
+
+        @functools.wraps(original)
+        def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+            original(self, *args, **kwargs)
+            after(self, args, kwargs)
+
+        _patch(cls, "__init__", __init__)
+
+
 def patch_asgi_middleware(after_init: Callable[[Any, bool], None]) -> bool:
     """Run ``after_init(middleware, exclude_spans_given)`` after every
     ``OpenTelemetryMiddleware.__init__`` from now on (FastAPI and Starlette build one per
@@ -69,19 +87,13 @@ def patch_asgi_middleware(after_init: Callable[[Any, bool], None]) -> bool:
         from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
     except ImportError:
         return False
-    with _patch_lock:
-        if _patched(OpenTelemetryMiddleware, "__init__"):
-            return True
-        original = OpenTelemetryMiddleware.__init__
-        signature = inspect.signature(original)
+    signature = inspect.signature(OpenTelemetryMiddleware.__init__)
 
-        @functools.wraps(original)
-        def __init__(self: Any, app: Any, *args: Any, **kwargs: Any) -> None:
-            original(self, app, *args, **kwargs)
-            given = "exclude_spans" in signature.bind(self, app, *args, **kwargs).arguments
-            after_init(self, given)
+    def after(middleware: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        given = "exclude_spans" in signature.bind(middleware, *args, **kwargs).arguments
+        after_init(middleware, given)
 
-        _patch(OpenTelemetryMiddleware, "__init__", __init__)
+    _run_after_init(OpenTelemetryMiddleware, after)
     return True
 
 
@@ -158,17 +170,11 @@ def install_wsgi_counter(wrap: Callable[[Any], Any]) -> bool:
         from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
     except ImportError:
         return False
-    with _patch_lock:
-        if _patched(OpenTelemetryMiddleware, "__init__"):
-            return True
-        original = OpenTelemetryMiddleware.__init__
 
-        @functools.wraps(original)
-        def __init__(self: Any, wsgi: Any, *args: Any, **kwargs: Any) -> None:
-            original(self, wsgi, *args, **kwargs)
-            self.wsgi = wrap(self.wsgi)
+    def after(middleware: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        middleware.wsgi = wrap(middleware.wsgi)
 
-        _patch(OpenTelemetryMiddleware, "__init__", __init__)
+    _run_after_init(OpenTelemetryMiddleware, after)
     return True
 
 
